@@ -1,0 +1,122 @@
+//! [`SignalerChain`]: a [`Signaler`] made of signalers, tried in order (BEHAVIOUR 11–12).
+//!
+//! Each member gets its own confirmation timeout. A member that answers `Unreachable`, errs, or
+//! does not confirm in time is counted as a failure for that path, logged, and the next member is
+//! tried. Which path carried each signal is counted in [`SignalStats`].
+
+use crate::id::PeerId;
+use crate::signal::Signal;
+use crate::signaler::{Announcement, SignalError, Signaler, SignalerContext};
+use async_trait::async_trait;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Counters of one signaling path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PathCounters {
+    /// Signals this path confirmed sending.
+    pub sent: u64,
+    /// Signals this path failed to send (each one a fallback to the next path, or a loss).
+    pub failed: u64,
+    /// Signals received by this path.
+    pub received: u64,
+}
+
+/// Per-path signal counters, shared between a chain, its node and whoever reports on them.
+#[derive(Debug, Clone, Default)]
+pub struct SignalStats(Arc<Mutex<BTreeMap<String, PathCounters>>>);
+
+impl SignalStats {
+    fn update(&self, path: &str, f: impl FnOnce(&mut PathCounters)) {
+        if let Ok(mut map) = self.0.lock() {
+            f(map.entry(path.to_string()).or_default());
+        }
+    }
+    /// Counts a signal received by `path`.
+    pub fn received(&self, path: &str) {
+        self.update(path, |c| c.received += 1);
+    }
+    /// A copy of every path's counters.
+    pub fn snapshot(&self) -> BTreeMap<String, PathCounters> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// Signalers tried in order, each with its confirmation timeout.
+pub struct SignalerChain {
+    members: Vec<(Arc<dyn Signaler>, Duration)>,
+    stats: SignalStats,
+}
+
+impl SignalerChain {
+    /// A chain of `members` (tried first to last), each allowed `timeout` to confirm.
+    pub fn new(members: Vec<Arc<dyn Signaler>>, timeout: Duration) -> Self {
+        Self { members: members.into_iter().map(|s| (s, timeout)).collect(), stats: SignalStats::default() }
+    }
+
+    /// The chain's counters.
+    pub fn stats(&self) -> SignalStats {
+        self.stats.clone()
+    }
+
+    /// Names of the members, in order.
+    pub fn paths(&self) -> Vec<&'static str> {
+        self.members.iter().map(|(s, _)| s.name()).collect()
+    }
+}
+
+#[async_trait]
+impl Signaler for SignalerChain {
+    fn name(&self) -> &'static str {
+        "chain"
+    }
+
+    async fn start(&self, ctx: SignalerContext) -> Result<(), SignalError> {
+        for (member, _) in &self.members {
+            member.start(ctx.clone()).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, to: &PeerId, signal: Signal) -> Result<(), SignalError> {
+        let mut last = None;
+        for (i, (member, timeout)) in self.members.iter().enumerate() {
+            let result = match tokio::time::timeout(*timeout, member.send(to, signal.clone())).await {
+                Ok(result) => result,
+                Err(_) => Err(SignalError::Timeout(*timeout)),
+            };
+            match result {
+                Ok(()) => {
+                    self.stats.update(member.name(), |c| c.sent += 1);
+                    return Ok(());
+                }
+                Err(err) => {
+                    self.stats.update(member.name(), |c| c.failed += 1);
+                    let next = self.members.get(i + 1).map(|(s, _)| s.name()).unwrap_or("none");
+                    tracing::info!(path = member.name(), %to, session = %signal.session, next, error = %err, "signal fallback");
+                    last = Some(err);
+                }
+            }
+        }
+        Err(last.unwrap_or(SignalError::Unreachable { peer: to.clone(), why: "no signaling path configured".into() }))
+    }
+
+    async fn announce(&self, what: Announcement) -> Result<(), SignalError> {
+        for (member, timeout) in &self.members {
+            match tokio::time::timeout(*timeout, member.announce(what.clone())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::debug!(path = member.name(), error = %err, "announcement not delivered"),
+                Err(_) => tracing::debug!(path = member.name(), "announcement timed out"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop(&self) {
+        for (member, _) in &self.members {
+            member.stop().await;
+        }
+    }
+}

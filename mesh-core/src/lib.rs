@@ -1,0 +1,44 @@
+//! # mesh-core
+//!
+//! The heart of the worker mesh: identifiers, wire messages, the replicated room state, the
+//! [`Transport`] and [`Signaler`] traits, the sans-IO [`MeshState`] that makes every decision, the
+//! async [`MeshNode`] that drives it, the plugin registry and the configuration.
+//!
+//! Layout, one idea per module:
+//! - [`id`], [`signal`], [`wire`], [`room`]: data, no I/O.
+//! - [`transport`], [`signaler`], [`chain`]: the plugin traits and the ordered fallback.
+//! - [`state`]: the state machine (formation, election, health, retries).
+//! - [`node`]: the async driver.
+//! - [`registry`], [`config`]: plugins by name, configuration by figment.
+//! - [`memory`]: in-memory plugins with fault injection, for tests and demos.
+
+pub mod chain;
+pub mod config;
+pub mod id;
+pub mod memory;
+pub mod node;
+pub mod registry;
+pub mod room;
+pub mod signal;
+pub mod signaler;
+pub mod state;
+pub mod transport;
+pub mod wire;
+
+pub use chain::{PathCounters, SignalStats, SignalerChain};
+
+pub use id::{IdError, PeerId, RoomId};
+
+
+pub use room::{elect, MemberInfo, Metadata, RoomState, WorkerRecord, WorkerStatus};
+pub use signal::{SessionId, Signal, SignalBody};
+pub use signaler::{
+    Announcement, Identity, Inbound, MeshAccess, RelayOutcome, Role, SignalError, Signaler, SignalerContext,
+    SignalingEvent,
+};
+pub use state::{Action, Counters, Event, HealthRecord, MeshEvent, MeshState, StateConfig, Timing};
+pub use transport::{CloseReason, Link, LinkEvent, LinkHandle, SignalSink, Transport, TransportError};
+pub use wire::{MeshMessage, RelayErrorReason};
+
+pub use async_trait::async_trait;
+pub use inventory;

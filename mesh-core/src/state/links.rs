@@ -1,0 +1,324 @@
+//! Who dials whom, crossing offers, link loss and retries (BEHAVIOUR 5–9, 21).
+//!
+//! - A newcomer dials the admin first, then every worker on the admin's peer list.
+//! - Existing workers wait for the newcomer's offer; if none comes within `offer_wait` they dial
+//!   it themselves, so no pair is left unlinked whatever the timing.
+//! - Crossing offers: when both sides of a pair offer, the offer of the lower peer id wins; the
+//!   other side drops its own attempt and answers. Both apply the same rule, so one link forms.
+//! - A lost link is retried with exponential backoff (`retry_initial` doubling up to `retry_max`,
+//!   minus up to 20% jitter); the retry is cancelled when the link comes back or the peer leaves.
+
+use super::{Action, LinkState, MeshEvent, MeshState, PeerEntry};
+use crate::id::PeerId;
+use crate::room::MemberInfo;
+use crate::signal::SessionId;
+use crate::signaler::{Announcement, Role};
+use crate::wire::MeshMessage;
+use std::time::{Duration, Instant};
+
+/// The session of a link state, if an attempt or link exists.
+pub(super) fn session_of(link: &LinkState) -> Option<&SessionId> {
+    match link {
+        LinkState::Dialing { session } | LinkState::Accepting { session } | LinkState::Up { session, .. } => {
+            Some(session)
+        }
+        _ => None,
+    }
+}
+
+/// Base delay of retry `attempt` (0-based): initial · 2^attempt, capped.
+pub fn retry_base(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    initial.saturating_mul(1u32 << attempt.min(20)).min(max)
+}
+
+impl MeshState {
+    pub(super) fn on_registered(&mut self, now: Instant, members: Vec<MemberInfo>, admin: Option<PeerId>) {
+        let first = !self.registered;
+        self.registered = true;
+        for m in &members {
+            self.room.merge(&m.peer, &m.record);
+        }
+        if self.cfg.role == Role::Client {
+            let target = admin.or_else(|| crate::room::elect(members.iter().map(|m| (&m.peer, m.record.priority))));
+            if let Some(target) = target {
+                self.admin = Some(target.clone());
+                self.admin_verified = true;
+                self.ensure_dial(now, &target);
+            }
+            return;
+        }
+        let others: Vec<PeerId> = members.iter().map(|m| m.peer.clone()).filter(|p| p != &self.cfg.me).collect();
+        if others.is_empty() && self.admin.is_none() {
+            self.become_admin();
+        } else if first || self.admin.is_none() {
+            let admin = admin.filter(|a| a != &self.cfg.me || others.is_empty());
+            let admin = admin.or_else(|| {
+                crate::room::elect(members.iter().filter(|m| m.peer != self.cfg.me).map(|m| (&m.peer, m.record.priority)))
+            });
+            if let Some(admin) = admin {
+                self.set_admin(Some(admin.clone()), true);
+                self.ensure_dial(now, &admin);
+            }
+        }
+        // Everyone else: dial when the peer list comes, or after `offer_wait` if it never does.
+        for peer in others {
+            self.expect(now, &peer);
+        }
+        if self.next_heartbeat.is_none() {
+            self.next_heartbeat = Some(now + self.cfg.timing.heartbeat_interval);
+            self.next_health = Some(now + self.cfg.timing.health_interval);
+        }
+    }
+
+    pub(super) fn on_peer_joined(&mut self, now: Instant, member: MemberInfo) {
+        if member.peer == self.cfg.me {
+            return;
+        }
+        self.room.merge(&member.peer, &member.record);
+        if self.cfg.role == Role::Worker {
+            self.expect(now, &member.peer);
+            self.maybe_send_peer_list(&member.peer);
+        }
+    }
+
+    pub(super) fn on_peer_left(&mut self, now: Instant, peer: &PeerId) {
+        if peer == &self.cfg.me {
+            return;
+        }
+        self.room.remove(peer);
+        if let Some(entry) = self.peers.remove(peer) {
+            if let Some(session) = session_of(&entry.link) {
+                let reason = "peer left the room".to_string();
+                self.push(Action::Close { peer: peer.clone(), session: session.clone(), reason: reason.clone() });
+                if matches!(entry.link, LinkState::Up { .. }) {
+                    self.emit(MeshEvent::LinkDown { peer: peer.clone(), reason });
+                }
+            }
+        }
+        self.on_peer_gone(now, peer);
+    }
+
+    /// Registers `peer` as a worker we should be linked to, without dialing yet.
+    fn expect(&mut self, now: Instant, peer: &PeerId) {
+        if peer == &self.cfg.me {
+            return;
+        }
+        let dial_at = now + self.cfg.timing.offer_wait;
+        self.peers.entry(peer.clone()).or_insert(PeerEntry {
+            link: LinkState::Waiting { dial_at },
+            ever_linked: false,
+            retry_attempt: 0,
+            peer_list_sent: false,
+        });
+    }
+
+    /// Dials `peer` unless a link or attempt to it already exists.
+    pub(super) fn ensure_dial(&mut self, now: Instant, peer: &PeerId) {
+        self.expect(now, peer);
+        let idle = matches!(
+            self.peers.get(peer).map(|e| &e.link),
+            Some(LinkState::Waiting { .. } | LinkState::Retrying { .. })
+        );
+        if idle {
+            self.dial(peer);
+        }
+    }
+
+    fn dial(&mut self, peer: &PeerId) {
+        let session = self.new_session();
+        if let Some(entry) = self.peers.get_mut(peer) {
+            entry.link = LinkState::Dialing { session: session.clone() };
+        }
+        self.counters.dials += 1;
+        self.push(Action::Dial { peer: peer.clone(), session });
+    }
+
+    pub(super) fn on_offer(&mut self, now: Instant, from: PeerId, session: SessionId) {
+        if from == self.cfg.me || session.offerer != from || self.cfg.role == Role::Client {
+            let reason = "offer refused: not a valid offer for this node".to_string();
+            self.push(Action::Reject { peer: from, session, reason });
+            return;
+        }
+        self.expect(now, &from);
+        let Some(entry) = self.peers.get_mut(&from) else { return };
+        let replace = match &entry.link {
+            LinkState::Dialing { session: mine } => {
+                if self.cfg.me < from {
+                    // Crossing offers: the lower peer id's offer wins, and that is ours.
+                    let reason = "crossing offers: the lower peer id's offer wins".to_string();
+                    self.push(Action::Reject { peer: from, session, reason });
+                    return;
+                }
+                Some(mine.clone())
+            }
+            LinkState::Accepting { session: current } | LinkState::Up { session: current, .. } => {
+                if current.offerer == from && current.seq >= session.seq {
+                    let reason = "stale offer".to_string();
+                    self.push(Action::Reject { peer: from, session, reason });
+                    return;
+                }
+                Some(current.clone())
+            }
+            LinkState::Waiting { .. } | LinkState::Retrying { .. } => None,
+        };
+        let was_up = matches!(entry.link, LinkState::Up { .. });
+        entry.link = LinkState::Accepting { session: session.clone() };
+        if let Some(old) = replace {
+            let reason = "superseded by a newer offer".to_string();
+            self.push(Action::Close { peer: from.clone(), session: old, reason: reason.clone() });
+            if was_up {
+                self.emit(MeshEvent::LinkDown { peer: from.clone(), reason });
+            }
+        }
+        self.counters.accepts += 1;
+        self.push(Action::Accept { peer: from, session });
+    }
+
+    pub(super) fn on_aborted(&mut self, now: Instant, from: &PeerId, session: &SessionId) {
+        let current = self.peers.get(from).and_then(|e| session_of(&e.link)).cloned();
+        if current.as_ref() == Some(session) {
+            self.on_link_closed(now, from, session, "peer aborted the session".into());
+        }
+    }
+
+    pub(super) fn on_link_opened(&mut self, now: Instant, peer: PeerId, session: SessionId) {
+        let matches = self.peers.get(&peer).and_then(|e| session_of(&e.link)) == Some(&session);
+        if !matches {
+            let reason = "stale session".to_string();
+            self.push(Action::Close { peer, session, reason });
+            return;
+        }
+        let Some(entry) = self.peers.get_mut(&peer) else { return };
+        if matches!(entry.link, LinkState::Up { .. }) {
+            return;
+        }
+        let reconnect = entry.ever_linked;
+        entry.link = LinkState::Up { session, last_seen: now };
+        entry.ever_linked = true;
+        entry.retry_attempt = 0;
+        self.counters.links_opened += 1;
+        if reconnect {
+            self.counters.reconnects += 1;
+        }
+        self.emit(MeshEvent::LinkUp { peer: peer.clone(), reconnect });
+        if self.cfg.role == Role::Worker {
+            let record = self.cfg.record.clone();
+            self.send(&peer, MeshMessage::RoomState { peer: self.cfg.me.clone(), record });
+        }
+        self.maybe_send_peer_list(&peer);
+    }
+
+    /// As admin, sends `peer` the list of every other linked worker, once it is linked and known.
+    pub(super) fn maybe_send_peer_list(&mut self, peer: &PeerId) {
+        if !self.is_admin() || !self.is_linked(peer) || !self.is_present_worker(peer) {
+            return;
+        }
+        if self.peers.get(peer).is_some_and(|e| e.peer_list_sent) {
+            return;
+        }
+        let peers: Vec<MemberInfo> = self
+            .present_members()
+            .into_iter()
+            .filter(|m| &m.peer != peer && (m.peer == self.cfg.me || self.is_linked(&m.peer)))
+            .collect();
+        if let Some(entry) = self.peers.get_mut(peer) {
+            entry.peer_list_sent = true;
+        }
+        self.send(peer, MeshMessage::PeerList { admin: self.cfg.me.clone(), peers });
+    }
+
+    pub(super) fn on_peer_list(&mut self, now: Instant, from: &PeerId, admin: PeerId, peers: Vec<MemberInfo>) {
+        if &admin != from || self.admin.as_ref().is_some_and(|a| a != from) {
+            tracing::warn!(%from, "peer list from a peer that is not the admin; ignored");
+            return;
+        }
+        for m in &peers {
+            self.room.merge(&m.peer, &m.record);
+        }
+        for m in peers {
+            if m.peer != self.cfg.me && self.room.get(&m.peer).is_some() {
+                self.ensure_dial(now, &m.peer);
+            }
+        }
+    }
+
+    pub(super) fn on_link_closed(&mut self, now: Instant, peer: &PeerId, session: &SessionId, reason: String) {
+        let Some(entry) = self.peers.get(peer) else { return };
+        if session_of(&entry.link) != Some(session) {
+            return; // an abandoned attempt; nothing depended on it
+        }
+        let was_up = matches!(entry.link, LinkState::Up { .. });
+        if was_up {
+            tracing::info!(%peer, %reason, "link lost");
+            self.emit(MeshEvent::LinkDown { peer: peer.clone(), reason });
+        } else {
+            tracing::debug!(%peer, %reason, "link attempt failed");
+        }
+        if self.is_present_worker(peer) || self.admin.as_ref() == Some(peer) {
+            self.schedule_retry(now, peer);
+        } else {
+            self.peers.remove(peer);
+        }
+        if was_up {
+            self.on_peer_unreachable(now, peer);
+        }
+    }
+
+    /// Closes the link to `peer` (heartbeat silence) and treats it as lost.
+    pub(super) fn drop_link(&mut self, now: Instant, peer: &PeerId, reason: &str) {
+        let Some(session) = self.peers.get(peer).and_then(|e| session_of(&e.link)).cloned() else { return };
+        self.push(Action::Close { peer: peer.clone(), session: session.clone(), reason: reason.into() });
+        self.on_link_closed(now, peer, &session, reason.into());
+    }
+
+    fn schedule_retry(&mut self, now: Instant, peer: &PeerId) {
+        let (initial, max) = (self.cfg.timing.retry_initial, self.cfg.timing.retry_max);
+        let jitter = self.next_random();
+        let Some(entry) = self.peers.get_mut(peer) else { return };
+        let attempt = entry.retry_attempt;
+        let base = retry_base(initial, max, attempt);
+        let delay = base - base.mul_f64(0.2 * jitter);
+        entry.retry_attempt = attempt.saturating_add(1);
+        entry.link = LinkState::Retrying { due: now + delay };
+        self.emit(MeshEvent::RetryScheduled { peer: peer.clone(), attempt, delay });
+    }
+
+    /// Dials every peer whose retry or offer wait is due.
+    pub(super) fn fire_link_timers(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, e)| match e.link {
+                LinkState::Waiting { dial_at } => dial_at <= now,
+                LinkState::Retrying { due } => due <= now,
+                _ => false,
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in due {
+            self.dial(&peer);
+        }
+    }
+
+    /// xorshift64, seeded by configuration: jitter in [0, 1).
+    fn next_random(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub(super) fn become_admin(&mut self) {
+        if self.is_admin() && self.admin_verified {
+            return;
+        }
+        self.verify = None;
+        self.set_admin(Some(self.cfg.me.clone()), true);
+        self.push(Action::Announce(Announcement::Admin));
+        for peer in self.linked_peers() {
+            self.maybe_send_peer_list(&peer);
+        }
+    }
+}

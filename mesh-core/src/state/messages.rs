@@ -1,0 +1,81 @@
+//! What a node does with each mesh message that arrives over a link (BEHAVIOUR 6, 7, 17, 25).
+//!
+//! `from` is always the peer of the link the message came over, so a message can never speak for
+//! another peer: records are accepted only from their owner, goodbyes only from the leaver, and a
+//! relay envelope whose `from` is not its link's peer is refused with `relay_error`.
+
+use super::{Action, MeshEvent, MeshState};
+use crate::id::PeerId;
+use crate::signal::Signal;
+use crate::signaler::RelayOutcome;
+use crate::wire::{MeshMessage, RelayErrorReason};
+use std::time::Instant;
+
+impl MeshState {
+    pub(super) fn on_message(&mut self, now: Instant, from: PeerId, msg: MeshMessage) {
+        if !self.is_linked(&from) {
+            tracing::debug!(%from, kind = msg.kind(), "message from a peer without an open link; ignored");
+            return;
+        }
+        self.heard_from(now, &from);
+        match msg {
+            MeshMessage::PeerList { admin, peers } => self.on_peer_list(now, &from, admin, peers),
+            MeshMessage::PeerJoined { member } => self.on_peer_joined(now, member),
+            MeshMessage::PeerLeft { peer } if peer == from => self.on_peer_left(now, &peer),
+            MeshMessage::PeerLeft { peer } => {
+                tracing::warn!(%from, %peer, "peer_left for another peer; only the leaver may say so")
+            }
+            MeshMessage::Relay { id, to, from: origin, signal } => self.on_relay(from, id, to, origin, signal),
+            MeshMessage::RelayAck { id } => {
+                self.push(Action::RelayAnswered { relay: from, id, outcome: RelayOutcome::Delivered })
+            }
+            MeshMessage::RelayError { id, reason } => {
+                self.push(Action::RelayAnswered { relay: from, id, outcome: RelayOutcome::Refused(reason) })
+            }
+            MeshMessage::Heartbeat { admin, .. } => self.on_admin_claim(now, &from, admin),
+            MeshMessage::AdminVerify { id } => self.on_admin_verify(now, &from, id),
+            MeshMessage::AdminVerifyAck { id, .. } => self.on_admin_verify_ack(&from, id),
+            MeshMessage::RoomState { peer, record } if peer == from => {
+                self.room.merge(&peer, &record);
+            }
+            MeshMessage::RoomState { peer, .. } => {
+                tracing::warn!(%from, %peer, "room_state for another peer; only the owner may update it")
+            }
+            MeshMessage::RegistryQuery { id } => {
+                let workers = self.present_members();
+                self.send(&from, MeshMessage::RegistryAnswer { id, workers });
+            }
+            MeshMessage::RegistryAnswer { id, workers } => self.emit(MeshEvent::Registry { id, workers }),
+            MeshMessage::App { body } => self.emit(MeshEvent::AppMessage { from, body }),
+        }
+    }
+
+    /// A relay envelope over the link to `link_peer`: either for us, or for us to forward.
+    fn on_relay(&mut self, link_peer: PeerId, id: u64, to: PeerId, origin: PeerId, signal: Signal) {
+        if to == self.cfg.me {
+            if origin == self.cfg.me {
+                tracing::warn!(%link_peer, "relay envelope claiming to come from this node; dropped");
+                return;
+            }
+            self.push(Action::DeliverSignal { from: origin, signal });
+            return;
+        }
+        let reason = if origin != link_peer {
+            tracing::warn!(%link_peer, claimed = %origin, "relay envelope with a spoofed sender; refused");
+            Some(RelayErrorReason::SpoofedSender)
+        } else if to == link_peer {
+            Some(RelayErrorReason::Invalid)
+        } else if !self.is_linked(&to) {
+            Some(RelayErrorReason::NotLinked)
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => self.send(&link_peer, MeshMessage::RelayError { id, reason }),
+            None => {
+                self.send(&to, MeshMessage::Relay { id, to: to.clone(), from: origin, signal });
+                self.send(&link_peer, MeshMessage::RelayAck { id });
+            }
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! The sans-IO mesh state machine: every decision of the mesh, and nothing else.
+//!
+//! [`MeshState`] takes [`Event`]s with the current time and queues [`Action`]s for its driver
+//! (the async [`crate::MeshNode`], or a test). It does no I/O and reads no clock: time only
+//! comes in as the `now` argument, so every rule runs on virtual time in tests.
+//!
+//! The rules live in one submodule each: [`links`](self) (who dials whom, crossing offers,
+//! retries), admin (election, verification, conflicts), health (heartbeats, loss, partition, the
+//! health record).
+
+mod admin;
+mod health;
+mod links;
+mod messages;
+#[cfg(test)]
+mod tests;
+
+pub use health::{HealthRecord, PeerHealth};
+
+use crate::id::{PeerId, RoomId};
+use crate::room::{MemberInfo, RoomState, WorkerRecord};
+use crate::signal::{Signal, SessionId};
+use crate::signaler::{Announcement, RelayOutcome, Role};
+use crate::wire::MeshMessage;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Every timing of the mesh. Defaults follow BEHAVIOUR.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    /// How often a heartbeat goes out on every link.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a linked peer is declared lost.
+    pub heartbeat_timeout: Duration,
+    /// How long an elected peer has to answer `admin_verify`.
+    pub admin_verify_timeout: Duration,
+    /// First retry delay after a link is lost.
+    pub retry_initial: Duration,
+    /// Largest retry delay.
+    pub retry_max: Duration,
+    /// How long to wait for a known joiner's offer before dialing it ourselves.
+    pub offer_wait: Duration,
+    /// How often a health record is produced while nothing changes.
+    pub health_interval: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(1000),
+            heartbeat_timeout: Duration::from_millis(3000),
+            admin_verify_timeout: Duration::from_millis(2000),
+            retry_initial: Duration::from_millis(1000),
+            retry_max: Duration::from_millis(32000),
+            offer_wait: Duration::from_millis(3000),
+            health_interval: Duration::from_millis(5000),
+        }
+    }
+}
+
+/// What the state machine needs to know about its own node.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// The room.
+    pub room: RoomId,
+    /// This peer.
+    pub me: PeerId,
+    /// Worker or client.
+    pub role: Role,
+    /// This worker's own record.
+    pub record: WorkerRecord,
+    /// Timings.
+    pub timing: Timing,
+    /// Seed of the retry jitter, so runs are reproducible.
+    pub seed: u64,
+}
+
+/// Something that happened, fed to [`MeshState::handle`].
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Registered with the rendezvous: the room's other workers and its admin.
+    Registered {
+        /// Other workers.
+        members: Vec<MemberInfo>,
+        /// Admin as the rendezvous knows it.
+        admin: Option<PeerId>,
+    },
+    /// The rendezvous says a worker joined.
+    PeerJoined(MemberInfo),
+    /// The rendezvous says a peer left.
+    PeerLeft(PeerId),
+    /// An offer arrived for a new session (the driver keeps the offer body).
+    OfferReceived {
+        /// Sender.
+        from: PeerId,
+        /// The session it opens.
+        session: SessionId,
+    },
+    /// The peer abandoned one of its sessions with us.
+    SessionAborted {
+        /// Sender.
+        from: PeerId,
+        /// The session.
+        session: SessionId,
+    },
+    /// A link opened.
+    LinkOpened {
+        /// Peer.
+        peer: PeerId,
+        /// Session of the link.
+        session: SessionId,
+    },
+    /// A link (or attempt) closed.
+    LinkClosed {
+        /// Peer.
+        peer: PeerId,
+        /// Session of the link.
+        session: SessionId,
+        /// Why, for logs.
+        reason: String,
+    },
+    /// A mesh message arrived over the open link to `from`.
+    Message {
+        /// The link's peer (authenticated by the link).
+        from: PeerId,
+        /// The message.
+        msg: MeshMessage,
+    },
+    /// The user changed this worker's record (status or metadata); the version is bumped here.
+    RecordChanged(WorkerRecord),
+    /// The user asks the admin for the registry (clients and workers alike).
+    QueryRegistry {
+        /// Echoed in the answer event.
+        id: u64,
+    },
+    /// The user leaves the room gracefully.
+    Leave,
+    /// Time passed; fire whatever timers are due.
+    Tick,
+}
+
+/// Something the driver must do, taken from [`MeshState::poll_action`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Start a link attempt to `peer` as the offering side.
+    Dial {
+        /// Peer to dial.
+        peer: PeerId,
+        /// Session of the new attempt.
+        session: SessionId,
+    },
+    /// Answer the stashed offer of `session`.
+    Accept {
+        /// Offerer.
+        peer: PeerId,
+        /// Session.
+        session: SessionId,
+    },
+    /// Refuse the stashed offer of `session` (tell the offerer, drop the offer).
+    Reject {
+        /// Offerer.
+        peer: PeerId,
+        /// Session.
+        session: SessionId,
+        /// Why, sent along and logged.
+        reason: String,
+    },
+    /// Close a link or abandon an attempt.
+    Close {
+        /// Peer.
+        peer: PeerId,
+        /// Session.
+        session: SessionId,
+        /// Why, for logs.
+        reason: String,
+    },
+    /// Send a mesh message over the open link to `to`.
+    Send {
+        /// Recipient (must be linked).
+        to: PeerId,
+        /// What to send.
+        msg: MeshMessage,
+    },
+    /// Tell the signalers something (admin role taken, leaving).
+    Announce(Announcement),
+    /// A relayed signal for this node: handle it as if signaling had delivered it.
+    DeliverSignal {
+        /// Original sender, authenticated by the relay.
+        from: PeerId,
+        /// The signal.
+        signal: Signal,
+    },
+    /// A relay answered one of this node's envelopes.
+    RelayAnswered {
+        /// The relay.
+        relay: PeerId,
+        /// Envelope id.
+        id: u64,
+        /// What became of it.
+        outcome: RelayOutcome,
+    },
+    /// Something a user of the node may want to know.
+    Emit(MeshEvent),
+}
+
+/// Events a user of the mesh observes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MeshEvent {
+    /// A link to `peer` opened.
+    LinkUp {
+        /// Peer.
+        peer: PeerId,
+        /// True if this peer was linked before (a reconnect).
+        reconnect: bool,
+    },
+    /// The link to `peer` is gone.
+    LinkDown {
+        /// Peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// The admin changed.
+    AdminChanged {
+        /// New admin, if any.
+        admin: Option<PeerId>,
+        /// True once the admin is this node or answered `admin_verify`.
+        verified: bool,
+    },
+    /// A retry of the link to `peer` is scheduled.
+    RetryScheduled {
+        /// Peer.
+        peer: PeerId,
+        /// 0 for the first retry.
+        attempt: u32,
+        /// Delay before dialing.
+        delay: Duration,
+    },
+    /// This node is cut off from the admin and most of the room.
+    PartitionDetected,
+    /// Connectivity is back.
+    PartitionHealed,
+    /// A health record (periodic, and on every partition change).
+    Health(HealthRecord),
+    /// Application data from `from`.
+    AppMessage {
+        /// Sender.
+        from: PeerId,
+        /// Payload.
+        body: serde_json::Value,
+    },
+    /// The answer to a registry query.
+    Registry {
+        /// Query id.
+        id: u64,
+        /// Every present worker.
+        workers: Vec<MemberInfo>,
+    },
+}
+
+/// Counters a user (and the demo) reads to prove what happened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// Link attempts started as the offering side.
+    pub dials: u64,
+    /// Offers answered.
+    pub accepts: u64,
+    /// Links that opened.
+    pub links_opened: u64,
+    /// Links that opened to a peer this node had been linked to before.
+    pub reconnects: u64,
+}
+
+/// Per-peer link state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LinkState {
+    /// Known, nothing in flight; `dial_at` is when to dial if the peer has not dialed us.
+    Waiting { dial_at: Instant },
+    /// We offered.
+    Dialing { session: SessionId },
+    /// We answered its offer.
+    Accepting { session: SessionId },
+    /// Open.
+    Up { session: SessionId, last_seen: Instant },
+    /// Lost; dial again at `due`.
+    Retrying { due: Instant },
+}
+
+#[derive(Debug, Clone)]
+struct PeerEntry {
+    link: LinkState,
+    ever_linked: bool,
+    retry_attempt: u32,
+    peer_list_sent: bool,
+}
+
+/// The whole decision state of one node.
+pub struct MeshState {
+    cfg: StateConfig,
+    room: RoomState,
+    peers: BTreeMap<PeerId, PeerEntry>,
+    admin: Option<PeerId>,
+    admin_verified: bool,
+    verify: Option<admin::PendingVerify>,
+    partitioned: bool,
+    registered: bool,
+    leaving: bool,
+    next_seq: u64,
+    heartbeat_seq: u64,
+    next_heartbeat: Option<Instant>,
+    next_health: Option<Instant>,
+    rng: u64,
+    counters: Counters,
+    actions: std::collections::VecDeque<Action>,
+}
+
+impl MeshState {
+    /// A node that has not registered yet.
+    pub fn new(cfg: StateConfig) -> Self {
+        let mut room = RoomState::default();
+        if cfg.role == Role::Worker {
+            room.merge(&cfg.me, &cfg.record);
+        }
+        let rng = cfg.seed | 1;
+        Self {
+            cfg,
+            room,
+            peers: BTreeMap::new(),
+            admin: None,
+            admin_verified: false,
+            verify: None,
+            partitioned: false,
+            registered: false,
+            leaving: false,
+            next_seq: 1,
+            heartbeat_seq: 0,
+            next_heartbeat: None,
+            next_health: None,
+            rng,
+            counters: Counters::default(),
+            actions: Default::default(),
+        }
+    }
+
+    /// Feeds one event at time `now`.
+    pub fn handle(&mut self, now: Instant, event: Event) {
+        if self.leaving {
+            return;
+        }
+        match event {
+            Event::Registered { members, admin } => self.on_registered(now, members, admin),
+            Event::PeerJoined(member) => self.on_peer_joined(now, member),
+            Event::PeerLeft(peer) => self.on_peer_left(now, &peer),
+            Event::OfferReceived { from, session } => self.on_offer(now, from, session),
+            Event::SessionAborted { from, session } => self.on_aborted(now, &from, &session),
+            Event::LinkOpened { peer, session } => self.on_link_opened(now, peer, session),
+            Event::LinkClosed { peer, session, reason } => self.on_link_closed(now, &peer, &session, reason),
+            Event::Message { from, msg } => self.on_message(now, from, msg),
+            Event::RecordChanged(record) => self.on_record_changed(record),
+            Event::QueryRegistry { id } => self.on_query_registry(id),
+            Event::Leave => self.on_leave(),
+            Event::Tick => self.on_tick(now),
+        }
+        self.update_partition(now);
+    }
+
+    /// The next queued action, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest time at which [`Event::Tick`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut times: Vec<Instant> = self.next_heartbeat.into_iter().chain(self.next_health).collect();
+        if let Some(v) = &self.verify {
+            times.push(v.deadline);
+        }
+        for entry in self.peers.values() {
+            match &entry.link {
+                LinkState::Waiting { dial_at } => times.push(*dial_at),
+                LinkState::Retrying { due } => times.push(*due),
+                LinkState::Up { last_seen, .. } => times.push(*last_seen + self.cfg.timing.heartbeat_timeout),
+                _ => {}
+            }
+        }
+        times.into_iter().min()
+    }
+
+    /// This node's peer id.
+    pub fn me(&self) -> &PeerId {
+        &self.cfg.me
+    }
+
+    /// The admin as this node sees it, and whether it is verified.
+    pub fn admin(&self) -> (Option<&PeerId>, bool) {
+        (self.admin.as_ref(), self.admin_verified)
+    }
+
+    /// True when this node is the admin.
+    pub fn is_admin(&self) -> bool {
+        self.admin.as_ref() == Some(&self.cfg.me)
+    }
+
+    /// Peers with an open link.
+    pub fn linked_peers(&self) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .filter(|(_, e)| matches!(e.link, LinkState::Up { .. }))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// True if the link to `peer` is open.
+    pub fn is_linked(&self, peer: &PeerId) -> bool {
+        matches!(self.peers.get(peer).map(|e| &e.link), Some(LinkState::Up { .. }))
+    }
+
+    /// The partition flag.
+    pub fn is_partitioned(&self) -> bool {
+        self.partitioned
+    }
+
+    /// The replicated room state.
+    pub fn room_state(&self) -> &RoomState {
+        &self.room
+    }
+
+    /// The node's counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    fn push(&mut self, action: Action) {
+        self.actions.push_back(action);
+    }
+
+    fn emit(&mut self, event: MeshEvent) {
+        self.push(Action::Emit(event));
+    }
+
+    fn send(&mut self, to: &PeerId, msg: MeshMessage) {
+        self.push(Action::Send { to: to.clone(), msg });
+    }
+
+    fn new_session(&mut self) -> SessionId {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        SessionId { offerer: self.cfg.me.clone(), seq }
+    }
+
+    /// Is `peer` a present worker in the room state (other than this node)?
+    fn is_present_worker(&self, peer: &PeerId) -> bool {
+        peer != &self.cfg.me && self.room.present().any(|(p, _)| p == peer)
+    }
+
+    fn on_record_changed(&mut self, mut record: WorkerRecord) {
+        let current = self.room.get(&self.cfg.me).map(|r| r.version).unwrap_or(0);
+        record.version = current.max(self.cfg.record.version) + 1;
+        self.cfg.record = record.clone();
+        self.room.merge(&self.cfg.me, &record);
+        for peer in self.linked_peers() {
+            self.send(&peer, MeshMessage::RoomState { peer: self.cfg.me.clone(), record: record.clone() });
+        }
+    }
+
+    fn on_query_registry(&mut self, id: u64) {
+        match self.admin.clone() {
+            Some(admin) if admin == self.cfg.me => {
+                let workers = self.present_members();
+                self.emit(MeshEvent::Registry { id, workers });
+            }
+            Some(admin) if self.is_linked(&admin) => self.send(&admin, MeshMessage::RegistryQuery { id }),
+            _ => tracing::warn!(id, "registry query with no linked admin"),
+        }
+    }
+
+    fn present_members(&self) -> Vec<MemberInfo> {
+        self.room
+            .present()
+            .map(|(peer, record)| MemberInfo { peer: peer.clone(), record: record.clone() })
+            .collect()
+    }
+
+    fn on_leave(&mut self) {
+        for peer in self.linked_peers() {
+            self.send(&peer, MeshMessage::PeerLeft { peer: self.cfg.me.clone() });
+        }
+        self.push(Action::Announce(Announcement::Leaving));
+        let sessions: Vec<(PeerId, SessionId)> =
+            self.peers.iter().filter_map(|(p, e)| links::session_of(&e.link).map(|s| (p.clone(), s.clone()))).collect();
+        for (peer, session) in sessions {
+            self.push(Action::Close { peer, session, reason: "leaving".into() });
+        }
+        self.peers.clear();
+        self.verify = None;
+        self.leaving = true;
+    }
+}

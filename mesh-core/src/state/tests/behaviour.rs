@@ -1,0 +1,360 @@
+//! One test (at least) per behaviour of BEHAVIOUR.md 5–22, named after it.
+
+use super::sim::{peer, Sim, CONNECT_TIMEOUT};
+use crate::signaler::Role;
+use crate::state::links::retry_base;
+use crate::state::{Action, Event, MeshEvent, MeshState, StateConfig, Timing};
+use crate::wire::{MeshMessage, RelayErrorReason};
+use crate::{RoomId, SessionId};
+use std::time::Duration;
+
+const NAMES: [&str; 10] = ["w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9"];
+
+fn formed(n: usize) -> Sim {
+    let mut sim = Sim::new();
+    sim.form(&NAMES[..n]);
+    sim
+}
+
+#[test]
+fn b05_first_worker_becomes_admin_and_newcomer_dials_admin_first() {
+    let mut sim = Sim::new();
+    sim.form(&["w0"]);
+    assert!(sim.node("w0").is_admin());
+    sim.join("w1");
+    sim.settle();
+    assert_eq!(sim.dials.first().map(|(_, a, b)| (a.as_str(), b.as_str())), Some(("w1", "w0")));
+}
+
+#[test]
+fn b06_admin_sends_peer_list_as_soon_as_the_link_opens() {
+    let mut sim = formed(3);
+    let start = sim.now;
+    sim.join("w3");
+    sim.settle();
+    // Same virtual instant: the peer list went out in the same step the admin link opened,
+    // so the newcomer is already dialing (and linked to) the others without any time passing.
+    assert_eq!(sim.now, start);
+    assert!(sim.is_full_mesh());
+}
+
+#[test]
+fn b07_newcomer_dials_every_worker_on_the_peer_list() {
+    let mut sim = formed(4);
+    let before = sim.dials.len();
+    sim.join("w4");
+    sim.settle();
+    let mut dialed: Vec<&str> = sim.dials[before..].iter().map(|(_, a, b)| {
+        assert_eq!(a.as_str(), "w4", "only the newcomer dials");
+        b.as_str()
+    }).collect();
+    dialed.sort();
+    assert_eq!(dialed, ["w0", "w1", "w2", "w3"]);
+}
+
+#[test]
+fn b08_crossing_offers_resolve_to_one_link_lower_id_wins() {
+    let cfg = |me: &str| StateConfig {
+        room: RoomId::new("r").unwrap(),
+        me: peer(me),
+        role: Role::Worker,
+        record: Sim::record(0),
+        timing: Timing::default(),
+        seed: 1,
+    };
+    let now = std::time::Instant::now();
+    for (me, other, mine_wins) in [("a", "b", true), ("b", "a", false)] {
+        let mut s = MeshState::new(cfg(me));
+        s.handle(now, Event::Registered { members: vec![], admin: None });
+        s.handle(now, Event::PeerJoined(crate::MemberInfo { peer: peer(other), record: Sim::record(0) }));
+        s.handle(now + Timing::default().offer_wait, Event::Tick); // offer wait over: we dial
+        let mine = std::iter::from_fn(|| s.poll_action())
+            .find_map(|a| match a { Action::Dial { session, .. } => Some(session), _ => None })
+            .expect("dials after offer_wait");
+        let theirs = SessionId { offerer: peer(other), seq: 1 };
+        s.handle(now, Event::OfferReceived { from: peer(other), session: theirs.clone() });
+        let actions: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+        if mine_wins {
+            assert!(actions.iter().any(|a| matches!(a, Action::Reject { session, .. } if *session == theirs)));
+            assert!(!actions.iter().any(|a| matches!(a, Action::Accept { .. })));
+        } else {
+            assert!(actions.iter().any(|a| matches!(a, Action::Close { session, .. } if *session == mine)));
+            assert!(actions.iter().any(|a| matches!(a, Action::Accept { session, .. } if *session == theirs)));
+        }
+    }
+}
+
+#[test]
+fn b08_simultaneous_joiners_never_hold_two_links_per_pair() {
+    let mut sim = Sim::new();
+    sim.form(&["w0"]);
+    for n in &NAMES[1..] {
+        sim.join(n); // all join before anything settles
+    }
+    sim.settle();
+    sim.advance(Duration::from_secs(10));
+    assert!(sim.is_full_mesh());
+    assert_eq!(sim.link_count(), 45);
+    assert_eq!(sim.max_links_per_pair, 1);
+}
+
+#[test]
+fn b09_worker_joining_during_formation_links_to_everyone() {
+    let mut sim = formed(3);
+    sim.join("w3");
+    sim.join("w4"); // w4 registers while w3 is still forming its links
+    sim.settle();
+    sim.advance(Duration::from_secs(5));
+    assert!(sim.is_full_mesh());
+    assert_eq!(sim.link_count(), 10);
+}
+
+#[test]
+fn b10_full_mesh_3_5_10_workers() {
+    for (n, links) in [(3, 3), (5, 10), (10, 45)] {
+        let sim = formed(n);
+        assert!(sim.is_full_mesh(), "{n} workers");
+        assert_eq!(sim.link_count(), links);
+        assert_eq!(sim.max_links_per_pair, 1, "no duplicate link ever");
+        for node in sim.nodes.values() {
+            assert_eq!(node.health_record().links_up, n - 1);
+        }
+    }
+}
+
+#[test]
+fn b15_admin_departure_keeps_survivor_links_with_zero_new_attempts() {
+    let mut sim = formed(5);
+    let dials_before = sim.dials.len();
+    let survivors_opened = |sim: &Sim| -> u64 {
+        sim.nodes.iter().filter(|(p, _)| p.as_str() != "w0").map(|(_, n)| n.counters().links_opened).sum()
+    };
+    let opened_before = survivors_opened(&sim);
+    sim.leave("w0");
+    sim.advance(Duration::from_secs(5));
+    assert_eq!(sim.dials.len(), dials_before, "zero new link attempts between survivors");
+    assert_eq!(survivors_opened(&sim), opened_before, "no survivor opened a link");
+    assert_eq!(sim.link_count(), 6);
+    assert!(sim.is_full_mesh());
+}
+
+#[test]
+fn b16_new_admin_is_elected_and_verified_by_every_survivor() {
+    let mut sim = formed(5);
+    sim.leave("w0");
+    sim.advance(Duration::from_millis(100));
+    for node in sim.nodes.values() {
+        assert_eq!(node.admin(), (Some(&peer("w1")), true), "{}", node.me());
+    }
+    assert_eq!(sim.rendezvous_admin, Some(peer("w1")), "new admin announced itself");
+}
+
+#[test]
+fn b14_election_prefers_highest_gpu_memory() {
+    let mut sim = Sim::new();
+    for (n, gpu) in [("w0", 8), ("w1", 16), ("w2", 48), ("w3", 24)] {
+        sim.join_as(n, Role::Worker, gpu);
+        sim.settle();
+    }
+    sim.leave("w0");
+    sim.advance(Duration::from_millis(100));
+    for node in sim.nodes.values() {
+        assert_eq!(node.admin(), (Some(&peer("w2")), true));
+    }
+}
+
+#[test]
+fn b16_elected_admin_leaving_during_election_makes_last_worker_elect_itself() {
+    let mut sim = formed(3);
+    sim.crash_silently("w1"); // the winner-to-be is gone but nobody knows yet
+    sim.leave("w0");
+    let t = sim.now;
+    sim.advance(Duration::from_millis(1900));
+    assert_eq!(sim.node("w2").admin(), (Some(&peer("w1")), false), "still waiting for the ack");
+    sim.advance(Duration::from_millis(200));
+    assert_eq!(sim.node("w2").admin(), (Some(&peer("w2")), true), "verify timed out after 2 s");
+    assert!(sim.events_of("w2", t).iter().any(|e| matches!(e, MeshEvent::AdminChanged { admin: Some(a), verified: true } if a.as_str() == "w2")));
+}
+
+#[test]
+fn b17_new_admin_takes_over_discovery() {
+    let mut sim = formed(4);
+    sim.leave("w0");
+    sim.advance(Duration::from_millis(100));
+    sim.join("w9");
+    sim.settle();
+    assert_eq!(sim.dials.iter().rev().find(|(_, a, _)| a.as_str() == "w9").map(|d| d.2.as_str()).is_some(), true);
+    assert!(sim.is_full_mesh());
+    assert_eq!(sim.node("w9").admin(), (Some(&peer("w1")), true));
+    assert_eq!(sim.link_count(), 6);
+}
+
+#[test]
+fn b18_two_admins_resolve_to_one() {
+    let mut sim = formed(4);
+    // Split {w0,w1} from {w2,w3}: the halves lose each other by heartbeat silence.
+    for (a, b) in [("w0", "w2"), ("w0", "w3"), ("w1", "w2"), ("w1", "w3")] {
+        sim.cut(a, b);
+    }
+    sim.advance(Duration::from_secs(6));
+    assert_eq!(sim.node("w2").admin().0, Some(&peer("w2")), "other half elected its own admin");
+    sim.heal();
+    sim.advance(Duration::from_secs(70)); // retries bring the links back; heartbeats settle admins
+    assert!(sim.is_full_mesh());
+    for node in sim.nodes.values() {
+        assert_eq!(node.admin(), (Some(&peer("w0")), true), "{}", node.me());
+    }
+}
+
+#[test]
+fn b19_silent_peer_is_declared_lost_after_the_heartbeat_timeout() {
+    let mut sim = formed(3);
+    sim.cut("w1", "w2");
+    let t = sim.now;
+    sim.advance(Duration::from_millis(2900));
+    assert!(sim.node("w1").is_linked(&peer("w2")), "not before the timeout");
+    sim.advance(Duration::from_millis(1200));
+    assert!(!sim.node("w1").is_linked(&peer("w2")));
+    assert!(sim.events_of("w1", t).iter().any(|e| matches!(e, MeshEvent::LinkDown { reason, .. } if reason == "heartbeat timeout")));
+}
+
+#[test]
+fn b20_partition_flag_is_set_before_the_first_health_record() {
+    let mut sim = formed(5);
+    for other in ["w0", "w1", "w2", "w3"] {
+        sim.cut("w4", other);
+    }
+    let t = sim.now;
+    sim.advance(Duration::from_secs(5));
+    assert!(sim.node("w4").is_partitioned());
+    let events = sim.events_of("w4", t);
+    let detected = events.iter().position(|e| *e == MeshEvent::PartitionDetected).expect("detected");
+    let first_health = events.iter().skip(detected).find_map(|e| match e { MeshEvent::Health(h) => Some(h), _ => None });
+    assert_eq!(first_health.map(|h| h.status()), Some("PARTITIONED"));
+    assert!(!events[..detected].iter().any(|e| matches!(e, MeshEvent::Health(h) if h.partitioned)));
+    // The majority side is not partitioned.
+    assert!(!sim.node("w0").is_partitioned());
+    sim.heal();
+    sim.advance(Duration::from_secs(40));
+    assert!(!sim.node("w4").is_partitioned());
+    assert!(sim.events_of("w4", t).contains(&MeshEvent::PartitionHealed));
+    assert_eq!(sim.node("w4").health_record().status(), "Healthy");
+}
+
+#[test]
+fn b21_retry_backoff_doubles_from_1s_to_32s_with_bounded_jitter() {
+    let t = Timing::default();
+    let bases: Vec<u64> = (0..8).map(|a| retry_base(t.retry_initial, t.retry_max, a).as_secs()).collect();
+    assert_eq!(bases, [1, 2, 4, 8, 16, 32, 32, 32]);
+    // A peer that stays unreachable: each scheduled delay lies in [0.8·base, base].
+    let mut sim = formed(2);
+    sim.cut("w0", "w1");
+    let t0 = sim.now;
+    sim.advance(Duration::from_secs(200));
+    let delays: Vec<(u32, Duration)> = sim
+        .events_of("w1", t0)
+        .into_iter()
+        .filter_map(|e| match e { MeshEvent::RetryScheduled { attempt, delay, .. } => Some((attempt, delay)), _ => None })
+        .collect();
+    assert!(delays.len() >= 6, "{delays:?}");
+    for (attempt, delay) in &delays {
+        let base = retry_base(t.retry_initial, t.retry_max, *attempt);
+        assert!(*delay <= base && *delay >= base.mul_f64(0.8), "attempt {attempt}: {delay:?}");
+    }
+    assert!(delays.windows(2).all(|w| w[1].0 == w[0].0 + 1), "one tracked retry per peer");
+}
+
+#[test]
+fn b21_retry_is_cancelled_when_the_link_comes_back_or_the_peer_leaves() {
+    let mut sim = formed(3);
+    sim.cut("w1", "w2");
+    sim.advance(Duration::from_secs(5));
+    sim.heal();
+    sim.advance(Duration::from_secs(10));
+    assert!(sim.node("w1").is_linked(&peer("w2")));
+    let h = sim.node("w1").health_record();
+    assert!(h.peers.iter().all(|p| p.state == "up" && p.retry_attempt == 0), "{h:?}");
+    // Now the peer leaves while a retry is pending: the retry disappears with it.
+    sim.cut("w1", "w2");
+    sim.advance(Duration::from_secs(5));
+    sim.leave("w2");
+    let dials = sim.dials.len();
+    sim.advance(Duration::from_secs(60));
+    assert_eq!(sim.dials.len(), dials, "no retry after the peer left");
+    assert!(sim.node("w1").health_record().peers.iter().all(|p| p.peer.as_str() != "w2"));
+}
+
+#[test]
+fn b21_failed_attempts_keep_backing_off_instead_of_hammering() {
+    let mut sim = formed(2);
+    sim.cut("w0", "w1");
+    sim.advance(Duration::from_secs(60));
+    let w1_dials = sim.dials.iter().filter(|(_, a, _)| a.as_str() == "w1").count();
+    // 1+2+4+8+16+32 s with 1.5 s connect timeouts fits at most ~6 attempts in a minute.
+    assert!(w1_dials <= 7, "{w1_dials} dials in 60 s");
+    let _ = CONNECT_TIMEOUT;
+}
+
+#[test]
+fn b22_health_record_shows_role_admin_links_and_per_peer_state() {
+    let sim = formed(3);
+    let h = sim.node("w0").health_record();
+    assert_eq!((h.role, h.admin.as_ref().map(|a| a.as_str()), h.links_up, h.links_expected), ("admin", Some("w0"), 2, 2));
+    assert_eq!(h.status(), "Healthy");
+    assert_eq!(sim.node("w2").health_record().role, "worker");
+    assert_eq!(h.peers.len(), 2);
+}
+
+#[test]
+fn b23_client_links_to_admin_only_and_gets_the_registry() {
+    let mut sim = formed(3);
+    sim.join_as("c0", Role::Client, 0);
+    sim.settle();
+    assert!(sim.is_full_mesh());
+    assert_eq!(sim.node("c0").linked_peers(), vec![peer("w0")]);
+    sim.nodes.get_mut(&peer("c0")).unwrap().handle(sim.now, Event::QueryRegistry { id: 9 });
+    sim.settle();
+    let answer = sim.events_of("c0", sim.now).into_iter().find_map(|e| match e {
+        MeshEvent::Registry { id: 9, workers } => Some(workers),
+        _ => None,
+    });
+    let names: Vec<String> = answer.expect("registry answer").iter().map(|m| m.peer.to_string()).collect();
+    assert_eq!(names, ["w0", "w1", "w2"]);
+}
+
+#[test]
+fn b25_relay_stamps_sender_and_rejects_spoofed_from() {
+    let mut sim = formed(3);
+    let now = sim.now;
+    let signal = crate::Signal { session: SessionId { offerer: peer("w1"), seq: 5 }, body: crate::SignalBody::Abort { reason: "x".into() } };
+    let admin = sim.nodes.get_mut(&peer("w0")).unwrap();
+    // Honest envelope from w1 for w2: forwarded and acknowledged.
+    admin.handle(now, Event::Message { from: peer("w1"), msg: MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() } });
+    let acts: Vec<Action> = std::iter::from_fn(|| admin.poll_action()).collect();
+    assert!(acts.contains(&Action::Send { to: peer("w2"), msg: MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() } }));
+    assert!(acts.contains(&Action::Send { to: peer("w1"), msg: MeshMessage::RelayAck { id: 1 } }));
+    // Spoofed: w1 claims to be w2.
+    admin.handle(now, Event::Message { from: peer("w1"), msg: MeshMessage::Relay { id: 2, to: peer("w2"), from: peer("w9"), signal: signal.clone() } });
+    let acts: Vec<Action> = std::iter::from_fn(|| admin.poll_action()).collect();
+    assert_eq!(acts, vec![Action::Send { to: peer("w1"), msg: MeshMessage::RelayError { id: 2, reason: RelayErrorReason::SpoofedSender } }]);
+    // Unknown target.
+    admin.handle(now, Event::Message { from: peer("w1"), msg: MeshMessage::Relay { id: 3, to: peer("nobody"), from: peer("w1"), signal } });
+    let acts: Vec<Action> = std::iter::from_fn(|| admin.poll_action()).collect();
+    assert_eq!(acts, vec![Action::Send { to: peer("w1"), msg: MeshMessage::RelayError { id: 3, reason: RelayErrorReason::NotLinked } }]);
+}
+
+#[test]
+fn b25_messages_cannot_speak_for_another_peer() {
+    let mut sim = formed(3);
+    let now = sim.now;
+    let w0 = sim.nodes.get_mut(&peer("w0")).unwrap();
+    let mut forged = Sim::record(999);
+    forged.version = 50;
+    w0.handle(now, Event::Message { from: peer("w1"), msg: MeshMessage::RoomState { peer: peer("w2"), record: forged } });
+    w0.handle(now, Event::Message { from: peer("w1"), msg: MeshMessage::PeerLeft { peer: peer("w2") } });
+    assert_eq!(w0.room_state().get(&peer("w2")).unwrap().priority, 0);
+    assert!(w0.is_linked(&peer("w2")));
+    // A peer without a link cannot talk at all.
+    w0.handle(now, Event::Message { from: peer("stranger"), msg: MeshMessage::PeerLeft { peer: peer("stranger") } });
+    assert!(std::iter::from_fn(|| w0.poll_action()).all(|a| !matches!(a, Action::Send { .. })));
+}

@@ -1,0 +1,247 @@
+//! A deterministic simulated room of state machines.
+
+use crate::id::{PeerId, RoomId};
+use crate::room::{MemberInfo, Metadata, WorkerRecord};
+use crate::signal::SessionId;
+use crate::signaler::{Announcement, Role};
+use crate::state::{Action, Event, MeshEvent, MeshState, StateConfig, Timing};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+pub fn peer(s: &str) -> PeerId {
+    PeerId::new(s).unwrap()
+}
+
+/// How long a link attempt between cut peers takes to fail.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+pub struct Sim {
+    pub now: Instant,
+    pub nodes: BTreeMap<PeerId, MeshState>,
+    /// Registration order at the rendezvous; clients excluded from `members`.
+    pub registered: Vec<(PeerId, Role)>,
+    pub rendezvous_admin: Option<PeerId>,
+    queue: VecDeque<(PeerId, Event)>,
+    delayed: Vec<(Instant, PeerId, Event)>,
+    /// Open links by session, with their two ends.
+    pub open: BTreeMap<SessionId, (PeerId, PeerId)>,
+    cut: BTreeSet<(PeerId, PeerId)>,
+    pub log: Vec<(Instant, PeerId, MeshEvent)>,
+    pub dials: Vec<(Instant, PeerId, PeerId)>,
+    pub max_links_per_pair: usize,
+}
+
+impl Sim {
+    pub fn new() -> Self {
+        Self {
+            now: Instant::now(),
+            nodes: BTreeMap::new(),
+            registered: Vec::new(),
+            rendezvous_admin: None,
+            queue: VecDeque::new(),
+            delayed: Vec::new(),
+            open: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            log: Vec::new(),
+            dials: Vec::new(),
+            max_links_per_pair: 0,
+        }
+    }
+
+    pub fn record(priority: u64) -> WorkerRecord {
+        let mut metadata = Metadata::new();
+        metadata.insert("gpu_memory_mb".into(), priority.into());
+        WorkerRecord::new(priority, metadata)
+    }
+
+    /// Registers a worker (priority = GPU memory) and delivers notices; does not settle.
+    pub fn join_as(&mut self, name: &str, role: Role, priority: u64) {
+        let me = peer(name);
+        let cfg = StateConfig {
+            room: RoomId::new("room").unwrap(),
+            me: me.clone(),
+            role,
+            record: Self::record(priority),
+            timing: Timing::default(),
+            seed: self.nodes.len() as u64 + 7,
+        };
+        let members: Vec<MemberInfo> = self
+            .registered
+            .iter()
+            .filter(|(_, r)| *r == Role::Worker)
+            .map(|(p, _)| MemberInfo { peer: p.clone(), record: self.nodes[p].room_state().get(p).unwrap().clone() })
+            .collect();
+        self.nodes.insert(me.clone(), MeshState::new(cfg));
+        let admin = self.rendezvous_admin.clone();
+        self.queue.push_back((me.clone(), Event::Registered { members, admin }));
+        if role == Role::Worker {
+            let member = MemberInfo { peer: me.clone(), record: Self::record(priority) };
+            for (p, _) in self.registered.clone() {
+                self.queue.push_back((p, Event::PeerJoined(member.clone())));
+            }
+        }
+        self.registered.push((me, role));
+    }
+
+    pub fn join(&mut self, name: &str) {
+        self.join_as(name, Role::Worker, 0);
+    }
+
+    /// Joins each name and settles the room before the next.
+    pub fn form(&mut self, names: &[&str]) {
+        for n in names {
+            self.join(n);
+            self.settle();
+        }
+    }
+
+    /// The rendezvous saw `name`'s connection close: tell everyone.
+    fn deregister(&mut self, name: &PeerId) {
+        self.registered.retain(|(p, _)| p != name);
+        if self.rendezvous_admin.as_ref() == Some(name) {
+            self.rendezvous_admin = None;
+        }
+        for (p, _) in self.registered.clone() {
+            self.queue.push_back((p, Event::PeerLeft(name.clone())));
+        }
+    }
+
+    /// Graceful departure.
+    pub fn leave(&mut self, name: &str) {
+        self.queue.push_back((peer(name), Event::Leave));
+        self.settle();
+        self.nodes.remove(&peer(name));
+    }
+
+    /// A crash the rest learns of only through silence: no goodbye, links stay silently open.
+    pub fn crash_silently(&mut self, name: &str) {
+        let p = peer(name);
+        self.nodes.remove(&p);
+    }
+
+    /// Cuts every link between `a` and `b` (both directions) and fails future attempts.
+    pub fn cut(&mut self, a: &str, b: &str) {
+        let (a, b) = (peer(a), peer(b));
+        self.cut.insert((a.clone(), b.clone()));
+        self.cut.insert((b, a));
+    }
+
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    fn is_cut(&self, a: &PeerId, b: &PeerId) -> bool {
+        self.cut.contains(&(a.clone(), b.clone()))
+    }
+
+    /// Delivers events and carries out actions until nothing is left at this instant.
+    pub fn settle(&mut self) {
+        for _ in 0..100_000 {
+            if let Some((to, event)) = self.queue.pop_front() {
+                if let Some(node) = self.nodes.get_mut(&to) {
+                    node.handle(self.now, event);
+                }
+                continue;
+            }
+            let mut any = false;
+            let names: Vec<PeerId> = self.nodes.keys().cloned().collect();
+            for name in names {
+                while let Some(action) = self.nodes.get_mut(&name).and_then(|n| n.poll_action()) {
+                    any = true;
+                    self.carry_out(&name, action);
+                }
+            }
+            if !any && self.queue.is_empty() {
+                return;
+            }
+        }
+        panic!("room did not settle");
+    }
+
+    fn carry_out(&mut self, from: &PeerId, action: Action) {
+        match action {
+            Action::Dial { peer, session } => {
+                self.dials.push((self.now, from.clone(), peer.clone()));
+                self.queue.push_back((peer, Event::OfferReceived { from: from.clone(), session }));
+            }
+            Action::Accept { peer, session } => {
+                if self.is_cut(from, &peer) || !self.nodes.contains_key(&peer) {
+                    let closed = Event::LinkClosed { peer: peer.clone(), session: session.clone(), reason: "timeout".into() };
+                    self.delayed.push((self.now + CONNECT_TIMEOUT, from.clone(), closed));
+                    let closed = Event::LinkClosed { peer: from.clone(), session, reason: "timeout".into() };
+                    self.delayed.push((self.now + CONNECT_TIMEOUT, peer, closed));
+                    return;
+                }
+                self.open.insert(session.clone(), (from.clone(), peer.clone()));
+                let pair_count = self
+                    .open
+                    .values()
+                    .filter(|(a, b)| (a == from && b == &peer) || (a == &peer && b == from))
+                    .count();
+                self.max_links_per_pair = self.max_links_per_pair.max(pair_count);
+                self.queue.push_back((from.clone(), Event::LinkOpened { peer: peer.clone(), session: session.clone() }));
+                self.queue.push_back((peer, Event::LinkOpened { peer: from.clone(), session }));
+            }
+            Action::Reject { peer, session, .. } => {
+                self.queue.push_back((peer, Event::SessionAborted { from: from.clone(), session }));
+            }
+            Action::Close { peer, session, reason } => {
+                if self.open.remove(&session).is_some() {
+                    self.queue.push_back((peer, Event::LinkClosed { peer: from.clone(), session, reason }));
+                } else {
+                    self.queue.push_back((peer, Event::SessionAborted { from: from.clone(), session }));
+                }
+            }
+            Action::Send { to, msg } => {
+                let linked = self.open.values().any(|(a, b)| (a == from && b == &to) || (a == &to && b == from));
+                if linked && !self.is_cut(from, &to) {
+                    self.queue.push_back((to, Event::Message { from: from.clone(), msg }));
+                }
+            }
+            Action::Announce(Announcement::Admin) => self.rendezvous_admin = Some(from.clone()),
+            Action::Announce(Announcement::Leaving) => self.deregister(from),
+            Action::DeliverSignal { .. } | Action::RelayAnswered { .. } => {}
+            Action::Emit(event) => self.log.push((self.now, from.clone(), event)),
+        }
+    }
+
+    /// Moves virtual time forward in 10 ms steps, ticking every node.
+    pub fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        while self.now < end {
+            self.now += Duration::from_millis(10);
+            let due: Vec<(Instant, PeerId, Event)> = self.delayed.iter().filter(|(t, _, _)| *t <= self.now).cloned().collect();
+            self.delayed.retain(|(t, _, _)| *t > self.now);
+            for (_, to, ev) in due {
+                self.queue.push_back((to, ev));
+            }
+            for name in self.nodes.keys().cloned().collect::<Vec<_>>() {
+                self.queue.push_back((name, Event::Tick));
+            }
+            self.settle();
+        }
+    }
+
+    /// Number of open links between live nodes.
+    pub fn link_count(&self) -> usize {
+        self.open.values().filter(|(a, b)| self.nodes.contains_key(a) && self.nodes.contains_key(b)).count()
+    }
+
+    /// True when every live worker is linked to every other live worker.
+    pub fn is_full_mesh(&self) -> bool {
+        let workers: Vec<&PeerId> = self.nodes.iter().filter(|(_, n)| n.health_record().role != "client").map(|(p, _)| p).collect();
+        workers.iter().all(|w| {
+            let n = &self.nodes[*w];
+            workers.iter().all(|o| o == w || n.is_linked(o))
+        })
+    }
+
+    pub fn node(&self, name: &str) -> &MeshState {
+        &self.nodes[&peer(name)]
+    }
+
+    /// Events of `name` logged after `since`.
+    pub fn events_of(&self, name: &str, since: Instant) -> Vec<MeshEvent> {
+        self.log.iter().filter(|(t, p, _)| *t >= since && p.as_str() == name).map(|(_, _, e)| e.clone()).collect()
+    }
+}

@@ -1,0 +1,196 @@
+//! Mesh wire messages: what workers say to each other over their links, as JSON tagged by `type`.
+//!
+//! This module has no tokio and no transport in it. [`MeshMessage::decode`] is the only way bytes
+//! off a link become a message: it enforces the size limit and never panics.
+
+use crate::id::PeerId;
+use crate::room::{MemberInfo, WorkerRecord};
+use crate::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+/// Largest mesh message accepted off a link, in bytes, unless configured otherwise.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Why a relay could not pass an envelope on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayErrorReason {
+    /// The relay has no open link to the target.
+    NotLinked,
+    /// The envelope's `from` was not the peer of the link it came over.
+    SpoofedSender,
+    /// The envelope was malformed (for example addressed to the relay itself).
+    Invalid,
+}
+
+/// Every message a worker or client sends over a mesh link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MeshMessage {
+    /// Admin → newcomer: every other linked worker, and the admin's own record.
+    PeerList {
+        /// The admin sending the list.
+        admin: PeerId,
+        /// Workers the newcomer should dial, with their records.
+        peers: Vec<MemberInfo>,
+    },
+    /// A worker joined the room.
+    PeerJoined {
+        /// The newcomer and its record.
+        member: MemberInfo,
+    },
+    /// A worker left the room (the sender itself when it leaves gracefully).
+    PeerLeft {
+        /// Who left.
+        peer: PeerId,
+    },
+    /// A signal hopping over a relay's links. Sent to the relay with `from` = the sender; the relay
+    /// checks `from` against its link and forwards it unchanged to `to`.
+    Relay {
+        /// Echoed by [`MeshMessage::RelayAck`] / [`MeshMessage::RelayError`].
+        id: u64,
+        /// Final recipient.
+        to: PeerId,
+        /// Original sender, authenticated by the relay.
+        from: PeerId,
+        /// The signal carried.
+        signal: Signal,
+    },
+    /// The relay handed envelope `id` to the target's link.
+    RelayAck {
+        /// Echo of the envelope id.
+        id: u64,
+    },
+    /// The relay could not pass envelope `id` on.
+    RelayError {
+        /// Echo of the envelope id.
+        id: u64,
+        /// Why.
+        reason: RelayErrorReason,
+    },
+    /// Liveness beat, carrying the sender's view of the admin (used to settle two admins).
+    Heartbeat {
+        /// Sender's beat counter.
+        seq: u64,
+        /// Whom the sender takes for admin.
+        admin: Option<PeerId>,
+    },
+    /// "Are you alive and taking the admin role?" sent to a newly elected peer.
+    AdminVerify {
+        /// Echoed by the ack.
+        id: u64,
+    },
+    /// Answer to [`MeshMessage::AdminVerify`].
+    AdminVerifyAck {
+        /// Echo of the verify id.
+        id: u64,
+        /// Whom the answering peer takes for admin now.
+        admin: Option<PeerId>,
+    },
+    /// A worker's own record changed (status, metadata).
+    RoomState {
+        /// The record's owner.
+        peer: PeerId,
+        /// Its new record.
+        record: WorkerRecord,
+    },
+    /// A client asks the admin for every worker's record.
+    RegistryQuery {
+        /// Echoed by the answer.
+        id: u64,
+    },
+    /// The admin's answer to a registry query.
+    RegistryAnswer {
+        /// Echo of the query id.
+        id: u64,
+        /// Every present worker.
+        workers: Vec<MemberInfo>,
+    },
+    /// Application data: anything a user wants to send over the mesh.
+    App {
+        /// The user's payload.
+        body: serde_json::Value,
+    },
+}
+
+/// Why bytes off a link are not a mesh message.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Larger than the configured limit.
+    #[error("message of {len} bytes exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// Bytes received.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not JSON, an unknown `type`, or a missing or invalid field.
+    #[error("malformed mesh message: {0}")]
+    Malformed(#[from] serde_json::Error),
+}
+
+impl MeshMessage {
+    /// Parses one message, refusing anything over `limit` bytes.
+    pub fn decode(bytes: &[u8], limit: usize) -> Result<Self, DecodeError> {
+        if bytes.len() > limit {
+            return Err(DecodeError::TooLarge { len: bytes.len(), limit });
+        }
+        Ok(serde_json::from_slice(bytes)?)
+    }
+
+    /// Serializes to JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing this enum cannot fail: every field is a plain serde type with string keys.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The `type` tag, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::PeerList { .. } => "peer_list",
+            Self::PeerJoined { .. } => "peer_joined",
+            Self::PeerLeft { .. } => "peer_left",
+            Self::Relay { .. } => "relay",
+            Self::RelayAck { .. } => "relay_ack",
+            Self::RelayError { .. } => "relay_error",
+            Self::Heartbeat { .. } => "heartbeat",
+            Self::AdminVerify { .. } => "admin_verify",
+            Self::AdminVerifyAck { .. } => "admin_verify_ack",
+            Self::RoomState { .. } => "room_state",
+            Self::RegistryQuery { .. } => "registry_query",
+            Self::RegistryAnswer { .. } => "registry_answer",
+            Self::App { .. } => "app",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_tagged_by_type() {
+        let m = MeshMessage::Heartbeat { seq: 3, admin: None };
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert_eq!(text, r#"{"type":"heartbeat","seq":3,"admin":null}"#);
+        assert_eq!(MeshMessage::decode(text.as_bytes(), 1024).unwrap(), m);
+    }
+
+    #[test]
+    fn hostile_input_is_an_error_not_a_panic() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"not json",
+            b"{}",
+            br#"{"type":"nope"}"#,
+            br#"{"type":"heartbeat"}"#,
+            br#"{"type":"peer_left","peer":"bad id!"}"#,
+            &[0xff, 0xfe, 0x00],
+        ];
+        for case in cases {
+            assert!(MeshMessage::decode(case, 1024).is_err(), "{:?}", String::from_utf8_lossy(case));
+        }
+        let big = vec![b' '; 2048];
+        assert!(matches!(MeshMessage::decode(&big, 1024), Err(DecodeError::TooLarge { len: 2048, .. })));
+    }
+}
