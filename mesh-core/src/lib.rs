@@ -26,6 +26,9 @@ pub mod transport;
 pub mod wire;
 
 pub use chain::{PathCounters, SignalStats, SignalerChain};
+pub use config::{ConfigError, MeshConfig};
+pub use node::{MeshNode, NodeError, NodeOptions, Snapshot};
+pub use registry::{PluginContext, PluginError, Registry, Resources, SignalerPlugin, TransportPlugin};
 
 pub use id::{IdError, PeerId, RoomId};
 

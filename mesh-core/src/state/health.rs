@@ -39,7 +39,7 @@ pub struct HealthRecord {
     pub admin: Option<PeerId>,
     /// True once the admin is this node or answered `admin_verify`.
     pub admin_verified: bool,
-    /// Open links.
+    /// Open links to workers (a client counts its link to the admin).
     pub links_up: usize,
     /// Links this node should hold: every other present worker (1 for a client).
     pub links_expected: usize,
@@ -91,7 +91,7 @@ impl MeshState {
         let silent: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, e)| matches!(e.link, LinkState::Up { last_seen, .. } if now.duration_since(last_seen) > timeout))
+            .filter(|(_, e)| matches!(e.link, LinkState::Up { last_seen, .. } if now.duration_since(last_seen) >= timeout))
             .map(|(p, _)| p.clone())
             .collect();
         for peer in silent {
@@ -167,7 +167,10 @@ impl MeshState {
             role,
             admin: self.admin.clone(),
             admin_verified: self.admin_verified,
-            links_up: peers.iter().filter(|p| p.state == "up").count(),
+            links_up: peers
+                .iter()
+                .filter(|p| p.state == "up" && (self.cfg.role == Role::Client || self.is_present_worker(&p.peer)))
+                .count(),
             links_expected,
             partitioned: self.partitioned,
             peers,

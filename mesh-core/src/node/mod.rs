@@ -1,0 +1,281 @@
+//! [`MeshNode`]: the async driver of one [`crate::MeshState`] over any transport and signaler chain.
+//!
+//! The node owns one driver task, which owns everything else: per-link session tasks, the
+//! signaler chain and short background sends. [`MeshNode::leave`] says goodbye and ends them all;
+//! dropping the node (or [`MeshNode::abort`], a simulated crash) ends them without goodbyes.
+
+mod driver;
+mod session;
+
+use crate::chain::{PathCounters, SignalerChain};
+use crate::config::MeshConfig;
+use crate::id::{PeerId, RoomId};
+use crate::registry::{PluginError, Registry};
+use crate::room::{MemberInfo, WorkerRecord};
+use crate::signal::Signal;
+use crate::signaler::{Identity, MeshAccess, RelayOutcome, SignalError, Signaler, SignalerContext};
+use crate::state::{Counters, HealthRecord, MeshEvent, StateConfig, Timing};
+use crate::transport::Transport;
+use crate::wire::MeshMessage;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+/// Capacity of the signaling inbox; a full inbox slows signalers down.
+const INBOX: usize = 1024;
+
+/// Why a node could not start or a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A plugin could not be built.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// The signaling chain could not start (registration refused, server unreachable...).
+    #[error("signaling: {0}")]
+    Signaling(#[from] SignalError),
+    /// No open link to that peer.
+    #[error("no open link to {0}")]
+    NotLinked(PeerId),
+    /// The wait ended before the condition held.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The node has stopped.
+    #[error("node stopped")]
+    Stopped,
+}
+
+/// Everything a user can read about a node at one instant.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Snapshot {
+    /// The health record.
+    pub health: HealthRecord,
+    /// Link counters.
+    pub counters: Counters,
+    /// Per-path signal counters.
+    pub signals: BTreeMap<String, PathCounters>,
+}
+
+/// What the driver shares with handles and relaying signalers.
+#[derive(Default)]
+struct Shared {
+    admin: Option<PeerId>,
+    writers: HashMap<PeerId, mpsc::Sender<session::Outgoing>>,
+    relay_waiters: HashMap<u64, (PeerId, oneshot::Sender<RelayOutcome>)>,
+    next_relay_id: u64,
+}
+
+/// The [`MeshAccess`] a node gives its signalers.
+struct Access {
+    me: PeerId,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl MeshAccess for Access {
+    fn admin(&self) -> Option<PeerId> {
+        self.shared.lock().ok().and_then(|s| s.admin.clone())
+    }
+
+    fn linked_peers(&self) -> Vec<PeerId> {
+        self.shared.lock().map(|s| s.writers.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn relay(&self, via: &PeerId, to: &PeerId, signal: Signal) -> Option<oneshot::Receiver<RelayOutcome>> {
+        let mut shared = self.shared.lock().ok()?;
+        let writer = shared.writers.get(via)?.clone();
+        shared.next_relay_id += 1;
+        let id = shared.next_relay_id;
+        let msg = MeshMessage::Relay { id, to: to.clone(), from: self.me.clone(), signal };
+        writer.try_send(session::Outgoing::Reliable(msg.encode().into())).ok()?;
+        let (tx, rx) = oneshot::channel();
+        shared.relay_waiters.insert(id, (via.clone(), tx));
+        Some(rx)
+    }
+}
+
+enum Command {
+    Send { to: PeerId, body: serde_json::Value, reply: oneshot::Sender<Result<(), NodeError>> },
+    SetRecord(WorkerRecord),
+    QueryRegistry { reply: oneshot::Sender<Vec<MemberInfo>> },
+    Leave { done: oneshot::Sender<()> },
+}
+
+/// Parameters of a node besides its plugins.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Who this node is.
+    pub identity: Identity,
+    /// Timings of the state machine.
+    pub timing: Timing,
+    /// Per-path confirmation timeout of the signaler chain.
+    pub signal_timeout: Duration,
+    /// Largest mesh message accepted off a link.
+    pub max_message_bytes: usize,
+}
+
+/// A running mesh member.
+pub struct MeshNode {
+    peer: PeerId,
+    room: RoomId,
+    commands: mpsc::Sender<Command>,
+    snapshot: watch::Receiver<Snapshot>,
+    events: broadcast::Sender<MeshEvent>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl MeshNode {
+    /// Builds the configured plugins from `registry` and starts the node.
+    pub async fn from_config(config: &MeshConfig, registry: &Registry) -> Result<Self, NodeError> {
+        let mut config = config.clone();
+        config.peer_id = config.peer_id().to_string(); // fix a generated id once for every plugin
+        let transport = registry.transport(&config.transport, &config)?;
+        let signalers =
+            config.signaling.iter().map(|name| registry.signaler(name, &config)).collect::<Result<Vec<_>, _>>()?;
+        let options = NodeOptions {
+            identity: Identity {
+                room: config.room_id(),
+                peer: config.peer_id(),
+                role: config.role,
+                record: config.record(),
+            },
+            timing: config.timing.timing(),
+            signal_timeout: Duration::from_millis(config.timing.signal_timeout_ms),
+            max_message_bytes: config.max_message_bytes,
+        };
+        Self::start(options, transport, signalers).await
+    }
+
+    /// Starts a node over `transport` and the chain of `signalers` (tried in order).
+    pub async fn start(
+        options: NodeOptions,
+        transport: Arc<dyn Transport>,
+        signalers: Vec<Arc<dyn Signaler>>,
+    ) -> Result<Self, NodeError> {
+        let identity = options.identity.clone();
+        let span = tracing::info_span!("mesh", room = %identity.room, peer = %identity.peer);
+        let chain = Arc::new(SignalerChain::new(signalers, options.signal_timeout));
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
+        let access = Arc::new(Access { me: identity.peer.clone(), shared: shared.clone() });
+        let ctx = SignalerContext { identity: identity.clone(), inbox: inbox_tx.clone(), mesh: access };
+        if let Err(err) = chain.start(ctx).instrument(span.clone()).await {
+            chain.stop().await;
+            return Err(err.into());
+        }
+        let state = crate::MeshState::new(StateConfig {
+            room: identity.room.clone(),
+            me: identity.peer.clone(),
+            role: identity.role,
+            record: identity.record.clone(),
+            timing: options.timing.clone(),
+            seed: rand::random(),
+        });
+        let (commands, commands_rx) = mpsc::channel(64);
+        let (events, _) = broadcast::channel(1024);
+        let initial = Snapshot { health: state.health_record(), counters: state.counters(), signals: BTreeMap::new() };
+        let (snapshot_tx, snapshot) = watch::channel(initial);
+        let driver = driver::Driver::new(driver::Parts {
+            state,
+            transport,
+            chain,
+            shared,
+            inbox_tx,
+            inbox_rx,
+            commands: commands_rx,
+            events: events.clone(),
+            snapshot: snapshot_tx,
+            max_message_bytes: options.max_message_bytes,
+        });
+        let task = tokio::spawn(driver.run().instrument(span));
+        Ok(Self { peer: identity.peer, room: identity.room, commands, snapshot, events, task: Some(task) })
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> &PeerId {
+        &self.peer
+    }
+
+    /// The room joined.
+    pub fn room(&self) -> &RoomId {
+        &self.room
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A watch that changes whenever the snapshot does.
+    pub fn watch(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    /// Every [`MeshEvent`] from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<MeshEvent> {
+        self.events.subscribe()
+    }
+
+    /// Waits until `pred` holds for the snapshot, at most `timeout`.
+    pub async fn wait_for(&self, timeout: Duration, pred: impl FnMut(&Snapshot) -> bool) -> Result<Snapshot, NodeError> {
+        let mut watch = self.snapshot.clone();
+        let result = match tokio::time::timeout(timeout, watch.wait_for(pred)).await {
+            Ok(Ok(s)) => Ok(s.clone()),
+            Ok(Err(_)) => Err(NodeError::Stopped),
+            Err(_) => Err(NodeError::Timeout(timeout)),
+        };
+        result
+    }
+
+    /// Sends application data to `to` over the direct link.
+    pub async fn send(&self, to: &PeerId, body: serde_json::Value) -> Result<(), NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Send { to: to.clone(), body, reply }).await.map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Changes this worker's record (status, metadata); the room learns of it.
+    pub async fn set_record(&self, record: WorkerRecord) -> Result<(), NodeError> {
+        self.commands.send(Command::SetRecord(record)).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Asks the admin for every worker's record (BEHAVIOUR 23).
+    pub async fn query_registry(&self, timeout: Duration) -> Result<Vec<MemberInfo>, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::QueryRegistry { reply }).await.map_err(|_| NodeError::Stopped)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(workers)) => Ok(workers),
+            Ok(Err(_)) => Err(NodeError::Stopped),
+            Err(_) => Err(NodeError::Timeout(timeout)),
+        }
+    }
+
+    /// Leaves gracefully: tells the room, closes links, ends every task (bounded in time).
+    pub async fn leave(mut self) {
+        let (done, rx) = oneshot::channel();
+        if self.commands.send(Command::Leave { done }).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        }
+        if let Some(task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                tracing::warn!(peer = %self.peer, "driver did not stop in time");
+            }
+        }
+    }
+
+    /// Stops at once without goodbyes, as a crashed process would.
+    pub fn abort(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for MeshNode {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Test harness: start nodes on an explicit in-memory network and wait on their snapshots.
+#![allow(dead_code)]
+
+use mesh_core::memory::{MemoryNetwork, MemorySignaler, MemoryTransport};
+use mesh_core::node::NodeOptions;
+use mesh_core::{Identity, MeshNode, Metadata, PeerId, Role, RoomId, Signaler, Snapshot, Timing, WorkerRecord};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Generous bound for any wait; on paused time it costs nothing.
+pub const WAIT: Duration = Duration::from_secs(120);
+
+pub fn peer(s: &str) -> PeerId {
+    PeerId::new(s).unwrap()
+}
+
+pub fn options(name: &str, role: Role, gpu: u64) -> NodeOptions {
+    let mut metadata = Metadata::new();
+    metadata.insert("gpu_memory_mb".into(), gpu.into());
+    NodeOptions {
+        identity: Identity { room: RoomId::new("room").unwrap(), peer: peer(name), role, record: WorkerRecord::new(gpu, metadata) },
+        timing: Timing::default(),
+        signal_timeout: Duration::from_millis(500),
+        max_message_bytes: 64 * 1024,
+    }
+}
+
+pub async fn start_with(net: &MemoryNetwork, options: NodeOptions, extra: Vec<Arc<dyn Signaler>>) -> MeshNode {
+    let transport = Arc::new(MemoryTransport::new(net.clone(), options.identity.peer.clone(), Duration::from_secs(5)));
+    let mut signalers = extra;
+    signalers.push(Arc::new(MemorySignaler::new(net.clone())));
+    MeshNode::start(options, transport, signalers).await.expect("node starts")
+}
+
+pub async fn start(net: &MemoryNetwork, name: &str) -> MeshNode {
+    start_with(net, options(name, Role::Worker, 0), vec![]).await
+}
+
+/// Waits until `node` holds `links` open links to a full room of `links + 1`.
+pub async fn wait_links(node: &MeshNode, links: usize) -> Snapshot {
+    node.wait_for(WAIT, |s| s.health.links_up == links && s.health.links_expected == links)
+        .await
+        .unwrap_or_else(|e| panic!("{} did not reach {links} links: {e}; {:?}", node.peer_id(), node.snapshot().health))
+}
+
+/// Starts `n` workers one after another (`w0`..), then waits for the full mesh.
+pub async fn spawn_mesh(net: &MemoryNetwork, n: usize) -> Vec<MeshNode> {
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        nodes.push(start(net, &format!("w{i}")).await);
+    }
+    for node in &nodes {
+        wait_links(node, n - 1).await;
+    }
+    nodes
+}
+
+/// Total link attempts (dials + accepts) across `nodes`.
+pub fn attempts(nodes: &[MeshNode]) -> u64 {
+    nodes.iter().map(|n| { let c = n.snapshot().counters; c.dials + c.accepts }).sum()
+}
