@@ -43,10 +43,7 @@ fn validate(kind: &'static str, s: &str) -> Result<(), IdError> {
     if s.len() > MAX_ID_LEN {
         return Err(IdError::TooLong { kind, len: s.len() });
     }
-    match s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':')))
-    {
+    match s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))) {
         Some(ch) => Err(IdError::BadChar { kind, ch }),
         None => Ok(()),
     }

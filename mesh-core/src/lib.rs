@@ -32,7 +32,6 @@ pub use registry::{PluginContext, PluginError, Registry, Resources, SignalerPlug
 
 pub use id::{IdError, PeerId, RoomId};
 
-
 pub use room::{elect, MemberInfo, Metadata, RoomState, WorkerRecord, WorkerStatus};
 pub use signal::{SessionId, Signal, SignalBody};
 pub use signaler::{

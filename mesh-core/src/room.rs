@@ -97,10 +97,7 @@ impl RoomState {
 
     /// Every record, tombstones included, as member infos.
     pub fn members(&self) -> Vec<MemberInfo> {
-        self.workers
-            .iter()
-            .map(|(peer, record)| MemberInfo { peer: peer.clone(), record: record.clone() })
-            .collect()
+        self.workers.iter().map(|(peer, record)| MemberInfo { peer: peer.clone(), record: record.clone() }).collect()
     }
 
     /// Number of records (tombstones included).
@@ -117,16 +114,14 @@ impl RoomState {
 /// Does `new` replace `current`? Higher version wins; at equal versions the greater record wins
 /// (status, then priority, then the metadata's canonical JSON text: maps serialize sorted).
 fn wins(new: &WorkerRecord, current: &WorkerRecord) -> bool {
-    let key = |r: &WorkerRecord| (r.version, r.status, r.priority, serde_json::to_string(&r.metadata).unwrap_or_default());
+    let key =
+        |r: &WorkerRecord| (r.version, r.status, r.priority, serde_json::to_string(&r.metadata).unwrap_or_default());
     key(new) > key(current)
 }
 
 /// Deterministic election: highest priority, then the lowest peer id. `None` for no candidates.
 pub fn elect<'a>(candidates: impl IntoIterator<Item = (&'a PeerId, u64)>) -> Option<PeerId> {
-    candidates
-        .into_iter()
-        .max_by(|(pa, a), (pb, b)| a.cmp(b).then_with(|| pb.cmp(pa)))
-        .map(|(peer, _)| peer.clone())
+    candidates.into_iter().max_by(|(pa, a), (pb, b)| a.cmp(b).then_with(|| pb.cmp(pa))).map(|(peer, _)| peer.clone())
 }
 
 #[cfg(test)]
@@ -160,12 +155,8 @@ mod tests {
 
     fn arb_record() -> impl Strategy<Value = WorkerRecord> {
         (0u64..4, 0usize..4, 0u64..3, 0i64..3).prop_map(|(version, status, priority, m)| {
-            let status = [
-                WorkerStatus::Available,
-                WorkerStatus::Busy,
-                WorkerStatus::Reserved,
-                WorkerStatus::Leaving,
-            ][status];
+            let status =
+                [WorkerStatus::Available, WorkerStatus::Busy, WorkerStatus::Reserved, WorkerStatus::Leaving][status];
             let mut metadata = Metadata::new();
             metadata.insert("m".into(), m.into());
             WorkerRecord { version, status, priority, metadata }

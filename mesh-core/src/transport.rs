@@ -103,10 +103,6 @@ pub trait Transport: Send + Sync {
     /// Starts a link as the offering side; the offer goes into `signals`.
     async fn dial(&self, peer: &PeerId, signals: SignalSink) -> Result<LinkHandle, TransportError>;
     /// Answers `offer` from `peer`; the answer and candidates go into `signals`.
-    async fn accept(
-        &self,
-        peer: &PeerId,
-        offer: SignalBody,
-        signals: SignalSink,
-    ) -> Result<LinkHandle, TransportError>;
+    async fn accept(&self, peer: &PeerId, offer: SignalBody, signals: SignalSink)
+        -> Result<LinkHandle, TransportError>;
 }

@@ -56,7 +56,11 @@ async fn b15_b16_admin_leaves_survivors_keep_links_and_verify_a_new_admin() {
     admin.leave().await;
     for n in &nodes {
         let s = n
-            .wait_for(WAIT, |s| s.health.admin.as_ref().is_some_and(|a| a.as_str() == "w1") && s.health.admin_verified && s.health.links_expected == 3)
+            .wait_for(WAIT, |s| {
+                s.health.admin.as_ref().is_some_and(|a| a.as_str() == "w1")
+                    && s.health.admin_verified
+                    && s.health.links_expected == 3
+            })
             .await
             .expect("new admin verified");
         assert_eq!(s.health.links_up, 3);
@@ -164,10 +168,8 @@ async fn b21_lost_link_is_retried_and_comes_back() {
     let net = MemoryNetwork::new();
     let nodes = spawn_mesh(&net, 3).await;
     net.close_links(&peer("w1"), &peer("w2"));
-    let s = nodes[1]
-        .wait_for(WAIT, |s| s.counters.reconnects >= 1 && s.health.links_up == 2)
-        .await
-        .expect("link retried");
+    let s =
+        nodes[1].wait_for(WAIT, |s| s.counters.reconnects >= 1 && s.health.links_up == 2).await.expect("link retried");
     assert!(s.health.peers.iter().all(|p| p.retry_attempt == 0));
 }
 
@@ -175,7 +177,8 @@ async fn b21_lost_link_is_retried_and_comes_back() {
 async fn b23_client_reads_the_registry_from_the_admin() {
     let net = MemoryNetwork::new();
     let nodes = spawn_mesh(&net, 3).await;
-    let busy = mesh_core::WorkerRecord { status: WorkerStatus::Busy, ..mesh_core::WorkerRecord::new(0, Default::default()) };
+    let busy =
+        mesh_core::WorkerRecord { status: WorkerStatus::Busy, ..mesh_core::WorkerRecord::new(0, Default::default()) };
     nodes[1].set_record(busy).await.expect("record set");
     let client = start_with(&net, options("c0", Role::Client, 0), vec![]).await;
     client.wait_for(WAIT, |s| s.health.links_up == 1).await.expect("client linked to admin");
@@ -189,13 +192,27 @@ async fn b23_client_reads_the_registry_from_the_admin() {
 #[tokio::test(start_paused = true)]
 async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
     use mesh_core::memory::{MemorySignaler, MemoryTransport};
-    use mesh_core::{Identity, Inbound, MeshAccess, RelayOutcome, SessionId, Signal, Signaler, SignalerContext, SignalingEvent, Transport};
+    use mesh_core::{
+        Identity, Inbound, MeshAccess, RelayOutcome, SessionId, Signal, Signaler, SignalerContext, SignalingEvent,
+        Transport,
+    };
     use std::sync::Arc;
     struct NoMesh;
     impl MeshAccess for NoMesh {
-        fn admin(&self) -> Option<mesh_core::PeerId> { None }
-        fn linked_peers(&self) -> Vec<mesh_core::PeerId> { vec![] }
-        fn relay(&self, _: &mesh_core::PeerId, _: &mesh_core::PeerId, _: Signal) -> Option<tokio::sync::oneshot::Receiver<RelayOutcome>> { None }
+        fn admin(&self) -> Option<mesh_core::PeerId> {
+            None
+        }
+        fn linked_peers(&self) -> Vec<mesh_core::PeerId> {
+            vec![]
+        }
+        fn relay(
+            &self,
+            _: &mesh_core::PeerId,
+            _: &mesh_core::PeerId,
+            _: Signal,
+        ) -> Option<tokio::sync::oneshot::Receiver<RelayOutcome>> {
+            None
+        }
     }
     let net = MemoryNetwork::new();
     let nodes = spawn_mesh(&net, 2).await;
@@ -217,7 +234,9 @@ async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
                 return signal.body;
             }
         }
-    }).await.expect("answer");
+    })
+    .await
+    .expect("answer");
     handle.link.apply_signal(answer).await.unwrap();
     assert_eq!(handle.events.recv().await, Some(mesh_core::LinkEvent::Open));
     let hostile: Vec<Vec<u8>> = vec![
@@ -242,7 +261,9 @@ async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
                 }
             }
         }
-    }).await.expect("relay error");
+    })
+    .await
+    .expect("relay error");
     assert_eq!(reply, mesh_core::MeshMessage::RelayError { id: 1, reason: mesh_core::RelayErrorReason::SpoofedSender });
     let s = nodes[0].snapshot();
     assert_eq!(s.health.links_expected, 1, "w1 is still in w0's room state");

@@ -37,7 +37,12 @@ pub(super) struct End {
 }
 
 impl End {
-    pub(super) fn new(id: u64, local: PeerId, remote_peer: PeerId, net: MemoryNetwork) -> (Arc<Self>, mpsc::Receiver<LinkEvent>) {
+    pub(super) fn new(
+        id: u64,
+        local: PeerId,
+        remote_peer: PeerId,
+        net: MemoryNetwork,
+    ) -> (Arc<Self>, mpsc::Receiver<LinkEvent>) {
         let (events, rx) = mpsc::channel(LINK_QUEUE);
         let settled = Arc::new(tokio::sync::Notify::new());
         let end = Arc::new(Self { id, local, remote_peer, net: net.clone(), events, state: Mutex::default(), settled });

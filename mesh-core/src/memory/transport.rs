@@ -15,7 +15,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads `connect_timeout_ms` from a `[memory]` section.
 pub(super) fn connect_timeout(section: &serde_json::Value) -> Duration {
-    section.get("connect_timeout_ms").and_then(|v| v.as_u64()).map(Duration::from_millis).unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+    section
+        .get("connect_timeout_ms")
+        .and_then(|v| v.as_u64())
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
 }
 
 /// In-process links between peers of one [`MemoryNetwork`].
@@ -74,7 +78,12 @@ impl Transport for MemoryTransport {
         Ok(LinkHandle { link: Arc::new(MemoryLink { end }), events })
     }
 
-    async fn accept(&self, peer: &PeerId, offer: SignalBody, signals: SignalSink) -> Result<LinkHandle, TransportError> {
+    async fn accept(
+        &self,
+        peer: &PeerId,
+        offer: SignalBody,
+        signals: SignalSink,
+    ) -> Result<LinkHandle, TransportError> {
         let SignalBody::Offer { sdp } = offer else {
             return Err(TransportError::BadSignal("accept needs an offer".into()));
         };

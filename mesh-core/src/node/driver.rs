@@ -76,7 +76,8 @@ impl Driver {
         loop {
             let deadline = self.p.state.next_deadline().map(tokio::time::Instant::from_std);
             let soonest = tokio::time::Instant::now() + Duration::from_millis(1); // never a busy loop
-            let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1)).max(soonest);
+            let deadline =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1)).max(soonest);
             tokio::select! {
                 Some(inbound) = self.p.inbox_rx.recv() => self.on_inbound(inbound),
                 Some((peer, session, event)) = self.link_rx.recv() => self.on_link_event(peer, session, event),
@@ -232,7 +233,9 @@ impl Driver {
                 Action::Dial { peer, session } => self.start_session(peer, session, None).await,
                 Action::Accept { peer, session } => match self.offers.remove(&session) {
                     Some((_, offer)) => self.start_session(peer, session, Some(offer)).await,
-                    None => self.p.state.handle(now(), Event::LinkClosed { peer, session, reason: "offer gone".into() }),
+                    None => {
+                        self.p.state.handle(now(), Event::LinkClosed { peer, session, reason: "offer gone".into() })
+                    }
                 },
                 Action::Reject { peer, session, reason } => {
                     self.offers.remove(&session);
@@ -318,7 +321,8 @@ impl Driver {
 
     fn fail_relays_via(&mut self, peer: &PeerId) {
         let Ok(mut shared) = self.p.shared.lock() else { return };
-        let gone: Vec<u64> = shared.relay_waiters.iter().filter(|(_, (via, _))| via == peer).map(|(id, _)| *id).collect();
+        let gone: Vec<u64> =
+            shared.relay_waiters.iter().filter(|(_, (via, _))| via == peer).map(|(id, _)| *id).collect();
         for id in gone {
             if let Some((_, tx)) = shared.relay_waiters.remove(&id) {
                 let _ = tx.send(RelayOutcome::RelayGone);

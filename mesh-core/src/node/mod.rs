@@ -218,7 +218,11 @@ impl MeshNode {
     }
 
     /// Waits until `pred` holds for the snapshot, at most `timeout`.
-    pub async fn wait_for(&self, timeout: Duration, pred: impl FnMut(&Snapshot) -> bool) -> Result<Snapshot, NodeError> {
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl FnMut(&Snapshot) -> bool,
+    ) -> Result<Snapshot, NodeError> {
         let mut watch = self.snapshot.clone();
         let result = match tokio::time::timeout(timeout, watch.wait_for(pred)).await {
             Ok(Ok(s)) => Ok(s.clone()),

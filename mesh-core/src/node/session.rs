@@ -91,8 +91,10 @@ async fn forward_signals(
 ) {
     while let Some(body) = signals.recv().await {
         let signal = Signal { session: session.clone(), body };
-        if let Err(err) = chain.send(&peer, signal).await {
-            tracing::warn!(error = %err, "signal lost: no path delivered it");
+        match chain.send(&peer, signal).await {
+            Ok(()) => {}
+            Err(crate::SignalError::NotRunning) => tracing::debug!("signal dropped: signaling stopped"),
+            Err(err) => tracing::warn!(error = %err, "signal lost: no path delivered it"),
         }
     }
 }

@@ -57,10 +57,7 @@ impl MeshState {
         }
         let me = self.cfg.me.clone();
         let winner = crate::room::elect(
-            self.room
-                .present()
-                .filter(|(p, _)| **p == me || self.is_linked(p))
-                .map(|(p, r)| (p, r.priority)),
+            self.room.present().filter(|(p, _)| **p == me || self.is_linked(p)).map(|(p, r)| (p, r.priority)),
         )
         .unwrap_or(me.clone());
         if winner == me {
@@ -73,7 +70,8 @@ impl MeshState {
         let id = self.next_seq;
         self.next_seq += 1;
         self.set_admin(Some(winner.clone()), false);
-        self.verify = Some(PendingVerify { candidate: winner.clone(), id, deadline: now + self.cfg.timing.admin_verify_timeout });
+        self.verify =
+            Some(PendingVerify { candidate: winner.clone(), id, deadline: now + self.cfg.timing.admin_verify_timeout });
         tracing::info!(candidate = %winner, "verifying elected admin");
         self.send(&winner, MeshMessage::AdminVerify { id });
     }

@@ -91,7 +91,9 @@ impl MeshState {
         let silent: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, e)| matches!(e.link, LinkState::Up { last_seen, .. } if now.duration_since(last_seen) >= timeout))
+            .filter(
+                |(_, e)| matches!(e.link, LinkState::Up { last_seen, .. } if now.duration_since(last_seen) >= timeout),
+            )
             .map(|(p, _)| p.clone())
             .collect();
         for peer in silent {

@@ -53,7 +53,9 @@ impl MeshState {
         } else if first || self.admin.is_none() {
             let admin = admin.filter(|a| a != &self.cfg.me || others.is_empty());
             let admin = admin.or_else(|| {
-                crate::room::elect(members.iter().filter(|m| m.peer != self.cfg.me).map(|m| (&m.peer, m.record.priority)))
+                crate::room::elect(
+                    members.iter().filter(|m| m.peer != self.cfg.me).map(|m| (&m.peer, m.record.priority)),
+                )
             });
             if let Some(admin) = admin {
                 self.set_admin(Some(admin.clone()), true);
@@ -112,13 +114,10 @@ impl MeshState {
         });
     }
 
-    /// Dials `peer` unless a link or attempt to it already exists.
+    /// Dials `peer` unless a link or attempt to it exists; a pending retry keeps its backoff.
     pub(super) fn ensure_dial(&mut self, now: Instant, peer: &PeerId) {
         self.expect(now, peer);
-        let idle = matches!(
-            self.peers.get(peer).map(|e| &e.link),
-            Some(LinkState::Waiting { .. } | LinkState::Retrying { .. })
-        );
+        let idle = matches!(self.peers.get(peer).map(|e| &e.link), Some(LinkState::Waiting { .. }));
         if idle {
             self.dial(peer);
         }
@@ -317,8 +316,11 @@ impl MeshState {
         self.verify = None;
         self.set_admin(Some(self.cfg.me.clone()), true);
         self.push(Action::Announce(Announcement::Admin));
-        for peer in self.linked_peers() {
-            self.maybe_send_peer_list(&peer);
+        // Linked workers are already in the mesh; only newcomers get a peer list.
+        for (_, entry) in self.peers.iter_mut() {
+            if matches!(entry.link, LinkState::Up { .. }) {
+                entry.peer_list_sent = true;
+            }
         }
     }
 }

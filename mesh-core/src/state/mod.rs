@@ -19,7 +19,7 @@ pub use health::{HealthRecord, PeerHealth};
 
 use crate::id::{PeerId, RoomId};
 use crate::room::{MemberInfo, RoomState, WorkerRecord};
-use crate::signal::{Signal, SessionId};
+use crate::signal::{SessionId, Signal};
 use crate::signaler::{Announcement, RelayOutcome, Role};
 use crate::wire::MeshMessage;
 use std::collections::BTreeMap;
@@ -403,11 +403,7 @@ impl MeshState {
 
     /// Peers with an open link.
     pub fn linked_peers(&self) -> Vec<PeerId> {
-        self.peers
-            .iter()
-            .filter(|(_, e)| matches!(e.link, LinkState::Up { .. }))
-            .map(|(p, _)| p.clone())
-            .collect()
+        self.peers.iter().filter(|(_, e)| matches!(e.link, LinkState::Up { .. })).map(|(p, _)| p.clone()).collect()
     }
 
     /// True if the link to `peer` is open.
@@ -475,10 +471,7 @@ impl MeshState {
     }
 
     fn present_members(&self) -> Vec<MemberInfo> {
-        self.room
-            .present()
-            .map(|(peer, record)| MemberInfo { peer: peer.clone(), record: record.clone() })
-            .collect()
+        self.room.present().map(|(peer, record)| MemberInfo { peer: peer.clone(), record: record.clone() }).collect()
     }
 
     fn on_leave(&mut self) {

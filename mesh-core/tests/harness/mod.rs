@@ -18,7 +18,12 @@ pub fn options(name: &str, role: Role, gpu: u64) -> NodeOptions {
     let mut metadata = Metadata::new();
     metadata.insert("gpu_memory_mb".into(), gpu.into());
     NodeOptions {
-        identity: Identity { room: RoomId::new("room").unwrap(), peer: peer(name), role, record: WorkerRecord::new(gpu, metadata) },
+        identity: Identity {
+            room: RoomId::new("room").unwrap(),
+            peer: peer(name),
+            role,
+            record: WorkerRecord::new(gpu, metadata),
+        },
         timing: Timing::default(),
         signal_timeout: Duration::from_millis(500),
         max_message_bytes: 64 * 1024,
@@ -57,5 +62,11 @@ pub async fn spawn_mesh(net: &MemoryNetwork, n: usize) -> Vec<MeshNode> {
 
 /// Total link attempts (dials + accepts) across `nodes`.
 pub fn attempts(nodes: &[MeshNode]) -> u64 {
-    nodes.iter().map(|n| { let c = n.snapshot().counters; c.dials + c.accepts }).sum()
+    nodes
+        .iter()
+        .map(|n| {
+            let c = n.snapshot().counters;
+            c.dials + c.accepts
+        })
+        .sum()
 }

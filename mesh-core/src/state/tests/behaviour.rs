@@ -44,10 +44,13 @@ fn b07_newcomer_dials_every_worker_on_the_peer_list() {
     let before = sim.dials.len();
     sim.join("w4");
     sim.settle();
-    let mut dialed: Vec<&str> = sim.dials[before..].iter().map(|(_, a, b)| {
-        assert_eq!(a.as_str(), "w4", "only the newcomer dials");
-        b.as_str()
-    }).collect();
+    let mut dialed: Vec<&str> = sim.dials[before..]
+        .iter()
+        .map(|(_, a, b)| {
+            assert_eq!(a.as_str(), "w4", "only the newcomer dials");
+            b.as_str()
+        })
+        .collect();
     dialed.sort();
     assert_eq!(dialed, ["w0", "w1", "w2", "w3"]);
 }
@@ -69,7 +72,10 @@ fn b08_crossing_offers_resolve_to_one_link_lower_id_wins() {
         s.handle(now, Event::PeerJoined(crate::MemberInfo { peer: peer(other), record: Sim::record(0) }));
         s.handle(now + Timing::default().offer_wait, Event::Tick); // offer wait over: we dial
         let mine = std::iter::from_fn(|| s.poll_action())
-            .find_map(|a| match a { Action::Dial { session, .. } => Some(session), _ => None })
+            .find_map(|a| match a {
+                Action::Dial { session, .. } => Some(session),
+                _ => None,
+            })
             .expect("dials after offer_wait");
         let theirs = SessionId { offerer: peer(other), seq: 1 };
         s.handle(now, Event::OfferReceived { from: peer(other), session: theirs.clone() });
@@ -173,7 +179,10 @@ fn b16_elected_admin_leaving_during_election_makes_last_worker_elect_itself() {
     assert_eq!(sim.node("w2").admin(), (Some(&peer("w1")), false), "still waiting for the ack");
     sim.advance(Duration::from_millis(200));
     assert_eq!(sim.node("w2").admin(), (Some(&peer("w2")), true), "verify timed out after 2 s");
-    assert!(sim.events_of("w2", t).iter().any(|e| matches!(e, MeshEvent::AdminChanged { admin: Some(a), verified: true } if a.as_str() == "w2")));
+    assert!(sim
+        .events_of("w2", t)
+        .iter()
+        .any(|e| matches!(e, MeshEvent::AdminChanged { admin: Some(a), verified: true } if a.as_str() == "w2")));
 }
 
 #[test]
@@ -215,7 +224,10 @@ fn b19_silent_peer_is_declared_lost_after_the_heartbeat_timeout() {
     assert!(sim.node("w1").is_linked(&peer("w2")), "not before the timeout");
     sim.advance(Duration::from_millis(1200));
     assert!(!sim.node("w1").is_linked(&peer("w2")));
-    assert!(sim.events_of("w1", t).iter().any(|e| matches!(e, MeshEvent::LinkDown { reason, .. } if reason == "heartbeat timeout")));
+    assert!(sim
+        .events_of("w1", t)
+        .iter()
+        .any(|e| matches!(e, MeshEvent::LinkDown { reason, .. } if reason == "heartbeat timeout")));
 }
 
 #[test]
@@ -229,7 +241,10 @@ fn b20_partition_flag_is_set_before_the_first_health_record() {
     assert!(sim.node("w4").is_partitioned());
     let events = sim.events_of("w4", t);
     let detected = events.iter().position(|e| *e == MeshEvent::PartitionDetected).expect("detected");
-    let first_health = events.iter().skip(detected).find_map(|e| match e { MeshEvent::Health(h) => Some(h), _ => None });
+    let first_health = events.iter().skip(detected).find_map(|e| match e {
+        MeshEvent::Health(h) => Some(h),
+        _ => None,
+    });
     assert_eq!(first_health.map(|h| h.status()), Some("PARTITIONED"));
     assert!(!events[..detected].iter().any(|e| matches!(e, MeshEvent::Health(h) if h.partitioned)));
     // The majority side is not partitioned.
@@ -254,7 +269,10 @@ fn b21_retry_backoff_doubles_from_1s_to_32s_with_bounded_jitter() {
     let delays: Vec<(u32, Duration)> = sim
         .events_of("w1", t0)
         .into_iter()
-        .filter_map(|e| match e { MeshEvent::RetryScheduled { attempt, delay, .. } => Some((attempt, delay)), _ => None })
+        .filter_map(|e| match e {
+            MeshEvent::RetryScheduled { attempt, delay, .. } => Some((attempt, delay)),
+            _ => None,
+        })
         .collect();
     assert!(delays.len() >= 6, "{delays:?}");
     for (attempt, delay) in &delays {
@@ -299,7 +317,10 @@ fn b21_failed_attempts_keep_backing_off_instead_of_hammering() {
 fn b22_health_record_shows_role_admin_links_and_per_peer_state() {
     let sim = formed(3);
     let h = sim.node("w0").health_record();
-    assert_eq!((h.role, h.admin.as_ref().map(|a| a.as_str()), h.links_up, h.links_expected), ("admin", Some("w0"), 2, 2));
+    assert_eq!(
+        (h.role, h.admin.as_ref().map(|a| a.as_str()), h.links_up, h.links_expected),
+        ("admin", Some("w0"), 2, 2)
+    );
     assert_eq!(h.status(), "Healthy");
     assert_eq!(sim.node("w2").health_record().role, "worker");
     assert_eq!(h.peers.len(), 2);
@@ -326,21 +347,57 @@ fn b23_client_links_to_admin_only_and_gets_the_registry() {
 fn b25_relay_stamps_sender_and_rejects_spoofed_from() {
     let mut sim = formed(3);
     let now = sim.now;
-    let signal = crate::Signal { session: SessionId { offerer: peer("w1"), seq: 5 }, body: crate::SignalBody::Abort { reason: "x".into() } };
+    let signal = crate::Signal {
+        session: SessionId { offerer: peer("w1"), seq: 5 },
+        body: crate::SignalBody::Abort { reason: "x".into() },
+    };
     let admin = sim.nodes.get_mut(&peer("w0")).unwrap();
     // Honest envelope from w1 for w2: forwarded and acknowledged.
-    admin.handle(now, Event::Message { from: peer("w1"), msg: MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() } });
+    admin.handle(
+        now,
+        Event::Message {
+            from: peer("w1"),
+            msg: MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() },
+        },
+    );
     let acts: Vec<Action> = std::iter::from_fn(|| admin.poll_action()).collect();
-    assert!(acts.contains(&Action::Send { to: peer("w2"), msg: MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() } }));
+    assert!(acts.contains(&Action::Send {
+        to: peer("w2"),
+        msg: MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() }
+    }));
     assert!(acts.contains(&Action::Send { to: peer("w1"), msg: MeshMessage::RelayAck { id: 1 } }));
     // Spoofed: w1 claims to be w2.
-    admin.handle(now, Event::Message { from: peer("w1"), msg: MeshMessage::Relay { id: 2, to: peer("w2"), from: peer("w9"), signal: signal.clone() } });
+    admin.handle(
+        now,
+        Event::Message {
+            from: peer("w1"),
+            msg: MeshMessage::Relay { id: 2, to: peer("w2"), from: peer("w9"), signal: signal.clone() },
+        },
+    );
     let acts: Vec<Action> = std::iter::from_fn(|| admin.poll_action()).collect();
-    assert_eq!(acts, vec![Action::Send { to: peer("w1"), msg: MeshMessage::RelayError { id: 2, reason: RelayErrorReason::SpoofedSender } }]);
+    assert_eq!(
+        acts,
+        vec![Action::Send {
+            to: peer("w1"),
+            msg: MeshMessage::RelayError { id: 2, reason: RelayErrorReason::SpoofedSender }
+        }]
+    );
     // Unknown target.
-    admin.handle(now, Event::Message { from: peer("w1"), msg: MeshMessage::Relay { id: 3, to: peer("nobody"), from: peer("w1"), signal } });
+    admin.handle(
+        now,
+        Event::Message {
+            from: peer("w1"),
+            msg: MeshMessage::Relay { id: 3, to: peer("nobody"), from: peer("w1"), signal },
+        },
+    );
     let acts: Vec<Action> = std::iter::from_fn(|| admin.poll_action()).collect();
-    assert_eq!(acts, vec![Action::Send { to: peer("w1"), msg: MeshMessage::RelayError { id: 3, reason: RelayErrorReason::NotLinked } }]);
+    assert_eq!(
+        acts,
+        vec![Action::Send {
+            to: peer("w1"),
+            msg: MeshMessage::RelayError { id: 3, reason: RelayErrorReason::NotLinked }
+        }]
+    );
 }
 
 #[test]
@@ -350,7 +407,10 @@ fn b25_messages_cannot_speak_for_another_peer() {
     let w0 = sim.nodes.get_mut(&peer("w0")).unwrap();
     let mut forged = Sim::record(999);
     forged.version = 50;
-    w0.handle(now, Event::Message { from: peer("w1"), msg: MeshMessage::RoomState { peer: peer("w2"), record: forged } });
+    w0.handle(
+        now,
+        Event::Message { from: peer("w1"), msg: MeshMessage::RoomState { peer: peer("w2"), record: forged } },
+    );
     w0.handle(now, Event::Message { from: peer("w1"), msg: MeshMessage::PeerLeft { peer: peer("w2") } });
     assert_eq!(w0.room_state().get(&peer("w2")).unwrap().priority, 0);
     assert!(w0.is_linked(&peer("w2")));

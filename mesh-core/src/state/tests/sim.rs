@@ -166,20 +166,19 @@ impl Sim {
             }
             Action::Accept { peer, session } => {
                 if self.is_cut(from, &peer) || !self.nodes.contains_key(&peer) {
-                    let closed = Event::LinkClosed { peer: peer.clone(), session: session.clone(), reason: "timeout".into() };
+                    let closed =
+                        Event::LinkClosed { peer: peer.clone(), session: session.clone(), reason: "timeout".into() };
                     self.delayed.push((self.now + CONNECT_TIMEOUT, from.clone(), closed));
                     let closed = Event::LinkClosed { peer: from.clone(), session, reason: "timeout".into() };
                     self.delayed.push((self.now + CONNECT_TIMEOUT, peer, closed));
                     return;
                 }
                 self.open.insert(session.clone(), (from.clone(), peer.clone()));
-                let pair_count = self
-                    .open
-                    .values()
-                    .filter(|(a, b)| (a == from && b == &peer) || (a == &peer && b == from))
-                    .count();
+                let pair_count =
+                    self.open.values().filter(|(a, b)| (a == from && b == &peer) || (a == &peer && b == from)).count();
                 self.max_links_per_pair = self.max_links_per_pair.max(pair_count);
-                self.queue.push_back((from.clone(), Event::LinkOpened { peer: peer.clone(), session: session.clone() }));
+                self.queue
+                    .push_back((from.clone(), Event::LinkOpened { peer: peer.clone(), session: session.clone() }));
                 self.queue.push_back((peer, Event::LinkOpened { peer: from.clone(), session }));
             }
             Action::Reject { peer, session, .. } => {
@@ -210,7 +209,8 @@ impl Sim {
         let end = self.now + by;
         while self.now < end {
             self.now += Duration::from_millis(10);
-            let due: Vec<(Instant, PeerId, Event)> = self.delayed.iter().filter(|(t, _, _)| *t <= self.now).cloned().collect();
+            let due: Vec<(Instant, PeerId, Event)> =
+                self.delayed.iter().filter(|(t, _, _)| *t <= self.now).cloned().collect();
             self.delayed.retain(|(t, _, _)| *t > self.now);
             for (_, to, ev) in due {
                 self.queue.push_back((to, ev));
@@ -229,7 +229,8 @@ impl Sim {
 
     /// True when every live worker is linked to every other live worker.
     pub fn is_full_mesh(&self) -> bool {
-        let workers: Vec<&PeerId> = self.nodes.iter().filter(|(_, n)| n.health_record().role != "client").map(|(p, _)| p).collect();
+        let workers: Vec<&PeerId> =
+            self.nodes.iter().filter(|(_, n)| n.health_record().role != "client").map(|(p, _)| p).collect();
         workers.iter().all(|w| {
             let n = &self.nodes[*w];
             workers.iter().all(|o| o == w || n.is_linked(o))

@@ -1,0 +1,32 @@
+//! Runs the `mesh-demo` binary as a user would and checks its JSON summary.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (bool, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mesh-demo")).args(args).output().expect("mesh-demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (out.status.success(), v["summary"].clone())
+}
+
+#[test]
+fn demo_with_ten_workers_reports_45_links_no_duplicates_and_no_reconnects() {
+    let (ok, s) = run(&["--workers", "10", "--json"]);
+    assert!(ok, "{s}");
+    assert_eq!(s["links"], 45);
+    assert_eq!(s["duplicate_links"], 0);
+    assert_eq!(s["reconnects_after_admin_left"], 0);
+    assert_eq!(s["survivor_links"], 36);
+    assert_eq!(s["links_after_join"], 45);
+    assert_ne!(s["new_admin"], s["admin_left"]);
+    assert!(s["signals"]["memory"].as_u64().unwrap_or(0) > 0, "{s}");
+}
+
+#[test]
+fn demo_with_an_unknown_transport_fails_and_lists_the_known_ones() {
+    let (ok, s) = run(&["--transport", "carrier-pigeon", "--json"]);
+    assert!(!ok);
+    let err = s["error"].as_str().unwrap_or_default();
+    assert!(err.contains("carrier-pigeon") && err.contains("memory"), "{err}");
+}
