@@ -241,6 +241,7 @@ impl MeshConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error
 mod tests {
     use super::*;
     use figment::Jail;

@@ -91,15 +91,16 @@ impl Transport for MemoryTransport {
         let (end, events) = End::new(id, self.me.clone(), peer.clone(), self.net.clone());
         let dialer = self.net.lock().pending.get(&id).map(|p| p.dialer.clone());
         match dialer {
-            Some(dialer) if &dialer.local == peer && dialer.remote_peer == self.me => {
-                if !self.net.is_cut(peer, &self.me) {
-                    End::pair(&dialer, &end);
-                    signals
-                        .send(SignalBody::Answer { sdp })
-                        .await
-                        .map_err(|_| TransportError::Setup("signal sink closed".into()))?;
-                }
+            Some(dialer)
+                if &dialer.local == peer && dialer.remote_peer == self.me && !self.net.is_cut(peer, &self.me) =>
+            {
+                End::pair(&dialer, &end);
+                signals
+                    .send(SignalBody::Answer { sdp })
+                    .await
+                    .map_err(|_| TransportError::Setup("signal sink closed".into()))?;
             }
+            Some(dialer) if &dialer.local == peer && dialer.remote_peer == self.me => {} // cut: times out
             Some(_) => return Err(TransportError::BadSignal("offer names another pair".into())),
             None => {} // the dialer gave up already; this side times out
         }
