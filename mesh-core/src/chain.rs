@@ -120,3 +120,62 @@ impl Signaler for SignalerChain {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::{SessionId, SignalBody};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A path that never confirms, or confirms at once and counts.
+    struct Path {
+        name: &'static str,
+        hangs: bool,
+        delivered: AtomicU64,
+    }
+
+    #[async_trait]
+    impl Signaler for Path {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        async fn start(&self, _: SignalerContext) -> Result<(), SignalError> {
+            Ok(())
+        }
+        async fn send(&self, _: &PeerId, _: Signal) -> Result<(), SignalError> {
+            if self.hangs {
+                std::future::pending::<()>().await;
+            }
+            self.delivered.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn signal() -> Signal {
+        let peer = PeerId::new("a").unwrap();
+        Signal { session: SessionId { offerer: peer, seq: 1 }, body: SignalBody::Candidate { candidate: "c".into() } }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unconfirmed_path_falls_back_to_the_next_after_its_timeout() {
+        let slow = Arc::new(Path { name: "relay", hangs: true, delivered: AtomicU64::new(0) });
+        let fast = Arc::new(Path { name: "ws", hangs: false, delivered: AtomicU64::new(0) });
+        let chain = SignalerChain::new(vec![slow.clone(), fast.clone()], Duration::from_millis(500));
+        let started = tokio::time::Instant::now();
+        chain.send(&PeerId::new("b").unwrap(), signal()).await.expect("second path delivers");
+        assert_eq!(started.elapsed(), Duration::from_millis(500), "waited exactly the path timeout");
+        assert_eq!(fast.delivered.load(Ordering::SeqCst), 1);
+        let stats = chain.stats().snapshot();
+        assert_eq!((stats["relay"].failed, stats["relay"].sent), (1, 0));
+        assert_eq!((stats["ws"].failed, stats["ws"].sent), (0, 1));
+        assert_eq!(chain.paths(), ["relay", "ws"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_path_failing_is_an_error() {
+        let slow = Arc::new(Path { name: "relay", hangs: true, delivered: AtomicU64::new(0) });
+        let chain = SignalerChain::new(vec![slow], Duration::from_millis(100));
+        let err = chain.send(&PeerId::new("b").unwrap(), signal()).await.unwrap_err();
+        assert!(matches!(err, SignalError::Timeout(_)), "{err}");
+    }
+}

@@ -164,6 +164,36 @@ async fn b12_signals_fall_back_to_the_next_path_and_are_counted() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn b09_slow_signaling_still_forms_the_full_mesh() {
+    let net = MemoryNetwork::new();
+    net.delay_signals(Duration::from_millis(400));
+    let mut nodes = Vec::new();
+    for i in 0..6 {
+        nodes.push(start(&net, &format!("w{i}")).await);
+    }
+    for n in &nodes {
+        wait_links(n, 5).await;
+    }
+    let opened: u64 = nodes.iter().map(|n| n.snapshot().counters.links_opened).sum();
+    assert_eq!(opened, 30, "15 links, each opened once at both ends");
+}
+
+#[tokio::test(start_paused = true)]
+async fn b21_lost_signals_are_recovered_by_retries() {
+    let net = MemoryNetwork::new();
+    let nodes = spawn_mesh(&net, 2).await;
+    net.drop_signals_to(&peer("w2"), true); // w2's first attempts hear nothing back
+    let w2 = start(&net, "w2").await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(w2.snapshot().health.links_up, 0, "nothing can form while its signals are lost");
+    net.drop_signals_to(&peer("w2"), false);
+    wait_links(&w2, 2).await;
+    for n in &nodes {
+        wait_links(n, 2).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn b21_lost_link_is_retried_and_comes_back() {
     let net = MemoryNetwork::new();
     let nodes = spawn_mesh(&net, 3).await;

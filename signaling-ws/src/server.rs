@@ -1,0 +1,348 @@
+//! [`SignalingServer`]: accepts WebSocket connections, registers peers into rooms, forwards
+//! signals within a room, and guards every connection (size limit, rate limit, keep-alive).
+//! A bad connection gets an error frame or a close with a reason; nobody else notices.
+
+use crate::protocol::{parse_client, ClientMsg, ErrorCode, ServerMsg};
+use crate::store::{Conn, MemoryRoomStore, RoomStore};
+use futures::{SinkExt, StreamExt};
+use mesh_core::{MemberInfo, PeerId, Role, RoomId, WorkerRecord};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// Server settings; every limit has a safe default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Workers per room (clients are not counted).
+    pub max_workers_per_room: usize,
+    /// Largest frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Sustained frames per second per connection.
+    pub rate_per_sec: u32,
+    /// Burst of frames above the sustained rate.
+    pub rate_burst: u32,
+    /// Server pings a quiet connection this often.
+    pub keepalive_interval_ms: u64,
+    /// A connection silent this long is closed (half-open detection).
+    pub idle_timeout_ms: u64,
+    /// Time a new connection has to complete the WebSocket handshake.
+    pub handshake_timeout_ms: u64,
+    /// Per-room access tokens.
+    pub tokens: BTreeMap<String, String>,
+    /// Token for rooms without their own; none means open rooms.
+    pub shared_secret: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_workers_per_room: 10,
+            max_frame_bytes: 64 * 1024,
+            rate_per_sec: 100,
+            rate_burst: 200,
+            keepalive_interval_ms: 15_000,
+            idle_timeout_ms: 45_000,
+            handshake_timeout_ms: 10_000,
+            tokens: BTreeMap::new(),
+            shared_secret: None,
+        }
+    }
+}
+
+/// A running signaling server.
+pub struct SignalingServer {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    store: Arc<dyn RoomStore>,
+}
+
+impl SignalingServer {
+    /// Binds `addr` (port 0 picks a free port) and starts serving.
+    pub async fn bind(addr: SocketAddr, config: ServerConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, rx) = watch::channel(false);
+        let store: Arc<dyn RoomStore> = Arc::new(MemoryRoomStore::default());
+        let task = tokio::spawn(accept_loop(listener, Arc::new(config), store.clone(), rx));
+        tracing::info!(%addr, "signaling server listening");
+        Ok(Self { addr, shutdown, task, store })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The `ws://` URL of this server.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Rooms currently alive.
+    pub fn room_count(&self) -> usize {
+        self.store.room_count()
+    }
+
+    /// Closes every connection (with a reason) and waits for all tasks, at most 5 s.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), self.task).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    store: Arc<dyn RoomStore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    let next_id = Arc::new(AtomicU64::new(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, remote)) => {
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    let span = tracing::info_span!("conn", id, %remote);
+                    let c = Connection { id, config: config.clone(), store: store.clone(), registered: None };
+                    connections.spawn(tracing::Instrument::instrument(c.run(tcp, shutdown.clone()), span));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed; backing off");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// A token bucket.
+struct Rate {
+    tokens: f64,
+    last: Instant,
+    per_sec: f64,
+    burst: f64,
+}
+
+impl Rate {
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_sec).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Connection {
+    id: u64,
+    config: Arc<ServerConfig>,
+    store: Arc<dyn RoomStore>,
+    registered: Option<(RoomId, PeerId, Role)>,
+}
+
+/// What to do after a frame.
+enum Next {
+    Continue,
+    Close(CloseCode, &'static str),
+}
+
+fn close(code: CloseCode, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+}
+
+impl Connection {
+    async fn run(mut self, tcp: TcpStream, mut shutdown: watch::Receiver<bool>) {
+        // The transport's hard cap is twice ours, so memory stays bounded while a frame over our
+        // limit is still read whole and answered with an error frame and a clean close.
+        let hard_cap = self.config.max_frame_bytes.saturating_mul(2);
+        let ws_config = WebSocketConfig::default().max_message_size(Some(hard_cap)).max_frame_size(Some(hard_cap));
+        let handshake = Duration::from_millis(self.config.handshake_timeout_ms);
+        let ws =
+            match tokio::time::timeout(handshake, tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config)))
+                .await
+            {
+                Ok(Ok(ws)) => ws,
+                Ok(Err(err)) => return tracing::info!(error = %err, "handshake failed"),
+                Err(_) => return tracing::info!("handshake timed out"),
+            };
+        let (mut sink, mut stream) = ws.split();
+        let (tx, mut rx) = mpsc::channel::<ServerMsg>(256);
+        let idle = Duration::from_millis(self.config.idle_timeout_ms);
+        let mut keepalive = tokio::time::interval(Duration::from_millis(self.config.keepalive_interval_ms));
+        keepalive.tick().await;
+        let mut last_heard = Instant::now();
+        let mut rate = Rate {
+            tokens: self.config.rate_burst as f64,
+            last: Instant::now(),
+            per_sec: self.config.rate_per_sec as f64,
+            burst: self.config.rate_burst as f64,
+        };
+        let mut strikes = 0u32;
+        let closing: Option<Message> = loop {
+            tokio::select! {
+                _ = shutdown.changed() => break Some(close(CloseCode::Away, "server shutting down")),
+                Some(msg) = rx.recv() => {
+                    if sink.send(Message::Text(msg.to_text().into())).await.is_err() {
+                        break None;
+                    }
+                }
+                _ = keepalive.tick() => {
+                    if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        break None;
+                    }
+                }
+                _ = tokio::time::sleep_until(last_heard + idle) => {
+                    tracing::info!("keep-alive timeout; closing");
+                    break Some(close(CloseCode::Policy, "keep-alive timeout"));
+                }
+                frame = stream.next() => {
+                    last_heard = Instant::now();
+                    let next = match frame {
+                        None | Some(Ok(Message::Close(_))) => break None,
+                        Some(Err(WsError::Capacity(err))) => {
+                            tracing::warn!(error = %err, "oversized frame; closing");
+                            let _ = sink.send(Message::Text(ServerMsg::error(ErrorCode::TooLarge, err.to_string()).to_text().into())).await;
+                            break Some(close(CloseCode::Size, "frame too large"));
+                        }
+                        Some(Err(err)) => {
+                            tracing::info!(error = %err, "connection error");
+                            break None;
+                        }
+                        Some(Ok(Message::Text(text))) if text.len() > self.config.max_frame_bytes => {
+                            tracing::warn!(len = text.len(), "oversized frame; closing");
+                            let message = format!("frame of {} bytes exceeds the {}-byte limit", text.len(), self.config.max_frame_bytes);
+                            let _ = tx.try_send(ServerMsg::error(ErrorCode::TooLarge, message));
+                            Next::Close(CloseCode::Size, "frame too large")
+                        }
+                        Some(Ok(Message::Text(text))) => {
+                            if rate.allow() {
+                                strikes = 0;
+                                self.on_text(&text, &tx).await
+                            } else {
+                                strikes += 1;
+                                tracing::warn!(strikes, "rate limit exceeded");
+                                let _ = tx.try_send(ServerMsg::error(ErrorCode::RateLimited, "too many frames; slow down"));
+                                if strikes > self.config.rate_burst { Next::Close(CloseCode::Policy, "rate limit exceeded") } else { Next::Continue }
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let _ = tx.try_send(ServerMsg::error(ErrorCode::InvalidMessage, "binary frames are not part of the protocol"));
+                            Next::Continue
+                        }
+                        Some(Ok(_)) => Next::Continue, // ping/pong: liveness only
+                    };
+                    if let Next::Close(code, reason) = next {
+                        while let Ok(msg) = rx.try_recv() {
+                            let _ = sink.send(Message::Text(msg.to_text().into())).await;
+                        }
+                        break Some(close(code, reason));
+                    }
+                }
+            }
+        };
+        if let Some(frame) = closing {
+            let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
+        }
+        if let Some((room, peer, _)) = self.registered.take() {
+            self.store.leave(&room, &peer, self.id);
+            tracing::info!(%room, %peer, "peer left");
+        }
+    }
+
+    async fn on_text(&mut self, text: &str, tx: &mpsc::Sender<ServerMsg>) -> Next {
+        let reply = |msg: ServerMsg| {
+            let _ = tx.try_send(msg);
+        };
+        let msg = match parse_client(text) {
+            Ok(msg) => msg,
+            Err((code, message)) => {
+                tracing::warn!(?code, %message, "frame rejected");
+                reply(ServerMsg::error(code, message));
+                return Next::Continue;
+            }
+        };
+        match (msg, self.registered.clone()) {
+            (ClientMsg::Register { room, peer, role, token, record }, None) => {
+                if !self.token_ok(&room, token.as_deref()) {
+                    tracing::warn!(%room, %peer, "bad token");
+                    reply(ServerMsg::error(ErrorCode::BadToken, format!("wrong or missing token for room {room}")));
+                    return Next::Close(CloseCode::Policy, "bad token");
+                }
+                let member = MemberInfo {
+                    peer: peer.clone(),
+                    record: record.unwrap_or_else(|| WorkerRecord::new(0, Default::default())),
+                };
+                let conn = Conn { id: self.id, tx: tx.clone() };
+                match self.store.join(&room, member, role, conn, self.config.max_workers_per_room) {
+                    Ok((members, admin)) => {
+                        tracing::info!(%room, %peer, ?role, "registered");
+                        self.registered = Some((room.clone(), peer.clone(), role));
+                        reply(ServerMsg::Registered { room, peer, members, admin });
+                    }
+                    Err(code) => {
+                        tracing::warn!(%room, %peer, ?code, "registration refused");
+                        let message = match code {
+                            ErrorCode::RoomFull => {
+                                format!("room {room} has its {} workers", self.config.max_workers_per_room)
+                            }
+                            ErrorCode::DuplicatePeer => format!("peer id {peer} is already registered in room {room}"),
+                            _ => "registration refused".into(),
+                        };
+                        reply(ServerMsg::error(code, message));
+                    }
+                }
+            }
+            (ClientMsg::Register { .. }, Some(_)) => {
+                reply(ServerMsg::error(ErrorCode::AlreadyRegistered, "already registered on this connection"))
+            }
+            (ClientMsg::Ping { id }, _) => reply(ServerMsg::Pong { id }),
+            (_, None) => reply(ServerMsg::error(ErrorCode::NotRegistered, "register first")),
+            (ClientMsg::Signal { to, signal }, Some((room, peer, _))) => {
+                if let Err(code) = self.store.forward(&room, &peer, &to, signal) {
+                    reply(ServerMsg::error(code, format!("{to} is not in room {room}")));
+                }
+            }
+            (ClientMsg::AnnounceAdmin, Some((room, peer, role))) => {
+                if role == Role::Worker {
+                    self.store.set_admin(&room, &peer);
+                } else {
+                    reply(ServerMsg::error(ErrorCode::NotWorker, "only workers can be admin"));
+                }
+            }
+            (ClientMsg::Leave, Some(_)) => return Next::Close(CloseCode::Normal, "left the room"),
+        }
+        Next::Continue
+    }
+
+    fn token_ok(&self, room: &RoomId, given: Option<&str>) -> bool {
+        let expected = self.config.tokens.get(room.as_str()).or(self.config.shared_secret.as_ref());
+        match expected {
+            None => true,
+            Some(expected) => bool::from(expected.as_bytes().ct_eq(given.unwrap_or_default().as_bytes())),
+        }
+    }
+}

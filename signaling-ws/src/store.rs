@@ -1,0 +1,139 @@
+//! Room membership and forwarding, behind [`RoomStore`] so that a shared backplane (Redis pub/sub,
+//! NATS) can replace the in-process [`MemoryRoomStore`] to run several servers behind a balancer.
+
+use crate::protocol::{ErrorCode, ServerMsg};
+use mesh_core::{MemberInfo, PeerId, Role, RoomId, Signal};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+
+/// The outgoing queue of one connection, with an id unique per server.
+#[derive(Clone)]
+pub struct Conn {
+    /// Connection id.
+    pub id: u64,
+    /// Frames for the connection's writer; full means a slow peer, and frames are dropped.
+    pub tx: mpsc::Sender<ServerMsg>,
+}
+
+/// Where rooms live.
+pub trait RoomStore: Send + Sync {
+    /// Adds `peer` to `room` (created on first registration) and tells the other members.
+    fn join(
+        &self,
+        room: &RoomId,
+        member: MemberInfo,
+        role: Role,
+        conn: Conn,
+        max_workers: usize,
+    ) -> Result<(Vec<MemberInfo>, Option<PeerId>), ErrorCode>;
+    /// Removes `peer` if `conn_id` still holds it, tells the others; empty rooms are removed.
+    fn leave(&self, room: &RoomId, peer: &PeerId, conn_id: u64);
+    /// Hands `signal` from `from` to `to` in the same room.
+    fn forward(&self, room: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode>;
+    /// Records `peer` as the room's admin and tells every member.
+    fn set_admin(&self, room: &RoomId, peer: &PeerId);
+    /// Number of rooms.
+    fn room_count(&self) -> usize;
+}
+
+struct Member {
+    info: MemberInfo,
+    role: Role,
+    conn: Conn,
+}
+
+#[derive(Default)]
+struct Room {
+    members: BTreeMap<PeerId, Member>,
+    admin: Option<PeerId>,
+}
+
+impl Room {
+    fn tell_others(&self, except: &PeerId, msg: &ServerMsg) {
+        for (peer, m) in &self.members {
+            if peer != except && m.conn.tx.try_send(msg.clone()).is_err() {
+                tracing::warn!(%peer, "outgoing queue full; notice dropped");
+            }
+        }
+    }
+}
+
+/// Rooms in this process.
+#[derive(Default)]
+pub struct MemoryRoomStore {
+    rooms: Mutex<HashMap<RoomId, Room>>,
+}
+
+impl MemoryRoomStore {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, Room>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl RoomStore for MemoryRoomStore {
+    fn join(
+        &self,
+        room_id: &RoomId,
+        member: MemberInfo,
+        role: Role,
+        conn: Conn,
+        max_workers: usize,
+    ) -> Result<(Vec<MemberInfo>, Option<PeerId>), ErrorCode> {
+        let mut rooms = self.rooms();
+        let room = rooms.entry(room_id.clone()).or_default();
+        if room.members.contains_key(&member.peer) {
+            return Err(ErrorCode::DuplicatePeer);
+        }
+        if role == Role::Worker && room.members.values().filter(|m| m.role == Role::Worker).count() >= max_workers {
+            if room.members.is_empty() {
+                rooms.remove(room_id);
+            }
+            return Err(ErrorCode::RoomFull);
+        }
+        let workers = room.members.values().filter(|m| m.role == Role::Worker).map(|m| m.info.clone()).collect();
+        if role == Role::Worker {
+            room.tell_others(&member.peer, &ServerMsg::PeerJoined { member: member.clone() });
+        }
+        let admin = room.admin.clone();
+        room.members.insert(member.peer.clone(), Member { info: member, role, conn });
+        Ok((workers, admin))
+    }
+
+    fn leave(&self, room_id: &RoomId, peer: &PeerId, conn_id: u64) {
+        let mut rooms = self.rooms();
+        let Some(room) = rooms.get_mut(room_id) else { return };
+        if room.members.get(peer).is_none_or(|m| m.conn.id != conn_id) {
+            return;
+        }
+        room.members.remove(peer);
+        if room.admin.as_ref() == Some(peer) {
+            room.admin = None;
+        }
+        room.tell_others(peer, &ServerMsg::PeerLeft { peer: peer.clone() });
+        if room.members.is_empty() {
+            rooms.remove(room_id);
+        }
+    }
+
+    fn forward(&self, room_id: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode> {
+        let rooms = self.rooms();
+        let target = rooms.get(room_id).and_then(|r| r.members.get(to)).ok_or(ErrorCode::UnknownPeer)?;
+        if target.conn.tx.try_send(ServerMsg::Signal { from: from.clone(), signal }).is_err() {
+            tracing::warn!(%to, "outgoing queue full; signal dropped");
+        }
+        Ok(())
+    }
+
+    fn set_admin(&self, room_id: &RoomId, peer: &PeerId) {
+        let mut rooms = self.rooms();
+        if let Some(room) = rooms.get_mut(room_id) {
+            room.admin = Some(peer.clone());
+            room.tell_others(peer, &ServerMsg::Admin { peer: peer.clone() });
+        }
+    }
+
+    fn room_count(&self) -> usize {
+        self.rooms().len()
+    }
+}
