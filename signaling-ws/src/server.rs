@@ -180,6 +180,7 @@ impl Connection {
         // limit is still read whole and answered with an error frame and a clean close.
         let hard_cap = self.config.max_frame_bytes.saturating_mul(2);
         let ws_config = WebSocketConfig::default().max_message_size(Some(hard_cap)).max_frame_size(Some(hard_cap));
+        let _ = tcp.set_nodelay(true); // signals are small and latency-bound
         let handshake = Duration::from_millis(self.config.handshake_timeout_ms);
         let ws =
             match tokio::time::timeout(handshake, tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config)))

@@ -61,7 +61,12 @@ async fn session(
     registered: &mut Option<oneshot::Sender<Result<(), String>>>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let (ws, _) = match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
+    let (ws, _) = match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(url, None, true),
+    )
+    .await
+    {
         Ok(Ok(ok)) => ok,
         Ok(Err(err)) => {
             tracing::debug!(error = %err, "signaling connect failed");
