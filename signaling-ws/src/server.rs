@@ -246,7 +246,14 @@ impl Connection {
                             } else {
                                 strikes += 1;
                                 tracing::warn!(strikes, "rate limit exceeded");
-                                let _ = tx.try_send(ServerMsg::error(ErrorCode::RateLimited, "too many frames; slow down"));
+                                let error = ServerMsg::error(ErrorCode::RateLimited, "too many frames; slow down");
+                                if strikes == 1 {
+                                    // Straight to the socket: a flood fills the queue, and the
+                                    // flooder must still learn why it is being cut off.
+                                    let _ = sink.send(Message::Text(error.to_text().into())).await;
+                                } else {
+                                    let _ = tx.try_send(error);
+                                }
                                 if strikes > self.config.rate_burst { Next::Close(CloseCode::Policy, "rate limit exceeded") } else { Next::Continue }
                             }
                         }
@@ -265,12 +272,27 @@ impl Connection {
                 }
             }
         };
-        if let Some(frame) = closing {
-            let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
-        }
+        // Leave the room first: the others hear of it at once, the id is free again. Not when the
+        // server itself is stopping: the peers did not leave, and their mesh must not be told so.
         if let Some((room, peer, _)) = self.registered.take() {
-            self.store.leave(&room, &peer, self.id);
-            tracing::info!(%room, %peer, "peer left");
+            if !*shutdown.borrow() {
+                self.store.leave(&room, &peer, self.id);
+                tracing::info!(%room, %peer, "peer left");
+            }
+        }
+        if let Some(frame) = closing {
+            // Complete the closing handshake: discard what the peer still sends until its close
+            // (bounded). Closing with unread data would reset the connection and lose our reason.
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                if sink.send(frame).await.is_ok() {
+                    while let Some(Ok(msg)) = stream.next().await {
+                        if msg.is_close() {
+                            break;
+                        }
+                    }
+                }
+            })
+            .await;
         }
     }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn node(net: &MemoryNetwork, url: &str, name: &str) -> MeshNode {
+/// Starts worker `name` in room `lab`: in-memory links, signaling through the server at `url`.
+async fn try_node(net: &MemoryNetwork, url: &str, name: &str) -> Result<MeshNode, mesh_core::NodeError> {
     let peer = PeerId::new(name).unwrap();
     let options = NodeOptions {
         identity: Identity {
@@ -24,7 +25,11 @@ async fn node(net: &MemoryNetwork, url: &str, name: &str) -> MeshNode {
         max_message_bytes: 64 * 1024,
     };
     let transport = Arc::new(MemoryTransport::new(net.clone(), peer, Duration::from_secs(5)));
-    MeshNode::start(options, transport, vec![Arc::new(WsSignaler::new(url, None))]).await.expect("registers")
+    MeshNode::start(options, transport, vec![Arc::new(WsSignaler::new(url, None))]).await
+}
+
+async fn node(net: &MemoryNetwork, url: &str, name: &str) -> MeshNode {
+    try_node(net, url, name).await.expect("registers")
 }
 
 async fn full(nodes: &[MeshNode]) {
@@ -90,22 +95,6 @@ async fn registration_refusal_is_an_error_at_start() {
     let server = SignalingServer::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).await.unwrap();
     let net = MemoryNetwork::new();
     let _a = node(&net, &server.url(), "same").await;
-    let peer = PeerId::new("same").unwrap();
-    let options = NodeOptions {
-        identity: Identity {
-            room: RoomId::new("lab").unwrap(),
-            peer: peer.clone(),
-            role: Role::Worker,
-            record: WorkerRecord::new(0, Metadata::new()),
-        },
-        timing: Timing::default(),
-        signal_timeout: Duration::from_millis(500),
-        max_message_bytes: 64 * 1024,
-    };
-    let transport = Arc::new(MemoryTransport::new(net.clone(), peer, Duration::from_secs(5)));
-    let err = MeshNode::start(options, transport, vec![Arc::new(WsSignaler::new(server.url(), None))])
-        .await
-        .err()
-        .expect("refused");
+    let err = try_node(&net, &server.url(), "same").await.err().expect("refused");
     assert!(err.to_string().contains("already registered"), "{err}");
 }
