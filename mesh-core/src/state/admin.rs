@@ -34,7 +34,7 @@ impl MeshState {
         self.emit(MeshEvent::AdminChanged { admin, verified });
     }
 
-    /// `peer` left the room for good.
+    /// `peer` left the room, or its link is lost: re-elect if it was the admin or the candidate.
     pub(super) fn on_peer_gone(&mut self, now: Instant, peer: &PeerId) {
         if self.verify.as_ref().is_some_and(|v| &v.candidate == peer) {
             self.verify = None;
@@ -42,11 +42,6 @@ impl MeshState {
         } else if self.admin.as_ref() == Some(peer) {
             self.elect_admin(now);
         }
-    }
-
-    /// The link to `peer` is lost (it may still be in the room).
-    pub(super) fn on_peer_unreachable(&mut self, now: Instant, peer: &PeerId) {
-        self.on_peer_gone(now, peer);
     }
 
     /// Runs the election over reachable candidates and starts verification of the winner.
@@ -118,7 +113,7 @@ impl MeshState {
     }
 
     /// A heartbeat told us whom `from` takes for admin; settle any disagreement.
-    pub(super) fn on_admin_claim(&mut self, now: Instant, from: &PeerId, claim: Option<PeerId>) {
+    pub(super) fn on_admin_claim(&mut self, from: &PeerId, claim: Option<PeerId>) {
         let (Some(theirs), Some(ours)) = (claim, self.admin.clone()) else { return };
         if theirs == ours || !self.admin_verified {
             return;
@@ -138,7 +133,6 @@ impl MeshState {
                 self.set_admin(Some(theirs), true);
             }
         }
-        let _ = now;
     }
 
     /// Is the admin lost from this node's point of view?

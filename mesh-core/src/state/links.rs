@@ -259,7 +259,7 @@ impl MeshState {
             self.peers.remove(peer);
         }
         if was_up {
-            self.on_peer_unreachable(now, peer);
+            self.on_peer_gone(now, peer);
         }
     }
 

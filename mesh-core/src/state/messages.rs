@@ -32,7 +32,7 @@ impl MeshState {
             MeshMessage::RelayError { id, reason } => {
                 self.push(Action::RelayAnswered { relay: from, id, outcome: RelayOutcome::Refused(reason) })
             }
-            MeshMessage::Heartbeat { admin, .. } => self.on_admin_claim(now, &from, admin),
+            MeshMessage::Heartbeat { admin, .. } => self.on_admin_claim(&from, admin),
             MeshMessage::AdminVerify { id } => self.on_admin_verify(now, &from, id),
             MeshMessage::AdminVerifyAck { id, .. } => self.on_admin_verify_ack(&from, id),
             MeshMessage::RoomState { peer, record } if peer == from => {
