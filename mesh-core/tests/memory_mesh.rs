@@ -19,14 +19,8 @@ async fn b10_three_workers_form_three_links() {
 #[tokio::test(start_paused = true)]
 async fn b10_ten_workers_form_45_links_without_duplicates() {
     let net = MemoryNetwork::new();
-    // Start all ten at once: joins overlap with formation and offers may cross.
-    let mut nodes = Vec::new();
-    for i in 0..10 {
-        nodes.push(start(&net, &format!("w{i}")).await);
-    }
-    for n in &nodes {
-        wait_links(n, 9).await;
-    }
+    // All ten start before any waits: joins overlap with formation and offers may cross.
+    let nodes = spawn_mesh(&net, 10).await;
     let opened: u64 = nodes.iter().map(|n| n.snapshot().counters.links_opened).sum();
     assert_eq!(opened, 90, "each of the 45 links opened once at both ends: no duplicate link");
     assert!(nodes.iter().all(|n| n.snapshot().counters.reconnects == 0));
@@ -167,13 +161,7 @@ async fn b12_signals_fall_back_to_the_next_path_and_are_counted() {
 async fn b09_slow_signaling_still_forms_the_full_mesh() {
     let net = MemoryNetwork::new();
     net.delay_signals(Duration::from_millis(400));
-    let mut nodes = Vec::new();
-    for i in 0..6 {
-        nodes.push(start(&net, &format!("w{i}")).await);
-    }
-    for n in &nodes {
-        wait_links(n, 5).await;
-    }
+    let nodes = spawn_mesh(&net, 6).await;
     let opened: u64 = nodes.iter().map(|n| n.snapshot().counters.links_opened).sum();
     assert_eq!(opened, 30, "15 links, each opened once at both ends");
 }

@@ -172,8 +172,8 @@ impl Driver {
                 }
             }
             LinkEvent::Message(bytes) => {
-                if !self.sessions.get(&session).is_some_and(|s| s.opened) {
-                    return;
+                if self.p.state.link_session(&peer) != Some(&session) {
+                    return; // an attempt that is not (or no longer) the link to this peer
                 }
                 match MeshMessage::decode(&bytes, self.p.max_message_bytes) {
                     Ok(msg) => self.p.state.handle(now, Event::Message { from: peer, msg }),
@@ -221,10 +221,7 @@ impl Driver {
 
     /// The open session the state machine considers the link to `peer`.
     fn live_session(&self, peer: &PeerId) -> Option<&Session> {
-        if !self.p.state.is_linked(peer) {
-            return None;
-        }
-        self.sessions.values().filter(|s| &s.peer == peer && s.opened).last()
+        self.p.state.link_session(peer).and_then(|session| self.sessions.get(session))
     }
 
     async fn carry_out(&mut self) {
@@ -244,12 +241,13 @@ impl Driver {
                 Action::Close { peer, session, reason } => {
                     tracing::debug!(%peer, %session, %reason, "closing link");
                     if let Some(s) = self.sessions.remove(&session) {
-                        if !s.opened {
+                        if s.opened {
+                            self.fail_relays_via(&peer); // relays waiting on this link
+                        } else {
                             self.send_abort(peer.clone(), session, reason);
                         }
                         self.background.spawn(s.close());
                     }
-                    self.fail_relays_via(&peer);
                 }
                 Action::Send { to, msg } => {
                     let unordered = matches!(msg, MeshMessage::Heartbeat { .. });

@@ -408,7 +408,15 @@ impl MeshState {
 
     /// True if the link to `peer` is open.
     pub fn is_linked(&self, peer: &PeerId) -> bool {
-        matches!(self.peers.get(peer).map(|e| &e.link), Some(LinkState::Up { .. }))
+        self.link_session(peer).is_some()
+    }
+
+    /// The session of the open link to `peer`: the only one that may carry messages.
+    pub fn link_session(&self, peer: &PeerId) -> Option<&SessionId> {
+        match self.peers.get(peer).map(|e| &e.link) {
+            Some(LinkState::Up { session, .. }) => Some(session),
+            _ => None,
+        }
     }
 
     /// The partition flag.

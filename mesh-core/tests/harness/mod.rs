@@ -48,7 +48,7 @@ pub async fn wait_links(node: &MeshNode, links: usize) -> Snapshot {
         .unwrap_or_else(|e| panic!("{} did not reach {links} links: {e}; {:?}", node.peer_id(), node.snapshot().health))
 }
 
-/// Starts `n` workers one after another (`w0`..), then waits for the full mesh.
+/// Starts `n` workers (`w0`..) without waiting in between, then waits for the full mesh.
 pub async fn spawn_mesh(net: &MemoryNetwork, n: usize) -> Vec<MeshNode> {
     let mut nodes = Vec::new();
     for i in 0..n {
