@@ -1,0 +1,157 @@
+//! The `[webrtc]` configuration section: ICE servers, bind addresses, timeouts and buffer sizes.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// One STUN or TURN server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    /// `stun:host:port`, `turn:host:port?transport=udp`, ...
+    pub urls: Vec<String>,
+    /// TURN user name (empty for STUN).
+    #[serde(default)]
+    pub username: String,
+    /// TURN credential (empty for STUN).
+    #[serde(default)]
+    pub credential: String,
+}
+
+/// Settings of the `webrtc` transport. Every field has a default; see the README for each key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebRtcConfig {
+    /// STUN/TURN servers; empty by default (host candidates only: one host or one LAN).
+    pub ice_servers: Vec<IceServer>,
+    /// Local UDP addresses each link binds. A wildcard (`0.0.0.0:0`) means every non-loopback
+    /// interface; `127.0.0.1:0` adds loopback candidates, so a whole mesh can run on one host.
+    pub udp_addrs: Vec<String>,
+    /// How long an attempt may take from offer to open channel before it is abandoned.
+    pub connect_timeout_ms: u64,
+    /// Silence on the ICE path before the connection counts as disconnected.
+    pub disconnected_timeout_ms: u64,
+    /// Further silence after "disconnected" before the link is declared failed and closed.
+    pub failed_timeout_ms: u64,
+    /// ICE keep-alive interval on an idle link.
+    pub keepalive_ms: u64,
+    /// Bytes a link's reliable channel may hold unacknowledged before `send` waits.
+    pub send_buffer_bytes: usize,
+    /// Largest message reassembled from a peer; defaults to the mesh's `max_message_bytes`.
+    pub max_message_bytes: Option<usize>,
+    /// Send heartbeats on a separate unordered channel (true) or on the reliable one (false).
+    pub heartbeat_channel: bool,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            udp_addrs: vec!["0.0.0.0:0".into(), "127.0.0.1:0".into()],
+            connect_timeout_ms: 10_000,
+            disconnected_timeout_ms: 2_000,
+            failed_timeout_ms: 3_000,
+            keepalive_ms: 500,
+            send_buffer_bytes: 2 * 1024 * 1024,
+            max_message_bytes: None,
+            heartbeat_channel: true,
+        }
+    }
+}
+
+impl WebRtcConfig {
+    /// Loopback only: the setting for a mesh on one host (tests, the demo).
+    pub fn loopback() -> Self {
+        Self { udp_addrs: vec!["127.0.0.1:0".into()], ..Self::default() }
+    }
+
+    /// Reads a `[webrtc]` section (`null` means all defaults) and checks it.
+    pub fn from_section(section: &serde_json::Value) -> Result<Self, String> {
+        let config: Self = if section.is_null() {
+            Self::default()
+        } else {
+            serde_json::from_value(section.clone()).map_err(|e| e.to_string())?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.udp_addrs.is_empty() {
+            return Err("udp_addrs must name at least one address".into());
+        }
+        for addr in &self.udp_addrs {
+            addr.parse::<SocketAddr>().map_err(|e| format!("udp_addrs: `{addr}` is not ip:port ({e})"))?;
+        }
+        for server in &self.ice_servers {
+            if server.urls.is_empty() {
+                return Err("ice_servers: every server needs at least one url".into());
+            }
+            for url in &server.urls {
+                if !["stun:", "stuns:", "turn:", "turns:"].iter().any(|p| url.starts_with(p)) {
+                    return Err(format!("ice_servers: `{url}` must start with stun:, stuns:, turn: or turns:"));
+                }
+            }
+        }
+        for (key, ms) in [
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("disconnected_timeout_ms", self.disconnected_timeout_ms),
+            ("failed_timeout_ms", self.failed_timeout_ms),
+            ("keepalive_ms", self.keepalive_ms),
+        ] {
+            if ms == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        if self.send_buffer_bytes < 64 * 1024 {
+            return Err("send_buffer_bytes must be at least 65536".into());
+        }
+        Ok(())
+    }
+
+    /// The connect timeout as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_absent_section_gives_the_defaults() {
+        assert_eq!(WebRtcConfig::from_section(&serde_json::Value::Null).unwrap(), WebRtcConfig::default());
+    }
+
+    #[test]
+    fn a_section_overrides_keys_and_keeps_the_rest() {
+        let c = WebRtcConfig::from_section(&json!({
+            "udp_addrs": ["127.0.0.1:0"],
+            "ice_servers": [{"urls": ["turn:turn.example:3478"], "username": "u", "credential": "p"}],
+            "connect_timeout_ms": 2500
+        }))
+        .unwrap();
+        assert_eq!(c.udp_addrs, vec!["127.0.0.1:0"]);
+        assert_eq!(c.ice_servers[0].username, "u");
+        assert_eq!(c.connect_timeout(), Duration::from_millis(2500));
+        assert_eq!(c.keepalive_ms, WebRtcConfig::default().keepalive_ms);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_named() {
+        for (section, key) in [
+            (json!({"udp_addrs": []}), "udp_addrs"),
+            (json!({"udp_addrs": ["localhost"]}), "udp_addrs"),
+            (json!({"ice_servers": [{"urls": ["http://x"]}]}), "ice_servers"),
+            (json!({"connect_timeout_ms": 0}), "connect_timeout_ms"),
+            (json!({"send_buffer_bytes": 10}), "send_buffer_bytes"),
+            (json!({"udp_adrs": ["127.0.0.1:0"]}), "udp_adrs"),
+        ] {
+            let err = WebRtcConfig::from_section(&section).unwrap_err();
+            assert!(err.contains(key), "{err} should name {key}");
+        }
+    }
+}

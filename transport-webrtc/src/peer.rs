@@ -1,0 +1,117 @@
+//! Building one peer connection with its two pre-negotiated data channels, and the event handler
+//! that turns the webrtc crate's callbacks into a queue the link task reads.
+
+use crate::config::WebRtcConfig;
+use mesh_core::TransportError;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit,
+    RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
+};
+
+/// Stream id of the reliable, ordered channel that carries mesh messages.
+const RELIABLE_STREAM: u16 = 0;
+/// Stream id of the unordered channel for heartbeats.
+const HEARTBEAT_STREAM: u16 = 1;
+/// How long an unacknowledged heartbeat is retransmitted before it is abandoned, in ms.
+const HEARTBEAT_LIFETIME_MS: u16 = 1_000;
+
+/// What the peer connection reports to its link task.
+#[derive(Debug)]
+pub(crate) enum PcEvent {
+    /// A local ICE candidate to trickle to the other side.
+    Candidate(RTCIceCandidateInit),
+    /// The connection's overall state changed.
+    State(RTCPeerConnectionState),
+}
+
+/// Forwards callbacks into an unbounded queue; returns at once, as the crate requires. The queue
+/// stays small: a handful of candidates and state changes per connection.
+struct Handler(mpsc::UnboundedSender<PcEvent>);
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => {
+                let _ = self.0.send(PcEvent::Candidate(init));
+            }
+            Err(err) => tracing::debug!(error = %err, "local candidate not serializable"),
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.0.send(PcEvent::State(state));
+    }
+}
+
+/// A peer connection, its channels and its event queue.
+pub(crate) struct Peer {
+    pub(crate) pc: Arc<dyn PeerConnection>,
+    pub(crate) reliable: Arc<dyn DataChannel>,
+    pub(crate) heartbeat: Arc<dyn DataChannel>,
+    pub(crate) events: mpsc::UnboundedReceiver<PcEvent>,
+}
+
+fn setup(what: &str) -> impl Fn(webrtc::error::Error) -> TransportError + '_ {
+    move |err| TransportError::Setup(format!("{what}: {err}"))
+}
+
+impl Peer {
+    /// Builds the connection (binding its sockets) and both negotiated channels.
+    pub(crate) async fn build(config: &WebRtcConfig) -> Result<Self, TransportError> {
+        let (tx, events) = mpsc::unbounded_channel();
+        let ice_servers = config
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer { urls: s.urls.clone(), username: s.username.clone(), credential: s.credential.clone() })
+            .collect();
+        let settings = SettingEngineBuilder::new()
+            .with_ice_timeouts(
+                Some(Duration::from_millis(config.disconnected_timeout_ms)),
+                Some(Duration::from_millis(config.failed_timeout_ms)),
+                Some(Duration::from_millis(config.keepalive_ms)),
+            )
+            .build();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
+            .with_setting_engine(settings)
+            .with_handler(Arc::new(Handler(tx)))
+            .with_udp_addrs(config.udp_addrs.clone())
+            .with_data_channel_send_buffer_limit(config.send_buffer_bytes)
+            .build()
+            .await
+            .map_err(setup("peer connection"))?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        match Self::channels(&pc).await {
+            Ok((reliable, heartbeat)) => Ok(Self { pc, reliable, heartbeat, events }),
+            Err(err) => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), pc.close()).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn channels(
+        pc: &Arc<dyn PeerConnection>,
+    ) -> Result<(Arc<dyn DataChannel>, Arc<dyn DataChannel>), TransportError> {
+        let reliable = RTCDataChannelInit { negotiated: Some(RELIABLE_STREAM), ..Default::default() };
+        let reliable = pc.create_data_channel("mesh", Some(reliable)).await.map_err(setup("reliable channel"))?;
+        let heartbeat = RTCDataChannelInit {
+            negotiated: Some(HEARTBEAT_STREAM),
+            ordered: false,
+            max_packet_life_time: Some(HEARTBEAT_LIFETIME_MS),
+            ..Default::default()
+        };
+        let heartbeat = pc.create_data_channel("heartbeat", Some(heartbeat)).await.map_err(setup("heartbeat channel"))?;
+        Ok((reliable, heartbeat))
+    }
+
+    /// Closes the connection (bounded in time); used when an attempt fails before it has a link.
+    pub(crate) async fn discard(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.pc.close()).await;
+    }
+}

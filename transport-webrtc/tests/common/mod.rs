@@ -1,0 +1,76 @@
+//! Test helpers: a pair of links joined by an in-process signal ferry, and waits with timeouts.
+#![allow(dead_code)]
+
+use mesh_core::{Link, LinkEvent, LinkHandle, PeerId, SignalBody, Transport};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use transport_webrtc::{WebRtcConfig, WebRtcTransport};
+
+/// Generous bound for any single wait.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn peer(s: &str) -> PeerId {
+    PeerId::new(s).unwrap()
+}
+
+/// A loopback transport with the mesh's default message limit.
+pub fn transport() -> WebRtcTransport {
+    WebRtcTransport::new(WebRtcConfig::loopback(), 1024 * 1024)
+}
+
+/// Carries one side's signals to the other side's link until either ends.
+async fn ferry(mut signals: mpsc::Receiver<SignalBody>, to: Weak<dyn Link>) {
+    while let Some(body) = signals.recv().await {
+        let Some(link) = to.upgrade() else { return };
+        if let Err(err) = link.apply_signal(body).await {
+            panic!("signal refused: {err}");
+        }
+    }
+}
+
+/// Dials from `a` and accepts on `b`; returns both handles (not yet open).
+pub async fn pair(a: &WebRtcTransport, b: &WebRtcTransport) -> (LinkHandle, LinkHandle) {
+    let (a_tx, mut a_rx) = mpsc::channel(64);
+    let (b_tx, b_rx) = mpsc::channel(64);
+    let dialer = a.dial(&peer("b"), a_tx).await.expect("dial");
+    let offer = tokio::time::timeout(WAIT, a_rx.recv()).await.expect("offer in time").expect("an offer");
+    assert!(matches!(offer, SignalBody::Offer { .. }), "the first signal is the offer");
+    let acceptor = b.accept(&peer("a"), offer, b_tx).await.expect("accept");
+    tokio::spawn(ferry(a_rx, Arc::downgrade(&acceptor.link)));
+    tokio::spawn(ferry(b_rx, Arc::downgrade(&dialer.link)));
+    (dialer, acceptor)
+}
+
+/// Dials, accepts and waits until both sides report `Open`.
+pub async fn open_pair(a: &WebRtcTransport, b: &WebRtcTransport) -> (LinkHandle, LinkHandle) {
+    let (mut x, mut y) = pair(a, b).await;
+    assert_eq!(next(&mut x.events).await, LinkEvent::Open);
+    assert_eq!(next(&mut y.events).await, LinkEvent::Open);
+    (x, y)
+}
+
+/// The next link event, or a panic after [`WAIT`].
+pub async fn next(events: &mut mpsc::Receiver<LinkEvent>) -> LinkEvent {
+    tokio::time::timeout(WAIT, events.recv()).await.expect("a link event in time").expect("event stream open")
+}
+
+/// The next message, skipping nothing: any other event is a failure.
+pub async fn message(events: &mut mpsc::Receiver<LinkEvent>) -> bytes::Bytes {
+    match next(events).await {
+        LinkEvent::Message(m) => m,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+/// Polls `cond` until it holds or `limit` passes; returns whether it held.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond()
+}
