@@ -4,7 +4,8 @@
 //! sender holds its send lock for the whole message.
 //!
 //! Header byte: [`MORE`] when another chunk of the same message follows, [`LAST`] on the final
-//! chunk. Anything else is a protocol violation from the peer.
+//! chunk, [`HELLO`] for the readiness handshake (a control chunk that may arrive between the
+//! chunks of a message and leaves reassembly alone). Anything else is a protocol violation.
 
 use bytes::{Bytes, BytesMut};
 
@@ -14,6 +15,8 @@ pub const CHUNK_PAYLOAD: usize = 16 * 1024;
 pub const MORE: u8 = 1;
 /// Header: this chunk ends the message.
 pub const LAST: u8 = 0;
+/// Header: "my end of the channel is ready" (see the link's open handshake).
+pub const HELLO: u8 = 2;
 
 /// Splits `data` into framed chunks (an empty message is one empty final chunk).
 pub fn split(data: &[u8]) -> impl Iterator<Item = BytesMut> + '_ {
@@ -35,6 +38,8 @@ pub enum Reassembled {
     Partial,
     /// A whole message.
     Message(Bytes),
+    /// The peer's readiness handshake.
+    Hello,
     /// The message grew past the limit; it is being discarded up to its final chunk.
     TooLarge,
     /// The chunk had no header or an unknown one; it was dropped.
@@ -63,6 +68,7 @@ impl Reassembler {
         let last = match header {
             LAST => true,
             MORE => false,
+            HELLO => return Reassembled::Hello,
             _ => return Reassembled::Malformed,
         };
         if self.discarding {
@@ -124,5 +130,16 @@ mod tests {
         assert_eq!(r.push(&[]), Reassembled::Malformed);
         assert_eq!(r.push(&[9, 1, 2]), Reassembled::Malformed);
         assert_eq!(r.push(&[LAST, 1, 2]), Reassembled::Message(Bytes::from_static(&[1, 2])));
+    }
+
+    #[test]
+    fn a_hello_between_chunks_leaves_the_message_intact() {
+        let mut r = Reassembler::new(1 << 20);
+        let data = vec![5u8; 2 * CHUNK_PAYLOAD + 3];
+        let mut chunks = split(&data);
+        assert_eq!(r.push(&chunks.next().unwrap()), Reassembled::Partial);
+        assert_eq!(r.push(&[HELLO]), Reassembled::Hello);
+        let rest: Vec<_> = chunks.map(|c| r.push(&c)).collect();
+        assert_eq!(rest.last(), Some(&Reassembled::Message(Bytes::from(data))));
     }
 }

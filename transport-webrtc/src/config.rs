@@ -35,6 +35,8 @@ pub struct WebRtcConfig {
     pub failed_timeout_ms: u64,
     /// ICE keep-alive interval on an idle link.
     pub keepalive_ms: u64,
+    /// Pause between ICE connectivity checks while a link is forming.
+    pub ice_check_interval_ms: u64,
     /// Bytes a link's reliable channel may hold unacknowledged before `send` waits.
     pub send_buffer_bytes: usize,
     /// Largest message reassembled from a peer; defaults to the mesh's `max_message_bytes`.
@@ -52,6 +54,7 @@ impl Default for WebRtcConfig {
             disconnected_timeout_ms: 2_000,
             failed_timeout_ms: 3_000,
             keepalive_ms: 500,
+            ice_check_interval_ms: 20,
             send_buffer_bytes: 2 * 1024 * 1024,
             max_message_bytes: None,
             heartbeat_channel: true,
@@ -99,6 +102,7 @@ impl WebRtcConfig {
             ("disconnected_timeout_ms", self.disconnected_timeout_ms),
             ("failed_timeout_ms", self.failed_timeout_ms),
             ("keepalive_ms", self.keepalive_ms),
+            ("ice_check_interval_ms", self.ice_check_interval_ms),
         ] {
             if ms == 0 {
                 return Err(format!("{key} must be greater than 0"));

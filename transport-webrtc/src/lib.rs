@@ -33,6 +33,10 @@ use webrtc::peer_connection::RTCSessionDescription;
 /// The plugin name used in configuration.
 pub const NAME: &str = "webrtc";
 
+/// Log directives that quiet the webrtc stack's own chatter (it warns about benign races, such as
+/// a connectivity check arriving before the answer); append to a binary's default filter.
+pub const QUIET_LOG_DIRECTIVES: &str = "rtc=error,rtc_ice=error,rtc_dtls=error,rtc_sctp=error,webrtc=error";
+
 /// Call from a binary to make sure this crate (and its plugin registration) is linked.
 pub fn link() {}
 

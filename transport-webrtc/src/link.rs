@@ -21,6 +21,10 @@ const EVENT_QUEUE: usize = 64;
 const MAX_EARLY_CANDIDATES: usize = 64;
 /// Bound on each step of closing.
 const CLOSE_STEP: Duration = Duration::from_secs(2);
+/// First resend of the open handshake; doubles up to [`HELLO_MAX`].
+const HELLO_FIRST: Duration = Duration::from_millis(20);
+/// Longest pause between handshake resends.
+const HELLO_MAX: Duration = Duration::from_millis(320);
 
 /// Remote description state: candidates that arrive before it are held, then applied.
 #[derive(Default)]
@@ -56,7 +60,16 @@ impl Shared {
     }
 
     async fn add_candidate(&self, init: RTCIceCandidateInit) -> Result<(), TransportError> {
-        self.pc.add_ice_candidate(init).await.map_err(|e| TransportError::BadSignal(format!("candidate: {e}")))
+        self.pc.add_ice_candidate(init).await.map_err(|e| TransportError::BadSignal(format!("candidate: {e}")))?;
+        self.nudge().await; // check the new pair now, not on the driver's next (up to 1 s) tick
+        Ok(())
+    }
+
+    /// Wakes the connection's driver so that work queued by something other than a packet (a new
+    /// remote candidate, the SCTP INIT queued when DTLS completes) happens now rather than on the
+    /// driver's next timer tick, which in webrtc 0.21.1 can be 200 ms to 1 s away.
+    async fn nudge(&self) {
+        let _ = self.heartbeat.set_buffered_amount_low_threshold(0).await;
     }
 }
 
@@ -221,16 +234,32 @@ impl Task {
         }
     }
 
-    async fn drive(&mut self, mut pc_events: mpsc::UnboundedReceiver<PcEvent>, connect_timeout: Duration) -> CloseReason {
+    /// Runs the link until it must close. Open handshake: the webrtc crate can drop data that
+    /// arrives in the same burst as the SCTP handshake (before the receiving side has attached its
+    /// channel), so each side sends HELLO when its channel opens, resending with backoff until it
+    /// hears the peer's, and answers the first HELLO it hears. `Open` is reported on hearing the
+    /// peer's HELLO: from then on the peer's channel is attached and nothing sent is lost.
+    async fn drive(
+        &mut self,
+        mut pc_events: mpsc::UnboundedReceiver<PcEvent>,
+        connect_timeout: Duration,
+    ) -> CloseReason {
         let deadline = tokio::time::Instant::now() + connect_timeout;
         let (reliable, heartbeat) = (self.shared.reliable.clone(), self.shared.heartbeat.clone());
         let (shared, signals) = (self.shared.clone(), self.signals.clone());
         let mut heartbeat_open = true;
+        let mut channel_open = false;
+        let (mut next_hello, mut hello_gap) = (tokio::time::Instant::now(), HELLO_FIRST);
         loop {
             let opened = shared.opened.load(Ordering::Acquire);
             tokio::select! {
                 _ = shared.stop.cancelled() => return self.stop_reason(),
                 _ = tokio::time::sleep_until(deadline), if !opened => return CloseReason::ConnectTimeout,
+                _ = tokio::time::sleep_until(next_hello), if channel_open && !opened => {
+                    self.send_hello().await;
+                    next_hello += hello_gap;
+                    hello_gap = (hello_gap * 2).min(HELLO_MAX);
+                }
                 permit = signals.reserve(), if !self.outgoing.is_empty() => match (permit, self.outgoing.pop_front()) {
                     (Ok(permit), Some(body)) => permit.send(body),
                     _ => self.outgoing.clear(), // the node stopped listening for this attempt's signals
@@ -240,6 +269,7 @@ impl Task {
                         Ok(candidate) => self.outgoing.push_back(SignalBody::Candidate { candidate }),
                         Err(err) => tracing::debug!(error = %err, "candidate not encodable"),
                     },
+                    Some(PcEvent::State(RTCPeerConnectionState::Connected)) => shared.nudge().await,
                     Some(PcEvent::State(RTCPeerConnectionState::Failed)) => {
                         return CloseReason::Failed("ICE/DTLS connection failed".into())
                     }
@@ -248,11 +278,9 @@ impl Task {
                     None => return CloseReason::Failed("peer connection ended".into()),
                 },
                 event = reliable.poll() => match event {
-                    Some(DataChannelEvent::OnOpen) if !opened => {
-                        self.shared.opened.store(true, Ordering::Release);
-                        if let Err(reason) = self.deliver(LinkEvent::Open).await {
-                            return reason;
-                        }
+                    Some(DataChannelEvent::OnOpen) if !channel_open => {
+                        channel_open = true;
+                        next_hello = tokio::time::Instant::now();
                     }
                     Some(DataChannelEvent::OnMessage(msg)) => {
                         if let Err(reason) = self.on_chunk(&msg.data).await {
@@ -276,9 +304,25 @@ impl Task {
         }
     }
 
+    async fn send_hello(&self) {
+        if let Err(err) = self.shared.reliable.send(BytesMut::from(&[chunk::HELLO][..])).await {
+            tracing::debug!(error = %err, "hello not sent");
+        }
+    }
+
     async fn on_chunk(&mut self, data: &[u8]) -> Result<(), CloseReason> {
         match self.reassembler.push(data) {
             Reassembled::Partial => Ok(()),
+            Reassembled::Hello if self.shared.opened.load(Ordering::Acquire) => Ok(()),
+            Reassembled::Hello => {
+                self.send_hello().await; // the peer may not have heard ours yet
+                self.shared.opened.store(true, Ordering::Release);
+                self.deliver(LinkEvent::Open).await
+            }
+            Reassembled::Message(_) if !self.shared.opened.load(Ordering::Acquire) => {
+                tracing::warn!("peer sent data before the open handshake; dropped");
+                Ok(())
+            }
             Reassembled::Message(message) => self.deliver(LinkEvent::Message(message)).await,
             Reassembled::TooLarge => {
                 tracing::warn!(limit = self.max_message_bytes, "peer sent an oversized message; dropped");

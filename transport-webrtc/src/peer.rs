@@ -67,14 +67,26 @@ impl Peer {
         let ice_servers = config
             .ice_servers
             .iter()
-            .map(|s| RTCIceServer { urls: s.urls.clone(), username: s.username.clone(), credential: s.credential.clone() })
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
             .collect();
+        // The driver also starts DTLS on this tick, so a short interval opens links sooner; the
+        // number of checks keeps the give-up time per candidate pair near ICE's usual 1.4 s.
+        let check = Duration::from_millis(config.ice_check_interval_ms);
+        let binding_requests = (1_400 / config.ice_check_interval_ms).clamp(7, 200) as u16;
         let settings = SettingEngineBuilder::new()
             .with_ice_timeouts(
                 Some(Duration::from_millis(config.disconnected_timeout_ms)),
                 Some(Duration::from_millis(config.failed_timeout_ms)),
                 Some(Duration::from_millis(config.keepalive_ms)),
             )
+            .with_ice_connection_attempts(Some(check), Some(binding_requests))
+            // A peer's check often lands before its trickled candidate, making the pair
+            // peer-reflexive; the default 1 s wait before accepting such a pair only delays us.
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
             .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
@@ -106,7 +118,8 @@ impl Peer {
             max_packet_life_time: Some(HEARTBEAT_LIFETIME_MS),
             ..Default::default()
         };
-        let heartbeat = pc.create_data_channel("heartbeat", Some(heartbeat)).await.map_err(setup("heartbeat channel"))?;
+        let heartbeat =
+            pc.create_data_channel("heartbeat", Some(heartbeat)).await.map_err(setup("heartbeat channel"))?;
         Ok((reliable, heartbeat))
     }
 

@@ -158,6 +158,7 @@ async fn a_stalled_reader_slows_the_sender_and_loses_nothing() {
     let finished = tokio::time::timeout(Duration::from_secs(2), &mut sender).await;
     assert!(finished.is_err(), "all {N} messages were accepted while nobody read");
     let held = sent.load(Ordering::SeqCst);
+    eprintln!("accepted while stalled: {held}");
     assert!(held < 150, "{held} messages of 256 KiB accepted by a stalled link: memory is not bounded");
     for seq in 0..N {
         let got = message(&mut y.events).await;
@@ -165,4 +166,16 @@ async fn a_stalled_reader_slows_the_sender_and_loses_nothing() {
         assert_eq!(u64::from_le_bytes(got[..8].try_into().unwrap()), seq as u64);
     }
     sender.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_sent_the_moment_one_side_opens_is_not_lost() {
+    for _ in 0..20 {
+        let (a, b) = (transport(), transport());
+        let (mut x, mut y) = pair(&a, &b).await;
+        assert_eq!(next(&mut x.events).await, LinkEvent::Open);
+        x.link.send(Bytes::from_static(b"first")).await.unwrap();
+        assert_eq!(next(&mut y.events).await, LinkEvent::Open);
+        assert_eq!(message(&mut y.events).await, Bytes::from_static(b"first"));
+    }
 }

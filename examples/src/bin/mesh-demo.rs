@@ -101,6 +101,8 @@ async fn tour(args: &Args, out: &Out, summary: &mut BTreeMap<&'static str, Value
     base.transport = args.transport.clone();
     base.signaling = args.signaling.clone();
     base.validate().map_err(|e| e.to_string())?;
+    // Every worker runs on this host: loopback candidates unless the configuration says otherwise.
+    base.plugins.entry("webrtc".into()).or_insert_with(|| json!({ "udp_addrs": ["127.0.0.1:0"] }));
     let mut registry = Registry::from_inventory();
     registry.resources.insert(Arc::new(MemoryNetwork::new()));
     let n = args.workers.max(2);
@@ -198,9 +200,14 @@ async fn tour(args: &Args, out: &Out, summary: &mut BTreeMap<&'static str, Value
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    transport_webrtc::link();
+    signaling_ws::link();
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| format!("warn,{}", transport_webrtc::QUIET_LOG_DIRECTIVES).into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let out = Out { json: args.json, start: Instant::now() };

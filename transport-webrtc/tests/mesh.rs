@@ -1,0 +1,97 @@
+//! Whole meshes over this transport (signals through the in-memory signaler): the mesh-core tour
+//! again on real WebRTC links, and crossing offers settled into one link.
+
+use mesh_core::memory::{MemoryNetwork, MemorySignaler};
+use mesh_core::{Identity, MeshNode, Metadata, NodeOptions, PeerId, Role, RoomId, Timing, WorkerRecord};
+use std::sync::Arc;
+use std::time::Duration;
+use transport_webrtc::{WebRtcConfig, WebRtcTransport};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn options(name: &str, timing: Timing) -> NodeOptions {
+    NodeOptions {
+        identity: Identity {
+            room: RoomId::new("room").unwrap(),
+            peer: PeerId::new(name).unwrap(),
+            role: Role::Worker,
+            record: WorkerRecord::new(0, Metadata::new()),
+        },
+        timing,
+        signal_timeout: Duration::from_millis(500),
+        max_message_bytes: 1024 * 1024,
+    }
+}
+
+async fn start(net: &MemoryNetwork, name: &str, timing: Timing) -> MeshNode {
+    let transport = Arc::new(WebRtcTransport::new(WebRtcConfig::loopback(), 1024 * 1024));
+    MeshNode::start(options(name, timing), transport, vec![Arc::new(MemorySignaler::new(net.clone()))])
+        .await
+        .expect("node starts")
+}
+
+async fn wait_links(node: &MeshNode, links: usize) {
+    node.wait_for(WAIT, |s| s.health.links_up == links && s.health.links_expected == links).await.unwrap_or_else(|e| {
+        panic!("{} did not reach {links} links: {e}; {:?}", node.peer_id(), node.snapshot().health)
+    });
+}
+
+fn attempts(nodes: &[MeshNode]) -> u64 {
+    nodes.iter().map(|n| n.snapshot().counters).map(|c| c.dials + c.accepts).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tour_five_workers_admin_leaves_no_reconnects_then_a_newcomer_joins() {
+    let net = MemoryNetwork::new();
+    let mut nodes = Vec::new();
+    for i in 0..5 {
+        nodes.push(start(&net, &format!("w{i}"), Timing::default()).await);
+    }
+    for n in &nodes {
+        wait_links(n, 4).await;
+    }
+    let opened: u64 = nodes.iter().map(|n| n.snapshot().counters.links_opened).sum();
+    assert_eq!(opened, 20, "each of the 10 pairs opened exactly one link, seen from both ends");
+
+    let admin = nodes.remove(0);
+    let before = attempts(&nodes);
+    admin.leave().await;
+    for n in &nodes {
+        n.wait_for(WAIT, |s| {
+            s.health.admin.as_ref().is_some_and(|a| a.as_str() == "w1")
+                && s.health.admin_verified
+                && s.health.links_expected == 3
+        })
+        .await
+        .expect("new admin verified");
+        assert_eq!(n.snapshot().health.links_up, 3, "{} lost a link to a survivor", n.peer_id());
+    }
+    assert_eq!(attempts(&nodes), before, "survivors made no new link attempts");
+    assert!(nodes.iter().all(|n| n.snapshot().counters.reconnects == 0));
+
+    nodes.push(start(&net, "w5", Timing::default()).await);
+    for n in &nodes {
+        wait_links(n, 4).await;
+    }
+    for n in nodes {
+        n.leave().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossing_offers_settle_into_one_link() {
+    // Signals take longer than the offer wait, so the admin also dials the newcomer that is
+    // already dialing it: two offers cross on the wire.
+    let net = MemoryNetwork::new();
+    let timing = Timing { offer_wait: Duration::from_millis(100), ..Timing::default() };
+    let w0 = start(&net, "w0", timing.clone()).await;
+    net.delay_signals(Duration::from_millis(400));
+    let w1 = start(&net, "w1", timing).await;
+    wait_links(&w0, 1).await;
+    wait_links(&w1, 1).await;
+    let (c0, c1) = (w0.snapshot().counters, w1.snapshot().counters);
+    assert!(c0.dials >= 1 && c1.dials >= 1, "both sides dialed: {c0:?} / {c1:?}");
+    assert_eq!((c0.links_opened, c1.links_opened), (1, 1), "one link, not two");
+    w0.leave().await;
+    w1.leave().await;
+}
