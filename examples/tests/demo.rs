@@ -11,8 +11,31 @@ fn run(args: &[&str]) -> (bool, serde_json::Value) {
 }
 
 #[test]
+fn the_default_demo_runs_the_real_stack_and_the_relay_carries_all_but_the_first_link() {
+    let (ok, s) = run(&["--json"]);
+    assert!(ok, "{s}");
+    assert_eq!((s["transport"].as_str(), s["signaling"].clone()), (Some("webrtc"), serde_json::json!(["relay", "ws"])));
+    assert_eq!(s["links"], 10);
+    assert_eq!(s["duplicate_links"], 0);
+    assert_eq!(s["reconnects_after_admin_left"], 0);
+    assert_eq!(s["links_after_join"], 10);
+    // The newcomer's first link (to the admin) is signalled over the WebSocket; its links to the
+    // three other survivors are signalled by relay.
+    let joiner = &s["joiner_signals"];
+    assert!(joiner["ws"].as_u64().unwrap_or(0) > 0, "{s}");
+    assert!(joiner["relay"].as_u64().unwrap_or(0) >= 3, "{s}");
+}
+
+#[test]
+fn partition_scenario_reports_the_minority_partitioned() {
+    let (ok, s) = run(&["--scenario", "partition", "--transport", "memory", "--signaling", "memory", "--json"]);
+    assert!(ok, "{s}");
+    assert_eq!(s["partitioned"], "w3 w4");
+}
+
+#[test]
 fn demo_with_ten_workers_reports_45_links_no_duplicates_and_no_reconnects() {
-    let (ok, s) = run(&["--workers", "10", "--json"]);
+    let (ok, s) = run(&["--workers", "10", "--transport", "memory", "--signaling", "memory", "--json"]);
     assert!(ok, "{s}");
     assert_eq!(s["links"], 45);
     assert_eq!(s["duplicate_links"], 0);

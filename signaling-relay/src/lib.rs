@@ -1,7 +1,214 @@
 //! # signaling-relay
 //!
-//! The `relay` Signaler plugin: signals hop over open mesh links through the admin.
+//! The `relay` [`Signaler`]: a signal for a peer this node has no link to travels as a `relay`
+//! envelope over an open mesh link, and the relay forwards it over its own link to the target.
+//! The relay stamps nothing: it checks that the envelope's `from` is the peer its link
+//! authenticates (else `relay_error: spoofed_sender`) and that it is linked to the target (else
+//! `not_linked`), then forwards and answers `relay_ack`. That forwarding lives in `mesh-core`,
+//! so every node relays for others whatever its own signalers are.
 //!
-//! **Status: the plugin is not implemented yet** (tracked by its own issue). What it builds on is
-//! in `mesh-core` already: the `relay` / `relay_ack` / `relay_error` wire messages, forwarding with
-//! sender authentication in the state machine, and `MeshAccess::relay` on every node.
+//! **Choice of relay** (deterministic): the admin first (it links to every worker), then the
+//! other linked peers in ascending peer-id order, at most `max_relays` tries in all. A peer
+//! already linked to the target gets the envelope directly (it is its own relay). A relay that
+//! answers `not_linked`, or whose link closes before answering, passes the turn to the next one.
+//! The admin itself relays through nobody: a worker it has no link to is a newcomer nobody else
+//! knows yet, so asking the others would only delay the fallback.
+//!
+//! **Failure, reported to the chain** so the next path (the WebSocket) takes over: no linked
+//! relay at all (`Unreachable`), every relay refused (`Unreachable`), a spoofing or invalid
+//! refusal (`Other`), no answer within `timeout_ms` (`Timeout`, default 500 ms).
+
+use async_trait::async_trait;
+use mesh_core::{PeerId, PluginError, RelayErrorReason, RelayOutcome, Signal, SignalError, Signaler, SignalerContext};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The plugin name used in configuration.
+pub const NAME: &str = "relay";
+
+/// Call from a binary to make sure this crate (and its plugin registration) is linked.
+pub fn link() {}
+
+/// Settings of the `[relay]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// Longest wait for a relay's answer across all tries.
+    pub timeout: Duration,
+    /// Relays tried per signal (the admin counts as one).
+    pub max_relays: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self { timeout: Duration::from_millis(500), max_relays: 3 }
+    }
+}
+
+impl RelayConfig {
+    /// Reads `timeout_ms` and `max_relays` from a `[relay]` section (`null` means defaults).
+    pub fn from_section(section: &serde_json::Value) -> Result<Self, String> {
+        let mut config = Self::default();
+        if let Some(v) = section.get("timeout_ms") {
+            let ms = v.as_u64().filter(|ms| *ms > 0).ok_or("relay.timeout_ms must be a positive integer")?;
+            config.timeout = Duration::from_millis(ms);
+        }
+        if let Some(v) = section.get("max_relays") {
+            config.max_relays =
+                v.as_u64().filter(|n| *n > 0).ok_or("relay.max_relays must be a positive integer")? as usize;
+        }
+        Ok(config)
+    }
+}
+
+/// Signals over the mesh's own links.
+pub struct RelaySignaler {
+    config: RelayConfig,
+    ctx: Mutex<Option<SignalerContext>>,
+}
+
+impl RelaySignaler {
+    /// A relay signaler with `config`.
+    pub fn new(config: RelayConfig) -> Self {
+        Self { config, ctx: Mutex::new(None) }
+    }
+
+    fn context(&self) -> Option<SignalerContext> {
+        self.ctx.lock().ok().and_then(|c| c.clone())
+    }
+}
+
+/// The relays to try for `to`, best first: `to` itself when linked, else the admin, then the other
+/// linked peers by ascending id; at most `max`; none when this node is the admin.
+pub fn relay_order(me: &PeerId, to: &PeerId, admin: Option<&PeerId>, linked: &[PeerId], max: usize) -> Vec<PeerId> {
+    if linked.contains(to) {
+        return vec![to.clone()];
+    }
+    if admin == Some(me) {
+        return Vec::new();
+    }
+    let mut others: Vec<PeerId> = linked.iter().filter(|p| *p != me && *p != to).cloned().collect();
+    others.sort();
+    let mut order = Vec::new();
+    if let Some(admin) = admin.filter(|a| *a != me && *a != to && linked.contains(a)) {
+        others.retain(|p| p != admin);
+        order.push(admin.clone());
+    }
+    order.extend(others);
+    order.truncate(max);
+    order
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("relay {via} refused the signal: {reason:?}")]
+struct Refused {
+    via: PeerId,
+    reason: RelayErrorReason,
+}
+
+#[async_trait]
+impl Signaler for RelaySignaler {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn start(&self, ctx: SignalerContext) -> Result<(), SignalError> {
+        if let Ok(mut slot) = self.ctx.lock() {
+            *slot = Some(ctx);
+        }
+        Ok(())
+    }
+
+    async fn send(&self, to: &PeerId, signal: Signal) -> Result<(), SignalError> {
+        let ctx = self.context().ok_or(SignalError::NotRunning)?;
+        let me = &ctx.identity.peer;
+        let order = relay_order(me, to, ctx.mesh.admin().as_ref(), &ctx.mesh.linked_peers(), self.config.max_relays);
+        if order.is_empty() {
+            return Err(SignalError::Unreachable { peer: to.clone(), why: "no open link to relay through".into() });
+        }
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        let mut tried = Vec::new();
+        for via in order {
+            let Some(answer) = ctx.mesh.relay(&via, to, signal.clone()) else {
+                continue; // that link closed since we listed it
+            };
+            match tokio::time::timeout_at(deadline, answer).await {
+                Ok(Ok(RelayOutcome::Delivered)) => {
+                    tracing::trace!(%to, %via, "signal relayed");
+                    return Ok(());
+                }
+                Ok(Ok(RelayOutcome::Refused(RelayErrorReason::NotLinked)))
+                | Ok(Ok(RelayOutcome::RelayGone))
+                | Ok(Err(_)) => {
+                    tracing::debug!(%to, %via, "relay could not deliver; trying the next");
+                    tried.push(via);
+                }
+                Ok(Ok(RelayOutcome::Refused(reason))) => {
+                    return Err(SignalError::Other(Box::new(Refused { via, reason })));
+                }
+                Err(_) => return Err(SignalError::Timeout(self.config.timeout)),
+            }
+        }
+        let tried: Vec<String> = tried.iter().map(|p| p.to_string()).collect();
+        Err(SignalError::Unreachable {
+            peer: to.clone(),
+            why: format!("no relay reached it (tried {})", tried.join(", ")),
+        })
+    }
+
+    async fn stop(&self) {
+        if let Ok(mut slot) = self.ctx.lock() {
+            *slot = None;
+        }
+    }
+}
+
+inventory::submit! {
+    mesh_core::SignalerPlugin {
+        name: NAME,
+        description: "Signals over open mesh links, through the admin (section [relay]: timeout_ms, max_relays)",
+        build: |ctx| {
+            let config = RelayConfig::from_section(&ctx.section).map_err(|why| PluginError::Config { plugin: NAME, why })?;
+            Ok(Arc::new(RelaySignaler::new(config)))
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> PeerId {
+        PeerId::new(s).unwrap()
+    }
+
+    #[test]
+    fn the_admin_goes_first_then_neighbours_by_id() {
+        let linked = [p("w3"), p("w1"), p("w0"), p("w2")];
+        assert_eq!(relay_order(&p("w9"), &p("w5"), Some(&p("w2")), &linked, 3), [p("w2"), p("w0"), p("w1")]);
+    }
+
+    #[test]
+    fn the_admin_relays_through_nobody() {
+        assert!(relay_order(&p("w0"), &p("w5"), Some(&p("w0")), &[p("w1"), p("w2")], 3).is_empty());
+    }
+
+    #[test]
+    fn a_linked_target_is_its_own_relay() {
+        assert_eq!(relay_order(&p("w9"), &p("w1"), Some(&p("w0")), &[p("w0"), p("w1")], 3), [p("w1")]);
+    }
+
+    #[test]
+    fn an_unlinked_admin_and_the_target_itself_are_skipped() {
+        let order = relay_order(&p("w9"), &p("w5"), Some(&p("w0")), &[p("w3")], 3);
+        assert_eq!(order, [p("w3")]);
+        assert!(relay_order(&p("w9"), &p("w5"), None, &[], 3).is_empty());
+    }
+
+    #[test]
+    fn bad_sections_are_refused() {
+        assert!(RelayConfig::from_section(&serde_json::json!({"timeout_ms": 0})).is_err());
+        assert!(RelayConfig::from_section(&serde_json::json!({"max_relays": "x"})).is_err());
+        let c = RelayConfig::from_section(&serde_json::json!({"timeout_ms": 250})).unwrap();
+        assert_eq!(c.timeout, Duration::from_millis(250));
+    }
+}

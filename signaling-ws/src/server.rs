@@ -179,7 +179,14 @@ impl Connection {
         // The transport's hard cap is twice ours, so memory stays bounded while a frame over our
         // limit is still read whole and answered with an error frame and a clean close.
         let hard_cap = self.config.max_frame_bytes.saturating_mul(2);
-        let ws_config = WebSocketConfig::default().max_message_size(Some(hard_cap)).max_frame_size(Some(hard_cap));
+        // Small buffers (tungstenite reserves 128 KiB per connection by default): signals are a
+        // few KiB, and 10,000 idle connections should not cost 1.4 GB.
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(hard_cap))
+            .max_frame_size(Some(hard_cap))
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0)
+            .max_write_buffer_size(hard_cap.max(1024 * 1024));
         let _ = tcp.set_nodelay(true); // signals are small and latency-bound
         let handshake = Duration::from_millis(self.config.handshake_timeout_ms);
         let ws =

@@ -4,9 +4,10 @@
 //! that change: the `PartitionDetected` event and the health record that follows it both read the
 //! flag already set (the bug of the origin system was the reverse order).
 //!
-//! Partitioned means: this node cannot reach an admin other than itself, and it reaches fewer
-//! than half of the other present workers it has been linked with. A node that elected itself
-//! while cut off from most of the room is therefore partitioned too.
+//! Partitioned means: this node lost the admin (it cannot reach an admin other than itself, or its
+//! link to the admin died while the admin was still in the room) and it reaches fewer than half of
+//! the other present workers it has been linked with. It stays partitioned until it reaches half
+//! again: an admin elected inside a cut-off minority does not make that minority healthy.
 
 use super::{LinkState, MeshEvent, MeshState};
 use crate::id::{PeerId, RoomId};
@@ -121,7 +122,11 @@ impl MeshState {
                 reachable += matches!(entry.link, LinkState::Up { .. }) as usize;
             }
         }
-        let partitioned = !self.admin_reachable() && reachable * 2 < known;
+        let minority = reachable * 2 < known;
+        if !minority {
+            self.admin_lost = false;
+        }
+        let partitioned = minority && (self.admin_lost || !self.admin_reachable());
         if partitioned == self.partitioned {
             return;
         }

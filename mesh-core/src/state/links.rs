@@ -248,6 +248,9 @@ impl MeshState {
         }
         let was_up = matches!(entry.link, LinkState::Up { .. });
         if was_up {
+            if self.admin.as_ref() == Some(peer) && self.is_present_worker(peer) {
+                self.admin_lost = true;
+            }
             tracing::info!(%peer, %reason, "link lost");
             self.emit(MeshEvent::LinkDown { peer: peer.clone(), reason });
         } else {

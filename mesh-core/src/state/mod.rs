@@ -303,6 +303,9 @@ pub struct MeshState {
     admin_verified: bool,
     verify: Option<admin::PendingVerify>,
     partitioned: bool,
+    /// The link to the admin was lost while it was still in the room (cleared once this node
+    /// reaches half the room again): the "lost the admin" half of the partition rule.
+    admin_lost: bool,
     registered: bool,
     leaving: bool,
     next_seq: u64,
@@ -330,6 +333,7 @@ impl MeshState {
             admin_verified: false,
             verify: None,
             partitioned: false,
+            admin_lost: false,
             registered: false,
             leaving: false,
             next_seq: 1,

@@ -258,6 +258,26 @@ fn b20_partition_flag_is_set_before_the_first_health_record() {
 }
 
 #[test]
+fn b20_a_minority_that_elects_its_own_admin_still_reports_the_partition() {
+    let mut sim = formed(5);
+    for a in ["w0", "w1", "w2"] {
+        for b in ["w3", "w4"] {
+            sim.cut(a, b);
+        }
+    }
+    sim.advance(Duration::from_secs(8));
+    for minority in ["w3", "w4"] {
+        let node = sim.node(minority);
+        assert!(node.is_partitioned(), "{minority} reaches 1 of 4 workers and lost the admin w0");
+        assert_eq!(node.health_record().status(), "PARTITIONED");
+    }
+    assert!(!sim.node("w1").is_partitioned(), "the majority side is healthy");
+    sim.heal();
+    sim.advance(Duration::from_secs(40));
+    assert!(!sim.node("w4").is_partitioned(), "healthy again once connectivity returns");
+}
+
+#[test]
 fn b21_retry_backoff_doubles_from_1s_to_32s_with_bounded_jitter() {
     let t = Timing::default();
     let bases: Vec<u64> = (0..8).map(|a| retry_base(t.retry_initial, t.retry_max, a).as_secs()).collect();

@@ -1,0 +1,129 @@
+//! The `relay` signaler ahead of a rendezvous path, on in-memory plugins (paused time): the
+//! `memory` signaler stands in for the WebSocket here; `tests/` repeats the key case on the real
+//! stack.
+
+use mesh_core::memory::{MemoryNetwork, MemorySignaler, MemoryTransport};
+use mesh_core::{
+    Identity, MeshNode, Metadata, NodeOptions, PathCounters, PeerId, Role, RoomId, Signaler, Timing, WorkerRecord,
+};
+use signaling_relay::{RelayConfig, RelaySignaler};
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn peer(s: &str) -> PeerId {
+    PeerId::new(s).unwrap()
+}
+
+async fn start(net: &MemoryNetwork, name: &str, relay: bool) -> MeshNode {
+    let options = NodeOptions {
+        identity: Identity {
+            room: RoomId::new("room").unwrap(),
+            peer: peer(name),
+            role: Role::Worker,
+            record: WorkerRecord::new(0, Metadata::new()),
+        },
+        timing: Timing::default(),
+        signal_timeout: Duration::from_millis(500),
+        max_message_bytes: 64 * 1024,
+    };
+    let transport = Arc::new(MemoryTransport::new(net.clone(), peer(name), Duration::from_secs(5)));
+    let mut signalers: Vec<Arc<dyn Signaler>> = Vec::new();
+    if relay {
+        signalers.push(Arc::new(RelaySignaler::new(RelayConfig::default())));
+    }
+    signalers.push(Arc::new(MemorySignaler::new(net.clone())));
+    MeshNode::start(options, transport, signalers).await.expect("node starts")
+}
+
+async fn wait_links(node: &MeshNode, links: usize) {
+    node.wait_for(WAIT, |s| s.health.links_up == links && s.health.links_expected == links).await.unwrap_or_else(|e| {
+        panic!("{} did not reach {links} links: {e}; {:?}", node.peer_id(), node.snapshot().health)
+    });
+}
+
+fn path(node: &MeshNode, name: &str) -> PathCounters {
+    node.snapshot().signals.get(name).cloned().unwrap_or_default()
+}
+
+async fn mesh(net: &MemoryNetwork, n: usize) -> Vec<MeshNode> {
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        nodes.push(start(net, &format!("w{i}"), true).await);
+        wait_links(&nodes[i], i).await; // one at a time: each newcomer relays through the admin
+    }
+    for node in &nodes {
+        wait_links(node, n - 1).await;
+    }
+    nodes
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_newcomer_reaches_everyone_but_the_admin_by_relay_only() {
+    let net = MemoryNetwork::new();
+    let mut nodes = mesh(&net, 4).await;
+    let rendezvous_before: Vec<u64> = nodes.iter().map(|n| path(n, "memory").sent).collect();
+    nodes.push(start(&net, "w4", true).await);
+    for node in &nodes {
+        wait_links(node, 4).await;
+    }
+    let newcomer = &nodes[4];
+    assert_eq!(path(newcomer, "memory").sent, 1, "only the offer to the admin used the rendezvous");
+    assert_eq!(path(newcomer, "relay").sent, 3, "offers to w1..w3 went by relay");
+    assert_eq!(path(newcomer, "relay").received, 3, "their answers came back by relay");
+    let used: Vec<u64> =
+        nodes.iter().zip(rendezvous_before).map(|(n, before)| path(n, "memory").sent - before).collect();
+    assert_eq!(used[..4], [1, 0, 0, 0], "the admin answered the first offer by the rendezvous; nobody else used it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_the_admin_cut_off_mid_formation_the_rendezvous_takes_over() {
+    let net = MemoryNetwork::new();
+    let mut nodes = mesh(&net, 4).await;
+    for other in ["w1", "w2", "w3"] {
+        net.cut(&peer("w0"), &peer(other)); // relays through the admin now vanish
+    }
+    nodes.push(start(&net, "w4", true).await);
+    for node in &nodes[1..] {
+        node.wait_for(WAIT, |s| {
+            ["w1", "w2", "w3", "w4"]
+                .iter()
+                .filter(|w| **w != s.health.peer.as_str())
+                .all(|w| s.health.peers.iter().any(|p| p.peer.as_str() == *w && p.state == "up"))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}; {:?}", node.peer_id(), node.snapshot().health));
+    }
+    let newcomer = path(&nodes[4], "memory");
+    assert!(newcomer.sent > 1, "the rendezvous carried more than the first link: {:?}", nodes[4].snapshot().signals);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_relay_the_rendezvous_alone_forms_the_mesh() {
+    let net = MemoryNetwork::new();
+    let mut nodes = Vec::new();
+    for i in 0..5 {
+        nodes.push(start(&net, &format!("w{i}"), false).await);
+    }
+    for node in &nodes {
+        wait_links(node, 4).await;
+        assert!(!node.snapshot().signals.contains_key("relay"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_storm_of_joiners_forms_the_mesh_without_duplicates() {
+    let net = MemoryNetwork::new();
+    let mut nodes = mesh(&net, 3).await;
+    for i in 3..9 {
+        nodes.push(start(&net, &format!("w{i}"), true).await); // six at once, no waiting
+    }
+    for node in &nodes {
+        wait_links(node, 8).await;
+    }
+    let opened: u64 = nodes.iter().map(|n| n.snapshot().counters.links_opened).sum();
+    assert_eq!(opened, 9 * 8, "36 links, each opened once at both ends");
+    let relayed: u64 = nodes.iter().map(|n| path(n, "relay").sent).sum();
+    assert!(relayed > 0, "the joiners used the relay");
+}
