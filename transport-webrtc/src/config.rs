@@ -43,6 +43,8 @@ pub struct WebRtcConfig {
     pub max_message_bytes: Option<usize>,
     /// Send heartbeats on a separate unordered channel (true) or on the reliable one (false).
     pub heartbeat_channel: bool,
+    /// UDP socket buffer requested each way (the kernel caps it at `net.core.rmem_max`).
+    pub udp_buffer_bytes: usize,
 }
 
 impl Default for WebRtcConfig {
@@ -54,10 +56,11 @@ impl Default for WebRtcConfig {
             disconnected_timeout_ms: 2_000,
             failed_timeout_ms: 3_000,
             keepalive_ms: 500,
-            ice_check_interval_ms: 20,
+            ice_check_interval_ms: 5,
             send_buffer_bytes: 2 * 1024 * 1024,
             max_message_bytes: None,
             heartbeat_channel: true,
+            udp_buffer_bytes: 4 * 1024 * 1024,
         }
     }
 }

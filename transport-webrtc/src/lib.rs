@@ -19,6 +19,8 @@ pub mod chunk;
 pub mod config;
 mod link;
 mod peer;
+pub mod runtime;
+pub mod testing;
 
 pub use config::{IceServer, WebRtcConfig};
 pub use link::WebRtcLink;

@@ -16,11 +16,13 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription};
 
 /// Queue of link events towards the node.
-const EVENT_QUEUE: usize = 64;
+const EVENT_QUEUE: usize = 16;
 /// Remote candidates held until the remote description arrives.
 const MAX_EARLY_CANDIDATES: usize = 64;
 /// Bound on each step of closing.
 const CLOSE_STEP: Duration = Duration::from_secs(2);
+/// Longest wait for the peer to confirm a local close (and so the data sent before it).
+const FLUSH_LIMIT: Duration = Duration::from_millis(500);
 /// First resend of the open handshake; doubles up to [`HELLO_MAX`].
 const HELLO_FIRST: Duration = Duration::from_millis(20);
 /// Longest pause between handshake resends.
@@ -215,11 +217,28 @@ impl Task {
         self.shared.closed.store(true, Ordering::Release);
         if reason == CloseReason::Local {
             // Tell the peer: a stream reset reaches it as a channel close (no timeout to wait out).
+            // The reset completes only after the data sent before it (a goodbye) was received, so
+            // wait for that before the association goes.
             let _ = tokio::time::timeout(CLOSE_STEP, self.shared.reliable.close()).await;
+            self.await_channel_closed().await;
         }
         let _ = tokio::time::timeout(CLOSE_STEP, self.shared.pc.close()).await;
         self.shared.torn_down.cancel();
         let _ = tokio::time::timeout(CLOSE_STEP, self.events.send(LinkEvent::Closed(reason))).await;
+    }
+
+    /// Waits (bounded) for the reliable channel's close to complete.
+    async fn await_channel_closed(&self) {
+        let closed = async {
+            while let Some(event) = self.shared.reliable.poll().await {
+                if matches!(event, DataChannelEvent::OnClose) {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(FLUSH_LIMIT, closed).await.is_err() {
+            tracing::debug!("channel close not confirmed by the peer");
+        }
     }
 
     fn stop_reason(&self) -> CloseReason {

@@ -2,6 +2,7 @@
 //! that turns the webrtc crate's callbacks into a queue the link task reads.
 
 use crate::config::WebRtcConfig;
+use crate::runtime::BufferedRuntime;
 use mesh_core::TransportError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +93,7 @@ impl Peer {
             .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
             .with_setting_engine(settings)
             .with_handler(Arc::new(Handler(tx)))
+            .with_runtime(Arc::new(BufferedRuntime::new(config.udp_buffer_bytes)))
             .with_udp_addrs(config.udp_addrs.clone())
             .with_data_channel_send_buffer_limit(config.send_buffer_bytes)
             .build()

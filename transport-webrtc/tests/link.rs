@@ -60,15 +60,14 @@ async fn both_directions_carry_messages_larger_than_an_sctp_message() {
 async fn heartbeats_travel_on_the_unordered_channel() {
     let (a, b) = (transport(), transport());
     let (x, mut y) = open_pair(&a, &b).await;
-    for i in 0..20u8 {
-        x.link.send_unordered(Bytes::from(vec![i; 40])).await.unwrap();
+    // A backlog on the reliable channel that the reader has not consumed yet...
+    for _ in 0..8 {
+        x.link.send(Bytes::from(vec![0u8; 64 * 1024])).await.unwrap();
     }
-    let mut seen = Vec::new();
-    while seen.len() < 20 {
-        seen.push(message(&mut y.events).await[0]);
-    }
-    seen.sort();
-    assert_eq!(seen, (0..20).collect::<Vec<u8>>());
+    // ...does not stop a heartbeat: it arrives on its own channel, interleaved with the backlog.
+    x.link.send_unordered(Bytes::from_static(b"heartbeat")).await.unwrap();
+    // (`message` fails the test if nothing more arrives in time.)
+    while message(&mut y.events).await != Bytes::from_static(b"heartbeat") {}
 }
 
 #[tokio::test]
@@ -143,7 +142,7 @@ async fn a_stalled_reader_slows_the_sender_and_loses_nothing() {
     let (a, b) = (transport(), transport());
     let (x, mut y) = open_pair(&a, &b).await;
     const SIZE: usize = 256 * 1024;
-    const N: usize = 400; // 100 MiB offered while the reader is stalled
+    const N: usize = 200; // 50 MiB offered while the reader is stalled
     let sent = Arc::new(AtomicUsize::new(0));
     let (link, counter) = (x.link.clone(), sent.clone());
     let mut sender = tokio::spawn(async move {
@@ -159,7 +158,10 @@ async fn a_stalled_reader_slows_the_sender_and_loses_nothing() {
     assert!(finished.is_err(), "all {N} messages were accepted while nobody read");
     let held = sent.load(Ordering::SeqCst);
     eprintln!("accepted while stalled: {held}");
-    assert!(held < 150, "{held} messages of 256 KiB accepted by a stalled link: memory is not bounded");
+    // What a stalled link may hold: the sender's 2 MiB send buffer, SCTP's window, the webrtc
+    // crate's 256-chunk queue (4 MiB of 16 KiB chunks) and the link's 16-message queue (4 MiB
+    // here); measured about 13 MiB. 30 MiB (120 messages) is the bound asserted.
+    assert!(held < 120, "{held} messages of 256 KiB accepted by a stalled link: memory is not bounded");
     for seq in 0..N {
         let got = message(&mut y.events).await;
         assert_eq!(got.len(), SIZE);

@@ -1,8 +1,7 @@
 //! Test helpers: a pair of links joined by an in-process signal ferry, and waits with timeouts.
 #![allow(dead_code)]
 
-use mesh_core::{Link, LinkEvent, LinkHandle, PeerId, SignalBody, Transport};
-use std::sync::{Arc, Weak};
+use mesh_core::{LinkEvent, LinkHandle, PeerId};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use transport_webrtc::{WebRtcConfig, WebRtcTransport};
@@ -19,27 +18,9 @@ pub fn transport() -> WebRtcTransport {
     WebRtcTransport::new(WebRtcConfig::loopback(), 1024 * 1024)
 }
 
-/// Carries one side's signals to the other side's link until either ends.
-async fn ferry(mut signals: mpsc::Receiver<SignalBody>, to: Weak<dyn Link>) {
-    while let Some(body) = signals.recv().await {
-        let Some(link) = to.upgrade() else { return };
-        if let Err(err) = link.apply_signal(body).await {
-            panic!("signal refused: {err}");
-        }
-    }
-}
-
 /// Dials from `a` and accepts on `b`; returns both handles (not yet open).
 pub async fn pair(a: &WebRtcTransport, b: &WebRtcTransport) -> (LinkHandle, LinkHandle) {
-    let (a_tx, mut a_rx) = mpsc::channel(64);
-    let (b_tx, b_rx) = mpsc::channel(64);
-    let dialer = a.dial(&peer("b"), a_tx).await.expect("dial");
-    let offer = tokio::time::timeout(WAIT, a_rx.recv()).await.expect("offer in time").expect("an offer");
-    assert!(matches!(offer, SignalBody::Offer { .. }), "the first signal is the offer");
-    let acceptor = b.accept(&peer("a"), offer, b_tx).await.expect("accept");
-    tokio::spawn(ferry(a_rx, Arc::downgrade(&acceptor.link)));
-    tokio::spawn(ferry(b_rx, Arc::downgrade(&dialer.link)));
-    (dialer, acceptor)
+    transport_webrtc::testing::pair(a, b).await.expect("dial and accept")
 }
 
 /// Dials, accepts and waits until both sides report `Open`.

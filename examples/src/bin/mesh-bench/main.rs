@@ -1,0 +1,87 @@
+//! mesh-bench: measurements of the mesh on this machine, one line per case with
+//! min / median / max over trials. Subcommands: `link` (one WebRTC link), `formation`, `failover`
+//! and `messages` (whole meshes in one process), `signaling` (the `mesh-signal` server under load).
+
+mod link;
+mod mesh;
+mod signaling;
+
+use clap::{Parser, Subcommand};
+use mesh_examples::stack::default_log_filter;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmarks of the worker mesh")]
+struct Args {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// One WebRTC link on loopback: time to open, message latency, throughput.
+    Link(link::LinkArgs),
+    /// Time to a full mesh of N workers in one process.
+    Formation(mesh::FormationArgs),
+    /// The admin leaves or crashes: time to detect, time to a verified new admin, reconnects.
+    Failover(mesh::FailoverArgs),
+    /// Two workers over the mesh: message latency and throughput.
+    Messages(mesh::MessagesArgs),
+    /// The signaling server under rooms x peers connections.
+    Signaling(signaling::SignalingArgs),
+}
+
+/// Samples of one case, reported as min / median / max.
+#[derive(Debug, Default)]
+pub struct Samples(Vec<f64>);
+
+impl Samples {
+    /// Adds one sample.
+    pub fn push(&mut self, v: f64) {
+        self.0.push(v);
+    }
+
+    /// `min/median/max` with `digits` decimals, or `-` without samples.
+    pub fn summary(&self, digits: usize) -> String {
+        if self.0.is_empty() {
+            return "-".into();
+        }
+        let mut v = self.0.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        format!("{:.d$} / {:.d$} / {:.d$}", v[0], v[v.len() / 2], v[v.len() - 1], d = digits)
+    }
+}
+
+/// The `q` quantile of unsorted samples.
+pub fn quantile(samples: &mut [f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_log_filter().into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match args.bench {
+        Bench::Link(a) => link::run(a).await,
+        Bench::Formation(a) => mesh::formation(a).await,
+        Bench::Failover(a) => mesh::failover(a).await,
+        Bench::Messages(a) => mesh::messages(a).await,
+        Bench::Signaling(a) => signaling::run(a).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mesh-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! `mesh-bench formation | failover | messages`: whole meshes in this process on a chosen stack
+//! (by default the real one: WebRTC links, relay then WebSocket through an embedded server).
+
+use crate::{quantile, Samples};
+use mesh_core::{MeshConfig, MeshEvent, MeshNode, PeerId};
+use mesh_examples::stack::Stack;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The stack options every mesh bench takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StackArgs {
+    /// Transport plugin.
+    #[arg(long, default_value = "webrtc")]
+    transport: String,
+    /// Signalers, in fallback order.
+    #[arg(long, default_value = "relay,ws", value_delimiter = ',')]
+    signaling: Vec<String>,
+}
+
+impl StackArgs {
+    async fn stack(&self) -> Result<Stack, String> {
+        let base = MeshConfig {
+            room: "bench".into(),
+            transport: self.transport.clone(),
+            signaling: self.signaling.clone(),
+            ..MeshConfig::default()
+        };
+        Stack::new(base).await
+    }
+
+    fn label(&self) -> String {
+        format!("{} + {}", self.transport, self.signaling.join(","))
+    }
+}
+
+async fn start_all(stack: &Stack, n: usize) -> Result<Vec<MeshNode>, String> {
+    let mut nodes = Vec::with_capacity(n);
+    for i in 0..n {
+        nodes.push(stack.start(&format!("w{i}")).await?);
+    }
+    Ok(nodes)
+}
+
+async fn wait_full(nodes: &[MeshNode]) -> Result<(), String> {
+    let links = nodes.len() - 1;
+    for node in nodes {
+        node.wait_for(WAIT, |s| s.health.links_up == links && s.health.links_expected == links)
+            .await
+            .map_err(|e| format!("{}: {e}", node.peer_id()))?;
+    }
+    Ok(())
+}
+
+async fn leave_all(nodes: Vec<MeshNode>) {
+    for node in nodes {
+        node.leave().await;
+    }
+}
+
+fn attempts(nodes: &[MeshNode]) -> u64 {
+    nodes.iter().map(|n| n.snapshot().counters).map(|c| c.dials + c.accepts).sum()
+}
+
+/// Options of `mesh-bench formation`.
+#[derive(clap::Args, Debug)]
+pub struct FormationArgs {
+    /// Mesh sizes to form.
+    #[arg(long, default_value = "2,5,10", value_delimiter = ',')]
+    workers: Vec<usize>,
+    /// Trials per size.
+    #[arg(long, default_value_t = 10)]
+    trials: usize,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+/// Time from starting the first worker to every worker holding all its links.
+pub async fn formation(args: FormationArgs) -> Result<(), String> {
+    for &n in &args.workers {
+        let (mut ms, mut failures) = (Samples::default(), 0);
+        for _ in 0..args.trials {
+            let stack = args.stack.stack().await?;
+            let t = Instant::now();
+            let nodes = start_all(&stack, n.max(2)).await?;
+            match wait_full(&nodes).await {
+                Ok(()) => ms.push(t.elapsed().as_secs_f64() * 1000.0),
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("formation of {n} failed: {e}");
+                }
+            }
+            leave_all(nodes).await;
+            stack.shutdown().await;
+        }
+        println!(
+            "formation {:>2} workers ({}) ms to full mesh  min/median/max {}  trials {}  failures {failures}",
+            n,
+            args.stack.label(),
+            ms.summary(1),
+            args.trials
+        );
+    }
+    Ok(())
+}
+
+/// Options of `mesh-bench failover`.
+#[derive(clap::Args, Debug)]
+pub struct FailoverArgs {
+    /// Mesh size.
+    #[arg(long, default_value_t = 5)]
+    workers: usize,
+    /// How the admin goes away.
+    #[arg(long, value_parser = ["leave", "crash"], default_value = "leave")]
+    mode: String,
+    /// Trials.
+    #[arg(long, default_value_t = 10)]
+    trials: usize,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+/// The admin goes away: time until every survivor stops counting on it, time until every
+/// survivor verified the same new admin, and new link attempts meanwhile.
+pub async fn failover(args: FailoverArgs) -> Result<(), String> {
+    let (mut detect, mut verified, mut reconnects) = (Samples::default(), Samples::default(), 0u64);
+    for _ in 0..args.trials {
+        let stack = args.stack.stack().await?;
+        let mut nodes = start_all(&stack, args.workers.max(3)).await?;
+        wait_full(&nodes).await?;
+        let admin: PeerId = nodes[0].snapshot().health.admin.ok_or("no admin")?;
+        let idx = nodes.iter().position(|n| n.peer_id() == &admin).ok_or("admin not local")?;
+        let gone = nodes.remove(idx);
+        let before = attempts(&nodes);
+        let t = Instant::now();
+        if args.mode == "crash" {
+            gone.abort();
+        } else {
+            gone.leave().await;
+        }
+        for node in &nodes {
+            node.wait_for(WAIT, |s| s.health.admin.as_ref() != Some(&admin)).await.map_err(|e| e.to_string())?;
+        }
+        detect.push(t.elapsed().as_secs_f64() * 1000.0);
+        let new_admin = nodes[0]
+            .wait_for(WAIT, |s| s.health.admin_verified && s.health.admin.is_some())
+            .await
+            .map_err(|e| e.to_string())?
+            .health
+            .admin;
+        for node in &nodes {
+            node.wait_for(WAIT, |s| s.health.admin_verified && s.health.admin == new_admin)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        verified.push(t.elapsed().as_secs_f64() * 1000.0);
+        reconnects += attempts(&nodes) - before;
+        leave_all(nodes).await;
+        stack.shutdown().await;
+    }
+    let label = format!("failover {} workers, admin {} ({})", args.workers, args.mode, args.stack.label());
+    println!("{label}: ms to detect  min/median/max {}  trials {}", detect.summary(1), args.trials);
+    println!("{label}: ms to verified new admin  min/median/max {}  reconnects {reconnects}", verified.summary(1));
+    Ok(())
+}
+
+/// Options of `mesh-bench messages`.
+#[derive(clap::Args, Debug)]
+pub struct MessagesArgs {
+    /// Trials.
+    #[arg(long, default_value_t = 5)]
+    trials: usize,
+    /// Round trips per latency trial.
+    #[arg(long, default_value_t = 1000)]
+    pings: usize,
+    /// Messages per throughput trial.
+    #[arg(long, default_value_t = 2000)]
+    count: usize,
+    /// Payload bytes per throughput message.
+    #[arg(long, default_value_t = 16 * 1024)]
+    size: usize,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+/// Two workers: application-message latency (ping-pong) and one-way throughput over the mesh.
+pub async fn messages(args: MessagesArgs) -> Result<(), String> {
+    let (mut p50, mut p99, mut rate, mut mbps) =
+        (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    for _ in 0..args.trials {
+        let stack = args.stack.stack().await?;
+        let mut nodes = start_all(&stack, 2).await?;
+        wait_full(&nodes).await?;
+        let b = Arc::new(nodes.pop().ok_or("no w1")?);
+        let a = nodes.pop().ok_or("no w0")?;
+        let (a_id, b_id) = (a.peer_id().clone(), b.peer_id().clone());
+        // w1 echoes pings back.
+        let echo = {
+            let (b, mut events) = (b.clone(), b.subscribe());
+            tokio::spawn(async move {
+                loop {
+                    match events.recv().await {
+                        Ok(MeshEvent::AppMessage { from, body }) if body.get("ping").is_some() => {
+                            let _ = b.send(&from, body).await;
+                        }
+                        Err(RecvError::Closed) => return,
+                        _ => {}
+                    }
+                }
+            })
+        };
+        let mut events = a.subscribe();
+        let mut rtts = Vec::with_capacity(args.pings);
+        for i in 0..args.pings {
+            let t = Instant::now();
+            a.send(&b_id, json!({ "ping": i })).await.map_err(|e| e.to_string())?;
+            loop {
+                match tokio::time::timeout(WAIT, events.recv()).await.map_err(|_| "ping timed out")? {
+                    Ok(MeshEvent::AppMessage { body, .. }) if body["ping"] == i => break,
+                    Err(RecvError::Closed) => return Err("node stopped".into()),
+                    _ => {}
+                }
+            }
+            rtts.push(t.elapsed().as_secs_f64() * 1e6 / 2.0);
+        }
+        p50.push(quantile(&mut rtts, 0.5));
+        p99.push(quantile(&mut rtts, 0.99));
+        echo.abort();
+
+        let mut inbox = b.subscribe();
+        let payload = "x".repeat(args.size);
+        let t = Instant::now();
+        let count = args.count;
+        let sender = async {
+            for i in 0..count {
+                a.send(&b_id, json!({ "n": i, "data": payload })).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        };
+        let receiver = async {
+            let mut got = 0usize;
+            while got < count {
+                match tokio::time::timeout(WAIT, inbox.recv()).await.map_err(|_| "throughput timed out")? {
+                    Ok(MeshEvent::AppMessage { from, .. }) if from == a_id => got += 1,
+                    Err(RecvError::Lagged(n)) => got += n as usize, // delivered; the probe fell behind
+                    Err(RecvError::Closed) => return Err("node stopped".to_string()),
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        let (sent, received) = tokio::join!(sender, receiver);
+        sent?;
+        received?;
+        let secs = t.elapsed().as_secs_f64();
+        rate.push(count as f64 / secs);
+        mbps.push((count * args.size) as f64 / secs / (1024.0 * 1024.0));
+        a.leave().await;
+        if let Ok(b) = Arc::try_unwrap(b) {
+            b.leave().await;
+        }
+        stack.shutdown().await;
+    }
+    let label = format!("messages w0 -> w1 ({})", args.stack.label());
+    println!("{label}: latency p50 (us, one-way)  min/median/max {}  pings {}", p50.summary(0), args.pings);
+    println!("{label}: latency p99 (us, one-way)  min/median/max {}", p99.summary(0));
+    println!("{label}: throughput (msg/s, {} B)  min/median/max {}", args.size, rate.summary(0));
+    println!("{label}: throughput (MiB/s)         min/median/max {}  trials {}", mbps.summary(1), args.trials);
+    Ok(())
+}
