@@ -24,7 +24,11 @@ fn options(name: &str, timing: Timing) -> NodeOptions {
 }
 
 async fn start(net: &MemoryNetwork, name: &str, timing: Timing) -> MeshNode {
-    let transport = Arc::new(WebRtcTransport::new(WebRtcConfig::loopback(), 1024 * 1024));
+    start_with(net, name, timing, WebRtcConfig::loopback()).await
+}
+
+async fn start_with(net: &MemoryNetwork, name: &str, timing: Timing, config: WebRtcConfig) -> MeshNode {
+    let transport = Arc::new(WebRtcTransport::new(config, 1024 * 1024));
     MeshNode::start(options(name, timing), transport, vec![Arc::new(MemorySignaler::new(net.clone()))])
         .await
         .expect("node starts")
@@ -92,6 +96,41 @@ async fn crossing_offers_settle_into_one_link() {
     let (c0, c1) = (w0.snapshot().counters, w1.snapshot().counters);
     assert!(c0.dials >= 1 && c1.dials >= 1, "both sides dialed: {c0:?} / {c1:?}");
     assert_eq!((c0.links_opened, c1.links_opened), (1, 1), "one link, not two");
+    w0.leave().await;
+    w1.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_messages_beyond_the_link_queue_wait_instead_of_being_dropped() {
+    let net = MemoryNetwork::new();
+    // The sender's link takes 64 KiB at a time, so the queue in front of it fills up.
+    let narrow = WebRtcConfig { send_buffer_bytes: 64 * 1024, ..WebRtcConfig::loopback() };
+    let w0 = start_with(&net, "w0", Timing::default(), narrow).await;
+    let w1 = start(&net, "w1", Timing::default()).await;
+    wait_links(&w0, 1).await;
+    wait_links(&w1, 1).await;
+    const N: usize = 3000; // 47 MiB: far more than the 1,024-message queue in front of the link
+    let mut inbox = w1.subscribe();
+    let receiver = tokio::spawn(async move {
+        let mut got = 0usize;
+        while got < N {
+            match inbox.recv().await {
+                Ok(mesh_core::MeshEvent::AppMessage { .. }) => got += 1,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => got += n as usize,
+                Err(_) => break,
+                _ => {}
+            }
+        }
+        got
+    });
+    let payload = "x".repeat(16 * 1024);
+    // All at once, as concurrent callers would: the link's queue overflows unless send waits.
+    let sends = (0..N).map(|i| w0.send(w1.peer_id(), serde_json::json!({ "n": i, "data": payload })));
+    for result in futures::future::join_all(sends).await {
+        result.expect("queued, never dropped");
+    }
+    let got = tokio::time::timeout(WAIT, receiver).await.expect("all arrive in time").unwrap();
+    assert_eq!(got, N);
     w0.leave().await;
     w1.leave().await;
 }

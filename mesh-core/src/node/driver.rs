@@ -193,7 +193,12 @@ impl Driver {
         let now = now();
         match command {
             Command::Send { to, body, reply } => {
-                let result = self.send(&to, MeshMessage::App { body }, false);
+                // The caller queues the message itself, so a full queue slows the caller down
+                // (back-pressure) instead of stalling this loop or dropping the message.
+                let result = match self.live_session(&to) {
+                    Some(session) => Ok((session.writer.clone(), MeshMessage::App { body }.encode().into())),
+                    None => Err(super::NodeError::NotLinked(to)),
+                };
                 let _ = reply.send(result);
             }
             Command::SetRecord(record) => self.p.state.handle(now, Event::RecordChanged(record)),

@@ -17,6 +17,8 @@ use crate::signaler::{Identity, MeshAccess, RelayOutcome, SignalError, Signaler,
 use crate::state::{Counters, HealthRecord, MeshEvent, StateConfig, Timing};
 use crate::transport::Transport;
 use crate::wire::MeshMessage;
+use bytes::Bytes;
+use session::Outgoing;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -96,10 +98,18 @@ impl MeshAccess for Access {
 }
 
 enum Command {
-    Send { to: PeerId, body: serde_json::Value, reply: oneshot::Sender<Result<(), NodeError>> },
+    Send {
+        to: PeerId,
+        body: serde_json::Value,
+        reply: oneshot::Sender<Result<(mpsc::Sender<Outgoing>, Bytes), NodeError>>,
+    },
     SetRecord(WorkerRecord),
-    QueryRegistry { reply: oneshot::Sender<Vec<MemberInfo>> },
-    Leave { done: oneshot::Sender<()> },
+    QueryRegistry {
+        reply: oneshot::Sender<Vec<MemberInfo>>,
+    },
+    Leave {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// Parameters of a node besides its plugins.
@@ -232,11 +242,12 @@ impl MeshNode {
         result
     }
 
-    /// Sends application data to `to` over the direct link.
+    /// Sends application data to `to` over the direct link; waits while the link's queue is full.
     pub async fn send(&self, to: &PeerId, body: serde_json::Value) -> Result<(), NodeError> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Send { to: to.clone(), body, reply }).await.map_err(|_| NodeError::Stopped)?;
-        rx.await.map_err(|_| NodeError::Stopped)?
+        let (writer, bytes) = rx.await.map_err(|_| NodeError::Stopped)??;
+        writer.send(Outgoing::Reliable(bytes)).await.map_err(|_| NodeError::NotLinked(to.clone()))
     }
 
     /// Changes this worker's record (status, metadata); the room learns of it.

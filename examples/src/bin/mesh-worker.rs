@@ -1,0 +1,73 @@
+//! mesh-worker: one worker process. Configuration: defaults, then `--config FILE` (TOML), then
+//! `MESH_*` environment variables (`MESH_ROOM`, `MESH_PEER_ID`, `MESH_WS__URL`, ...). Prints its
+//! snapshot (health record, link counters, signals per path) as one JSON line every
+//! `--report-ms` and on every health change; on SIGINT/SIGTERM it leaves the room (telling its
+//! peers, so they re-elect at once) and exits 0.
+
+use clap::Parser;
+use mesh_core::{MeshConfig, MeshEvent, MeshNode, Registry};
+use mesh_examples::stack::{default_log_filter, link_plugins};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Parser, Debug)]
+#[command(about = "Run one worker of a mesh room")]
+struct Args {
+    /// TOML configuration file (environment variables override it).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Milliseconds between snapshot lines.
+    #[arg(long, default_value_t = 1000)]
+    report_ms: u64,
+}
+
+fn print_snapshot(node: &MeshNode) {
+    match serde_json::to_string(&node.snapshot()) {
+        Ok(line) => println!("{line}"),
+        Err(err) => eprintln!("mesh-worker: snapshot not printable: {err}"),
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    link_plugins();
+    let config = MeshConfig::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let node = MeshNode::from_config(&config, &Registry::from_inventory()).await.map_err(|e| e.to_string())?;
+    tracing::info!(peer = %node.peer_id(), room = %node.room(), "worker started");
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut events = node.subscribe();
+    let mut ticker = tokio::time::interval(Duration::from_millis(args.report_ms.max(10)));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = ticker.tick() => print_snapshot(&node),
+            event = events.recv() => match event {
+                Ok(MeshEvent::Health(_) | MeshEvent::AdminChanged { .. }) => print_snapshot(&node),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Err("the node stopped".into()),
+                _ => {}
+            },
+        }
+    }
+    tracing::info!("leaving the room");
+    node.leave().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_log_filter().into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mesh-worker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
