@@ -22,6 +22,7 @@ struct Args {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     let mut figment = figment::Figment::from(Serialized::defaults(ServerConfig::default()));
@@ -42,7 +43,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("mesh-signal listening on {}", server.url());
+    say(&format!("mesh-signal listening on {}", server.url()));
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(t) => t,
         Err(e) => {
@@ -54,7 +55,14 @@ async fn main() -> ExitCode {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    println!("mesh-signal: shutting down");
+    say("mesh-signal: shutting down");
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Prints a status line; a closed stdout (the launcher stopped reading) is not an error.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }

@@ -1,0 +1,154 @@
+//! The product as separate processes: one `mesh-signal` and `mesh-worker`s on loopback. The
+//! admin's process is SIGKILLed; the survivors' own snapshot lines must show their links kept,
+//! no reconnects and one new verified admin; then a sixth process joins and the mesh is full.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The `mesh-signal` binary of this workspace, built on demand (it belongs to another package).
+fn mesh_signal() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir").to_path_buf();
+    let path = dir.join("mesh-signal");
+    if !path.exists() {
+        let release = dir.ends_with("release");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "signaling-ws", "--bin", "mesh-signal"]);
+        if release {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().expect("cargo runs").success(), "mesh-signal builds");
+    }
+    path
+}
+
+/// A child process, killed on drop; its stdout lines are read by a thread.
+struct Proc {
+    child: Child,
+    last: Arc<Mutex<Option<Value>>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn worker(config: &std::path::Path, name: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-worker"))
+            .args(["--config", config.to_str().expect("utf-8 path"), "--report-ms", "100"])
+            .env("MESH_PEER_ID", name)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("mesh-worker starts");
+        let last = Arc::new(Mutex::new(None));
+        let (out, slot) = (child.stdout.take().expect("stdout"), last.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    *slot.lock().unwrap() = Some(v);
+                }
+            }
+        });
+        Self { child, last }
+    }
+
+    fn snapshot(&self) -> Value {
+        self.last.lock().unwrap().clone().unwrap_or(Value::Null)
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([sig, &self.child.id().to_string()]).status();
+    }
+}
+
+/// Waits until `cond` holds for every process's latest snapshot.
+fn wait_all(procs: &[&Proc], what: &str, cond: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !procs.iter().all(|p| cond(&p.snapshot())) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {:#?}",
+            procs.iter().map(|p| p.snapshot()["health"].clone()).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20)); // polling the processes' own reports
+    }
+}
+
+fn full(links: u64) -> impl Fn(&Value) -> bool {
+    move |s| s["health"]["links_up"] == links && s["health"]["links_expected"] == links
+}
+
+fn attempts(s: &Value) -> u64 {
+    s["counters"]["dials"].as_u64().unwrap_or(0) + s["counters"]["accepts"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
+    let mut server = Proc {
+        child: Command::new(mesh_signal())
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("mesh-signal starts"),
+        last: Arc::default(),
+    };
+    let mut first = String::new();
+    let mut out = BufReader::new(server.child.stdout.take().expect("stdout"));
+    out.read_line(&mut first).expect("address line");
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let url = first.trim().strip_prefix("mesh-signal listening on ").expect("address").to_string();
+    let dir = std::env::temp_dir().join(format!("mesh-proc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("worker.toml");
+    std::fs::write(
+        &config,
+        format!("room = \"procs\"\nsignaling = [\"relay\", \"ws\"]\n[ws]\nurl = \"{url}\"\n[webrtc]\nudp_addrs = [\"127.0.0.1:0\"]\n"),
+    )
+    .unwrap();
+
+    let mut workers: Vec<Proc> = (0..5).map(|i| Proc::worker(&config, &format!("w{i}"))).collect();
+    wait_all(&workers.iter().collect::<Vec<_>>(), "full mesh of 5", full(4));
+    let admin_id = workers[0].snapshot()["health"]["admin"].as_str().expect("an admin").to_string();
+    let idx = (0..5).find(|i| format!("w{i}") == admin_id).expect("the admin is one of ours");
+    let admin = workers.remove(idx);
+    // Same priority everywhere: the lowest surviving id wins the election.
+    let expected = (0..5).map(|i| format!("w{i}")).find(|w| *w != admin_id).unwrap();
+    let before: Vec<u64> = workers.iter().map(|p| attempts(&p.snapshot())).collect();
+    admin.signal("-KILL");
+    let survivors: Vec<&Proc> = workers.iter().collect();
+    wait_all(&survivors, "a new verified admin", |s| {
+        s["health"]["admin"] == expected.as_str()
+            && s["health"]["admin_verified"] == true
+            && s["health"]["links_expected"] == 3
+    });
+    for (p, before) in workers.iter().zip(before) {
+        let s = p.snapshot();
+        assert_eq!(s["health"]["links_up"], 3, "links between survivors kept: {s}");
+        assert_eq!(s["counters"]["reconnects"], 0, "{s}");
+        assert_eq!(attempts(&s), before, "no new link attempts: {s}");
+    }
+    drop(admin);
+
+    workers.push(Proc::worker(&config, "w5"));
+    wait_all(&workers.iter().collect::<Vec<_>>(), "full mesh again with w5", full(4));
+
+    for p in &workers {
+        p.signal("-TERM");
+    }
+    for mut p in workers {
+        let status = p.child.wait().expect("worker exits");
+        assert!(status.success(), "a worker stops cleanly on SIGTERM: {status}");
+    }
+    server.signal("-TERM");
+    assert!(server.child.wait().expect("server exits").success(), "mesh-signal stops cleanly");
+    let _ = std::fs::remove_dir_all(dir);
+}
