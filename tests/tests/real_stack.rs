@@ -1,0 +1,162 @@
+//! Whole stacks over real WebRTC links and the real signaling server on loopback, in one process:
+//! formation, the admin leaving and crashing, a join during formation, the relay carrying every
+//! link but a newcomer's first, and a server restart while the mesh runs.
+
+use mesh_core::{MeshConfig, MeshEvent, MeshNode};
+use mesh_examples::stack::Stack;
+use serde_json::json;
+use signaling_ws::{ServerConfig, SignalingServer};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn base(signaling: &[&str]) -> MeshConfig {
+    MeshConfig {
+        room: "real".into(),
+        transport: "webrtc".into(),
+        signaling: signaling.iter().map(|s| s.to_string()).collect(),
+        ..MeshConfig::default()
+    }
+}
+
+async fn start(stack: &Stack, names: &[&str]) -> Vec<MeshNode> {
+    let mut nodes = Vec::new();
+    for name in names {
+        nodes.push(stack.start(name).await.expect("worker starts"));
+    }
+    nodes
+}
+
+async fn wait_full(nodes: &[MeshNode]) {
+    let links = nodes.len() - 1;
+    for n in nodes {
+        n.wait_for(WAIT, |s| s.health.links_up == links && s.health.links_expected == links)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}; {:?}", n.peer_id(), n.snapshot().health));
+    }
+}
+
+async fn leave_all(nodes: Vec<MeshNode>) {
+    for n in nodes {
+        n.leave().await;
+    }
+}
+
+fn attempts(nodes: &[MeshNode]) -> u64 {
+    nodes.iter().map(|n| n.snapshot().counters).map(|c| c.dials + c.accepts).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_and_five_workers_form_a_full_mesh() {
+    for n in [3usize, 5] {
+        let stack = Stack::new(base(&["relay", "ws"])).await.unwrap();
+        let names: Vec<String> = (0..n).map(|i| format!("w{i}")).collect();
+        let nodes = start(&stack, &names.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        wait_full(&nodes).await;
+        let opened: u64 = nodes.iter().map(|n| n.snapshot().counters.links_opened).sum();
+        assert_eq!(opened as usize, n * (n - 1), "one link per pair, seen from both ends");
+        leave_all(nodes).await;
+        stack.shutdown().await;
+    }
+}
+
+async fn admin_goes_away(crash: bool) {
+    let stack = Stack::new(base(&["relay", "ws"])).await.unwrap();
+    let mut nodes = start(&stack, &["w0", "w1", "w2", "w3", "w4"]).await;
+    wait_full(&nodes).await;
+    let admin = nodes.remove(0);
+    let before = attempts(&nodes);
+    if crash {
+        admin.abort();
+    } else {
+        admin.leave().await;
+    }
+    for n in &nodes {
+        n.wait_for(WAIT, |s| {
+            s.health.admin.as_ref().is_some_and(|a| a.as_str() == "w1")
+                && s.health.admin_verified
+                && s.health.links_expected == 3
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", n.peer_id()));
+        assert_eq!(n.snapshot().health.links_up, 3);
+    }
+    assert_eq!(attempts(&nodes), before, "survivors kept their links: no new attempts");
+    leave_all(nodes).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_leaves_and_the_survivors_keep_their_links() {
+    admin_goes_away(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_crashes_and_the_survivors_keep_their_links() {
+    admin_goes_away(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_joining_during_formation_complete_the_mesh() {
+    let stack = Stack::new(base(&["relay", "ws"])).await.unwrap();
+    let mut nodes = start(&stack, &["w0", "w1", "w2"]).await;
+    nodes.extend(start(&stack, &["w3", "w4"]).await); // no wait: the first three are still forming
+    wait_full(&nodes).await;
+    leave_all(nodes).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_signals_by_relay_for_every_link_but_the_first() {
+    let stack = Stack::new(base(&["relay", "ws"])).await.unwrap();
+    let mut nodes = Vec::new();
+    for name in ["w0", "w1", "w2", "w3"] {
+        nodes.extend(start(&stack, &[name]).await);
+        wait_full(&nodes).await;
+    }
+    nodes.extend(start(&stack, &["w4"]).await);
+    wait_full(&nodes).await;
+    let signals = nodes[4].snapshot().signals;
+    let (ws, relay) =
+        (signals.get("ws").cloned().unwrap_or_default(), signals.get("relay").cloned().unwrap_or_default());
+    assert!(ws.sent > 0 && ws.failed == 0, "{signals:?}");
+    // Every link takes the same signals (offer, candidates): the WebSocket carried one link's
+    // worth (to the admin), the relay three (to w1..w3).
+    assert_eq!(relay.sent, 3 * ws.sent, "{signals:?}");
+    leave_all(nodes).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mesh_runs_through_a_server_restart_and_takes_a_newcomer_after() {
+    let server = SignalingServer::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).await.unwrap();
+    let addr = server.local_addr();
+    let mut config = base(&["relay", "ws"]);
+    config.plugins.insert("ws".into(), json!({ "url": server.url() }));
+    let stack = Stack::new(config).await.unwrap();
+    assert!(stack.server_url().is_none(), "the configured server is used");
+    let mut nodes = start(&stack, &["w0", "w1", "w2"]).await;
+    wait_full(&nodes).await;
+
+    server.shutdown().await;
+    // The mesh does not need the server: links stay, messages flow.
+    let mut inbox = nodes[2].subscribe();
+    nodes[1].send(nodes[2].peer_id(), json!({ "during": "outage" })).await.expect("sent over the mesh");
+    let got = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(MeshEvent::AppMessage { body, .. }) = inbox.recv().await {
+                return body;
+            }
+        }
+    })
+    .await
+    .expect("delivered during the outage");
+    assert_eq!(got["during"], "outage");
+    assert!(nodes.iter().all(|n| n.snapshot().health.links_up == 2));
+
+    let server = SignalingServer::bind(addr, ServerConfig::default()).await.expect("rebinds the same port");
+    nodes.extend(start(&stack, &["w3"]).await);
+    wait_full(&nodes).await;
+    leave_all(nodes).await;
+    server.shutdown().await;
+}
