@@ -53,3 +53,12 @@ fn demo_with_an_unknown_transport_fails_and_lists_the_known_ones() {
     let err = s["error"].as_str().unwrap_or_default();
     assert!(err.contains("carrier-pigeon") && err.contains("memory"), "{err}");
 }
+
+#[test]
+fn the_custom_stack_example_forms_a_mesh_through_its_own_signaler() {
+    let out = Command::new(env!("CARGO_BIN_EXE_custom-stack")).output().expect("custom-stack runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("3 workers, 3 links,") && !last.contains(" 0 signals"), "{last}");
+}
