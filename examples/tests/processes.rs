@@ -141,6 +141,23 @@ fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
     workers.push(Proc::worker(&config, "w5"));
     wait_all(&workers.iter().collect::<Vec<_>>(), "full mesh again with w5", full(4));
 
+    // A client process reads the registry from the new admin.
+    let client = Command::new(env!("CARGO_BIN_EXE_mesh-client"))
+        .args(["--config", config.to_str().unwrap(), "--json"])
+        .env("MESH_PEER_ID", "reader")
+        .output()
+        .expect("mesh-client runs");
+    assert!(client.status.success(), "{}", String::from_utf8_lossy(&client.stderr));
+    let registry: Value = serde_json::from_slice(&client.stdout).expect("registry JSON");
+    let mut names: Vec<&str> = registry.as_array().unwrap().iter().filter_map(|w| w["peer"].as_str()).collect();
+    names.sort();
+    let mut expected_names: Vec<String> = (1..6).map(|i| format!("w{i}")).filter(|w| *w != admin_id).collect();
+    if admin_id != "w0" {
+        expected_names.push("w0".into());
+    }
+    expected_names.sort();
+    assert_eq!(names, expected_names, "the registry lists the five live workers, not the client");
+
     for p in &workers {
         p.signal("-TERM");
     }
