@@ -160,3 +160,102 @@ async fn the_mesh_runs_through_a_server_restart_and_takes_a_newcomer_after() {
     leave_all(nodes).await;
     server.shutdown().await;
 }
+
+/// Gives a hand-driven peer no mesh to relay through.
+struct NoMesh;
+
+impl mesh_core::MeshAccess for NoMesh {
+    fn admin(&self) -> Option<mesh_core::PeerId> {
+        None
+    }
+    fn linked_peers(&self) -> Vec<mesh_core::PeerId> {
+        Vec::new()
+    }
+    fn relay(
+        &self,
+        _: &mesh_core::PeerId,
+        _: &mesh_core::PeerId,
+        _: mesh_core::Signal,
+    ) -> Option<tokio::sync::oneshot::Receiver<mesh_core::RelayOutcome>> {
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_envelope_with_a_spoofed_sender_is_refused_and_never_forwarded() {
+    use mesh_core::{
+        Identity, Inbound, LinkEvent, MeshMessage, PeerId, RelayErrorReason, Role, RoomId, SessionId, Signal, Signaler,
+        SignalerContext, SignalingEvent, Transport, WorkerRecord,
+    };
+    use std::sync::Arc;
+    let stack = Stack::new(base(&["relay", "ws"])).await.unwrap();
+    let nodes = start(&stack, &["w0", "w1", "w2"]).await;
+    wait_full(&nodes).await;
+    let relayed_to_w1 = |n: &MeshNode| n.snapshot().signals.get("relay").map(|c| c.received).unwrap_or(0);
+    let before = relayed_to_w1(&nodes[1]);
+
+    // A rogue client links to the admin w0 by hand over the real server and WebRTC.
+    let rogue = PeerId::new("rogue").unwrap();
+    let signaler = signaling_ws::WsSignaler::new(stack.server_url().unwrap(), None);
+    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
+    let identity = Identity {
+        room: RoomId::new("real").unwrap(),
+        peer: rogue.clone(),
+        role: Role::Client,
+        record: WorkerRecord::new(0, Default::default()),
+    };
+    signaler.start(SignalerContext { identity, inbox, mesh: Arc::new(NoMesh) }).await.expect("registered");
+    let transport = transport_webrtc::WebRtcTransport::new(transport_webrtc::WebRtcConfig::loopback(), 1 << 20);
+    let (sink, mut out) = tokio::sync::mpsc::channel(64);
+    let w0 = PeerId::new("w0").unwrap();
+    let mut link = transport.dial(&w0, sink).await.unwrap();
+    let session = SessionId { offerer: rogue.clone(), seq: 1 };
+    let (signaler, l, s) = (Arc::new(signaler), link.link.clone(), session.clone());
+    let outgoing = signaler.clone();
+    tokio::spawn(async move {
+        while let Some(body) = out.recv().await {
+            let _ = outgoing.send(&PeerId::new("w0").unwrap(), Signal { session: s.clone(), body }).await;
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(Inbound { event, .. }) = rx.recv().await {
+            if let SignalingEvent::Signal { signal, .. } = event {
+                let _ = l.apply_signal(signal.body).await;
+            }
+        }
+    });
+    let opened = tokio::time::timeout(WAIT, link.events.recv()).await.expect("opens in time");
+    assert_eq!(opened, Some(LinkEvent::Open));
+
+    // It asks w0 to forward a signal to w1 "from w2".
+    let spoofed = MeshMessage::Relay {
+        id: 7,
+        to: PeerId::new("w1").unwrap(),
+        from: PeerId::new("w2").unwrap(),
+        signal: Signal {
+            session: SessionId { offerer: PeerId::new("w2").unwrap(), seq: 99 },
+            body: mesh_core::SignalBody::Abort { reason: "forged".into() },
+        },
+    };
+    link.link.send(spoofed.encode().into()).await.unwrap();
+    let reply = tokio::time::timeout(WAIT, async {
+        loop {
+            match link.events.recv().await {
+                Some(LinkEvent::Message(m)) => match MeshMessage::decode(&m, 1 << 20) {
+                    Ok(msg @ MeshMessage::RelayError { .. }) => return msg,
+                    _ => continue,
+                },
+                other => panic!("link ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("an answer from w0");
+    assert_eq!(reply, MeshMessage::RelayError { id: 7, reason: RelayErrorReason::SpoofedSender });
+    assert_eq!(relayed_to_w1(&nodes[1]), before, "nothing was forwarded to w1");
+    assert_eq!(nodes[1].snapshot().health.links_up, 2, "w1 undisturbed");
+    link.link.close().await;
+    signaler.stop().await;
+    leave_all(nodes).await;
+    stack.shutdown().await;
+}
