@@ -328,3 +328,25 @@ async fn leave_ends_every_task() {
     assert_eq!(after, 0, "no task outlives its node");
     assert!(net.members(&mesh_core::RoomId::new("room").unwrap()).is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_leaving_worker_says_goodbye_over_its_links() {
+    let net = MemoryNetwork::new();
+    let mut nodes = spawn_mesh(&net, 4).await;
+    let mut events: Vec<_> = nodes[1..].iter().map(|n| n.subscribe()).collect();
+    nodes.remove(0).leave().await;
+    for ev in &mut events {
+        let reason = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(MeshEvent::LinkDown { peer, reason }) = ev.recv().await {
+                    if peer.as_str() == "w0" {
+                        return reason;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("w0's link went down");
+        assert_eq!(reason, "peer left the room", "the goodbye came before the link closed");
+    }
+}

@@ -4,8 +4,9 @@
 //! sender holds its send lock for the whole message.
 //!
 //! Header byte: [`MORE`] when another chunk of the same message follows, [`LAST`] on the final
-//! chunk, [`HELLO`] for the readiness handshake (a control chunk that may arrive between the
-//! chunks of a message and leaves reassembly alone). Anything else is a protocol violation.
+//! chunk, [`HELLO`] for the readiness handshake and [`BYE`] / [`BYE_ACK`] for the closing one
+//! (control chunks that may arrive between the chunks of a message and leave reassembly alone).
+//! Anything else is a protocol violation.
 
 use bytes::{Bytes, BytesMut};
 
@@ -19,6 +20,10 @@ pub const MORE: u8 = 1;
 pub const LAST: u8 = 0;
 /// Header: "my end of the channel is ready" (see the link's open handshake).
 pub const HELLO: u8 = 2;
+/// Header: "I am closing; everything I sent precedes this".
+pub const BYE: u8 = 3;
+/// Header: "your BYE arrived, and so did everything before it".
+pub const BYE_ACK: u8 = 4;
 
 /// Splits `data` into framed chunks (an empty message is one empty final chunk).
 pub fn split(data: &[u8]) -> impl Iterator<Item = BytesMut> + '_ {
@@ -42,6 +47,10 @@ pub enum Reassembled {
     Message(Bytes),
     /// The peer's readiness handshake.
     Hello,
+    /// The peer is closing the link.
+    Bye,
+    /// The peer received our BYE.
+    ByeAck,
     /// The message grew past the limit; it is being discarded up to its final chunk.
     TooLarge,
     /// The chunk had no header or an unknown one; it was dropped.
@@ -71,6 +80,8 @@ impl Reassembler {
             LAST => true,
             MORE => false,
             HELLO => return Reassembled::Hello,
+            BYE => return Reassembled::Bye,
+            BYE_ACK => return Reassembled::ByeAck,
             _ => return Reassembled::Malformed,
         };
         if self.discarding {

@@ -21,7 +21,7 @@ const EVENT_QUEUE: usize = 16;
 const MAX_EARLY_CANDIDATES: usize = 64;
 /// Bound on each step of closing.
 const CLOSE_STEP: Duration = Duration::from_secs(2);
-/// Longest wait for the peer to confirm a local close (and so the data sent before it).
+/// Longest wait for the peer to acknowledge a local close (and so the data sent before it).
 const FLUSH_LIMIT: Duration = Duration::from_millis(500);
 /// First resend of the open handshake; doubles up to [`HELLO_MAX`].
 const HELLO_FIRST: Duration = Duration::from_millis(20);
@@ -113,6 +113,7 @@ pub(crate) fn spawn(peer: Peer, setup: LinkSetup) -> LinkHandle {
         outgoing: VecDeque::new(),
         reassembler: Reassembler::new(setup.max_message_bytes),
         max_message_bytes: setup.max_message_bytes,
+        peer_said_bye: false,
     };
     tokio::spawn(task.run(pc_events, setup.connect_timeout));
     LinkHandle { link: Arc::new(WebRtcLink { shared }), events }
@@ -208,6 +209,8 @@ struct Task {
     outgoing: VecDeque<SignalBody>,
     reassembler: Reassembler,
     max_message_bytes: usize,
+    /// The peer closed with the BYE handshake (we answered it).
+    peer_said_bye: bool,
 }
 
 impl Task {
@@ -215,20 +218,44 @@ impl Task {
         let reason = self.drive(pc_events, connect_timeout).await;
         tracing::debug!(%reason, "webrtc link closing");
         self.shared.closed.store(true, Ordering::Release);
-        if reason == CloseReason::Local {
-            // Tell the peer: a stream reset reaches it as a channel close (no timeout to wait out).
-            // The reset completes only after the data sent before it (a goodbye) was received, so
-            // wait for that before the association goes.
-            let _ = tokio::time::timeout(CLOSE_STEP, self.shared.reliable.close()).await;
-            self.await_channel_closed().await;
+        if reason == CloseReason::Local && self.shared.opened.load(Ordering::Acquire) {
+            self.say_goodbye().await;
+        } else if self.peer_said_bye {
+            self.await_peer_close().await; // so our BYE_ACK leaves before the association goes
         }
         let _ = tokio::time::timeout(CLOSE_STEP, self.shared.pc.close()).await;
         self.shared.torn_down.cancel();
         let _ = tokio::time::timeout(CLOSE_STEP, self.events.send(LinkEvent::Closed(reason))).await;
     }
 
-    /// Waits (bounded) for the reliable channel's close to complete.
-    async fn await_channel_closed(&self) {
+    /// Closing handshake: BYE travels after everything sent before it on the ordered channel, so
+    /// the peer's BYE_ACK proves all of it arrived (a goodbye message included). Only then does
+    /// the association go. Bounded: a peer that does not answer is closed on anyway.
+    async fn say_goodbye(&mut self) {
+        if self.send_control(chunk::BYE).await.is_err() {
+            return;
+        }
+        let acked = async {
+            while let Some(event) = self.shared.reliable.poll().await {
+                match event {
+                    DataChannelEvent::OnMessage(msg) if msg.data.first() == Some(&chunk::BYE_ACK) => return,
+                    DataChannelEvent::OnMessage(msg) if msg.data.first() == Some(&chunk::BYE) => {
+                        let _ = self.send_control(chunk::BYE_ACK).await; // both closing at once
+                        return;
+                    }
+                    DataChannelEvent::OnClose => return,
+                    _ => {}
+                }
+            }
+        };
+        if tokio::time::timeout(FLUSH_LIMIT, acked).await.is_err() {
+            tracing::debug!("peer did not acknowledge the close");
+        }
+        let _ = tokio::time::timeout(CLOSE_STEP, self.shared.reliable.close()).await;
+    }
+
+    /// After answering a BYE: the peer closes as soon as it reads the answer.
+    async fn await_peer_close(&self) {
         let closed = async {
             while let Some(event) = self.shared.reliable.poll().await {
                 if matches!(event, DataChannelEvent::OnClose) {
@@ -236,9 +263,11 @@ impl Task {
                 }
             }
         };
-        if tokio::time::timeout(FLUSH_LIMIT, closed).await.is_err() {
-            tracing::debug!("channel close not confirmed by the peer");
-        }
+        let _ = tokio::time::timeout(FLUSH_LIMIT, closed).await;
+    }
+
+    async fn send_control(&self, header: u8) -> Result<(), webrtc::error::Error> {
+        self.shared.reliable.send(BytesMut::from(&[header][..])).await
     }
 
     fn stop_reason(&self) -> CloseReason {
@@ -324,7 +353,7 @@ impl Task {
     }
 
     async fn send_hello(&self) {
-        if let Err(err) = self.shared.reliable.send(BytesMut::from(&[chunk::HELLO][..])).await {
+        if let Err(err) = self.send_control(chunk::HELLO).await {
             tracing::debug!(error = %err, "hello not sent");
         }
     }
@@ -333,6 +362,12 @@ impl Task {
         match self.reassembler.push(data) {
             Reassembled::Partial => Ok(()),
             Reassembled::Hello if self.shared.opened.load(Ordering::Acquire) => Ok(()),
+            Reassembled::Bye => {
+                let _ = self.send_control(chunk::BYE_ACK).await;
+                self.peer_said_bye = true;
+                Err(CloseReason::Remote)
+            }
+            Reassembled::ByeAck => Ok(()),
             Reassembled::Hello => {
                 self.send_hello().await; // the peer may not have heard ours yet
                 self.shared.opened.store(true, Ordering::Release);

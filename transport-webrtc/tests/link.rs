@@ -181,3 +181,15 @@ async fn a_message_sent_the_moment_one_side_opens_is_not_lost() {
         assert_eq!(message(&mut y.events).await, Bytes::from_static(b"first"));
     }
 }
+
+#[tokio::test]
+async fn the_last_message_before_a_close_arrives_before_the_close() {
+    for i in 0..20u8 {
+        let (a, b) = (transport(), transport());
+        let (x, mut y) = open_pair(&a, &b).await;
+        x.link.send(Bytes::from(vec![i; 100])).await.unwrap();
+        x.link.close().await;
+        assert_eq!(message(&mut y.events).await, Bytes::from(vec![i; 100]), "round {i}");
+        assert_eq!(next(&mut y.events).await, LinkEvent::Closed(CloseReason::Remote));
+    }
+}

@@ -496,7 +496,9 @@ impl MeshState {
         for (peer, session) in sessions {
             self.push(Action::Close { peer, session, reason: "leaving".into() });
         }
-        self.peers.clear();
+        // The peer table stays as it is: the driver resolves each goodbye above to its link when
+        // it carries the actions out, after this returns (clearing it here lost every goodbye).
+        // Nothing is handled after leaving, so the stale entries are never acted upon.
         self.verify = None;
         self.leaving = true;
     }

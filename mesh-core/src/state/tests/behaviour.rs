@@ -278,6 +278,27 @@ fn b20_a_minority_that_elects_its_own_admin_still_reports_the_partition() {
 }
 
 #[test]
+fn b15_a_leaving_worker_addresses_its_goodbyes_to_links_that_still_resolve() {
+    let mut sim = formed(3);
+    let now = sim.now;
+    let node = sim.nodes.get_mut(&peer("w0")).expect("w0");
+    node.handle(now, Event::Leave);
+    let actions: Vec<Action> = std::iter::from_fn(|| node.poll_action()).collect();
+    let goodbyes: Vec<&crate::PeerId> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { to, msg: crate::MeshMessage::PeerLeft { .. } } => Some(to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(goodbyes.len(), 2, "one goodbye per link");
+    // The driver carries actions out after `handle` returns and finds each link by the peer.
+    for to in goodbyes {
+        assert!(node.link_session(to).is_some(), "the goodbye to {to} has no link to travel on");
+    }
+}
+
+#[test]
 fn b21_retry_backoff_doubles_from_1s_to_32s_with_bounded_jitter() {
     let t = Timing::default();
     let bases: Vec<u64> = (0..8).map(|a| retry_base(t.retry_initial, t.retry_max, a).as_secs()).collect();
