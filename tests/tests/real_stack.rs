@@ -128,6 +128,21 @@ async fn a_newcomer_signals_by_relay_for_every_link_but_the_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_joiners_forms_the_mesh_without_duplicates() {
+    let stack = Stack::new(base(&["relay", "ws"])).await.unwrap();
+    let mut nodes = start(&stack, &["w0", "w1", "w2"]).await;
+    wait_full(&nodes).await;
+    nodes.extend(start(&stack, &["w3", "w4", "w5", "w6", "w7"]).await); // five at once
+    wait_full(&nodes).await;
+    let opened: u64 = nodes.iter().map(|n| n.snapshot().counters.links_opened).sum();
+    assert_eq!(opened, 8 * 7, "28 links, each opened once at both ends");
+    let relayed: u64 = nodes.iter().map(|n| n.snapshot().signals.get("relay").map(|c| c.sent).unwrap_or(0)).sum();
+    assert!(relayed > 0, "the joiners signalled by relay");
+    leave_all(nodes).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mesh_runs_through_a_server_restart_and_takes_a_newcomer_after() {
     let server = SignalingServer::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).await.unwrap();
     let addr = server.local_addr();
