@@ -350,3 +350,90 @@ async fn a_leaving_worker_says_goodbye_over_its_links() {
         assert_eq!(reason, "peer left the room", "the goodbye came before the link closed");
     }
 }
+
+/// A transport whose links hold every send until the test opens the gate.
+mod gated {
+    use mesh_core::memory::{MemoryNetwork, MemoryTransport};
+    use mesh_core::{async_trait, Link, LinkHandle, PeerId, SignalBody, SignalSink, Transport, TransportError};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::Semaphore;
+
+    pub struct Gated {
+        inner: MemoryTransport,
+        pub gate: Arc<Semaphore>,
+    }
+
+    impl Gated {
+        pub fn new(net: &MemoryNetwork, me: &str) -> Self {
+            let inner = MemoryTransport::new(net.clone(), PeerId::new(me).unwrap(), Duration::from_secs(5));
+            Self { inner, gate: Arc::new(Semaphore::new(0)) }
+        }
+        fn wrap(&self, h: LinkHandle) -> LinkHandle {
+            LinkHandle { link: Arc::new(GatedLink { inner: h.link, gate: self.gate.clone() }), events: h.events }
+        }
+    }
+
+    struct GatedLink {
+        inner: Arc<dyn Link>,
+        gate: Arc<Semaphore>,
+    }
+
+    #[async_trait]
+    impl Link for GatedLink {
+        async fn apply_signal(&self, body: SignalBody) -> Result<(), TransportError> {
+            self.inner.apply_signal(body).await
+        }
+        async fn send(&self, data: bytes::Bytes) -> Result<(), TransportError> {
+            let _permit = self.gate.acquire().await.map_err(|_| TransportError::Closed)?;
+            self.inner.send(data).await
+        }
+        async fn close(&self) {
+            self.inner.close().await
+        }
+    }
+
+    #[async_trait]
+    impl Transport for Gated {
+        fn name(&self) -> &'static str {
+            "gated"
+        }
+        async fn dial(&self, peer: &PeerId, signals: SignalSink) -> Result<LinkHandle, TransportError> {
+            Ok(self.wrap(self.inner.dial(peer, signals).await?))
+        }
+        async fn accept(&self, peer: &PeerId, offer: SignalBody, s: SignalSink) -> Result<LinkHandle, TransportError> {
+            Ok(self.wrap(self.inner.accept(peer, offer, s).await?))
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn app_sends_wait_for_a_slow_link_instead_of_failing() {
+    use mesh_core::memory::MemorySignaler;
+    use std::sync::Arc;
+    let net = MemoryNetwork::new();
+    let mut nodes = Vec::new();
+    let mut gates = Vec::new();
+    for name in ["w0", "w1"] {
+        let transport = gated::Gated::new(&net, name);
+        transport.gate.add_permits(1 << 20); // open while the mesh forms
+        gates.push(transport.gate.clone());
+        let signalers: Vec<Arc<dyn mesh_core::Signaler>> = vec![Arc::new(MemorySignaler::new(net.clone()))];
+        nodes.push(
+            mesh_core::MeshNode::start(options(name, Role::Worker, 0), Arc::new(transport), signalers).await.unwrap(),
+        );
+    }
+    wait_links(&nodes[0], 1).await;
+    wait_links(&nodes[1], 1).await;
+    let held = gates[0].forget_permits(usize::MAX >> 4); // w0's link now takes nothing
+    assert!(held > 0);
+    // Far more messages than the queue in front of the link holds, all at once.
+    let w1 = peer("w1");
+    let sends = (0..3000).map(|i| nodes[0].send(&w1, serde_json::json!({ "n": i })));
+    let all = futures::future::join_all(sends);
+    tokio::pin!(all);
+    assert!(tokio::time::timeout(Duration::from_secs(1), &mut all).await.is_err(), "senders wait for the link");
+    gates[0].add_permits(1 << 20);
+    let results = tokio::time::timeout(WAIT, all).await.expect("all sent once the link moves");
+    assert!(results.iter().all(|r| r.is_ok()), "no message refused: {:?}", results.iter().find(|r| r.is_err()));
+}
