@@ -1,208 +1,21 @@
-//! One WebRTC link: the [`Link`] handle the node sends on, and the task that owns the peer
-//! connection, reads both channels, trickles candidates and reports `Open`/`Closed` exactly once.
+//! The link task: owns the peer connection's event streams, trickles candidates, runs the open
+//! (HELLO) and closing (BYE) handshakes, and reports `Open` and `Closed` exactly once.
 
+use super::{Shared, CLOSE_STEP, FLUSH_LIMIT, HELLO_FIRST, HELLO_MAX};
 use crate::chunk::{self, Reassembled, Reassembler};
-use crate::peer::{PcEvent, Peer};
-use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use mesh_core::{CloseReason, Link, LinkEvent, LinkHandle, SignalBody, SignalSink, TransportError};
+use crate::peer::PcEvent;
+use bytes::BytesMut;
+use mesh_core::{CloseReason, LinkEvent, SignalBody, SignalSink};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Mutex};
-use tokio_util::sync::CancellationToken;
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription};
-
-/// Queue of link events towards the node.
-const EVENT_QUEUE: usize = 16;
-/// Remote candidates held until the remote description arrives.
-const MAX_EARLY_CANDIDATES: usize = 64;
-/// Bound on each step of closing.
-const CLOSE_STEP: Duration = Duration::from_secs(2);
-/// Longest wait for the peer to acknowledge a local close (and so the data sent before it).
-const FLUSH_LIMIT: Duration = Duration::from_millis(500);
-/// First resend of the open handshake; doubles up to [`HELLO_MAX`].
-const HELLO_FIRST: Duration = Duration::from_millis(20);
-/// Longest pause between handshake resends.
-const HELLO_MAX: Duration = Duration::from_millis(320);
-
-/// Remote description state: candidates that arrive before it are held, then applied.
-#[derive(Default)]
-struct Remote {
-    described: bool,
-    early: Vec<RTCIceCandidateInit>,
-}
-
-/// State shared by the handle and the link task.
-struct Shared {
-    pc: Arc<dyn PeerConnection>,
-    reliable: Arc<dyn DataChannel>,
-    heartbeat: Arc<dyn DataChannel>,
-    heartbeat_channel: bool,
-    remote: Mutex<Remote>,
-    /// Held for a whole message so its chunks stay contiguous.
-    send_lock: Mutex<()>,
-    opened: AtomicBool,
-    closed: AtomicBool,
-    /// Set by `close`, by dropping the handle, or by a peer's `abort`; the task then tears down.
-    stop: CancellationToken,
-    stop_reason: std::sync::Mutex<Option<CloseReason>>,
-    /// Fired once the peer connection is closed.
-    torn_down: CancellationToken,
-}
-
-impl Shared {
-    fn request_stop(&self, reason: CloseReason) {
-        if let Ok(mut slot) = self.stop_reason.lock() {
-            slot.get_or_insert(reason);
-        }
-        self.stop.cancel();
-    }
-
-    async fn add_candidate(&self, init: RTCIceCandidateInit) -> Result<(), TransportError> {
-        self.pc.add_ice_candidate(init).await.map_err(|e| TransportError::BadSignal(format!("candidate: {e}")))?;
-        self.nudge().await; // check the new pair now, not on the driver's next (up to 1 s) tick
-        Ok(())
-    }
-
-    /// Wakes the connection's driver so that work queued by something other than a packet (a new
-    /// remote candidate, the SCTP INIT queued when DTLS completes) happens now rather than on the
-    /// driver's next timer tick, which in webrtc 0.21.1 can be 200 ms to 1 s away.
-    async fn nudge(&self) {
-        let _ = self.heartbeat.set_buffered_amount_low_threshold(0).await;
-    }
-}
-
-/// The [`Link`] over one peer connection. Dropping the last handle closes it.
-pub struct WebRtcLink {
-    shared: Arc<Shared>,
-}
-
-/// Everything [`spawn`] needs besides the peer connection.
-pub(crate) struct LinkSetup {
-    pub(crate) signals: SignalSink,
-    pub(crate) described: bool,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) max_message_bytes: usize,
-    pub(crate) heartbeat_channel: bool,
-}
-
-/// Starts the link task for `peer` and returns the node's handle.
-pub(crate) fn spawn(peer: Peer, setup: LinkSetup) -> LinkHandle {
-    let Peer { pc, reliable, heartbeat, events: pc_events } = peer;
-    let shared = Arc::new(Shared {
-        pc,
-        reliable,
-        heartbeat,
-        heartbeat_channel: setup.heartbeat_channel,
-        remote: Mutex::new(Remote { described: setup.described, early: Vec::new() }),
-        send_lock: Mutex::new(()),
-        opened: AtomicBool::new(false),
-        closed: AtomicBool::new(false),
-        stop: CancellationToken::new(),
-        stop_reason: std::sync::Mutex::new(None),
-        torn_down: CancellationToken::new(),
-    });
-    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
-    let task = Task {
-        shared: shared.clone(),
-        events: events_tx,
-        signals: setup.signals,
-        outgoing: VecDeque::new(),
-        reassembler: Reassembler::new(setup.max_message_bytes),
-        max_message_bytes: setup.max_message_bytes,
-        peer_said_bye: false,
-    };
-    tokio::spawn(task.run(pc_events, setup.connect_timeout));
-    LinkHandle { link: Arc::new(WebRtcLink { shared }), events }
-}
-
-impl Drop for WebRtcLink {
-    fn drop(&mut self) {
-        self.shared.request_stop(CloseReason::Local);
-    }
-}
-
-#[async_trait]
-impl Link for WebRtcLink {
-    async fn apply_signal(&self, body: SignalBody) -> Result<(), TransportError> {
-        match body {
-            SignalBody::Answer { sdp } => {
-                let mut remote = self.shared.remote.lock().await;
-                if remote.described {
-                    return Err(TransportError::BadSignal("a second answer for one attempt".into()));
-                }
-                let desc = RTCSessionDescription::answer(sdp).map_err(|e| TransportError::BadSignal(e.to_string()))?;
-                self.shared
-                    .pc
-                    .set_remote_description(desc)
-                    .await
-                    .map_err(|e| TransportError::BadSignal(format!("answer: {e}")))?;
-                remote.described = true;
-                for init in std::mem::take(&mut remote.early) {
-                    if let Err(err) = self.shared.add_candidate(init).await {
-                        tracing::debug!(error = %err, "early candidate refused");
-                    }
-                }
-                Ok(())
-            }
-            SignalBody::Candidate { candidate } => {
-                let init: RTCIceCandidateInit = serde_json::from_str(&candidate)
-                    .map_err(|e| TransportError::BadSignal(format!("candidate is not ICE candidate JSON: {e}")))?;
-                let mut remote = self.shared.remote.lock().await;
-                if remote.described {
-                    drop(remote);
-                    return self.shared.add_candidate(init).await;
-                }
-                if remote.early.len() >= MAX_EARLY_CANDIDATES {
-                    return Err(TransportError::BadSignal("too many candidates before the answer".into()));
-                }
-                remote.early.push(init);
-                Ok(())
-            }
-            SignalBody::Abort { reason } => {
-                self.shared.request_stop(CloseReason::Failed(format!("aborted by peer: {reason}")));
-                Ok(())
-            }
-            SignalBody::Offer { .. } => Err(TransportError::BadSignal("an offer on an existing attempt".into())),
-        }
-    }
-
-    async fn send(&self, data: Bytes) -> Result<(), TransportError> {
-        if !self.shared.opened.load(Ordering::Acquire) || self.shared.closed.load(Ordering::Acquire) {
-            return Err(TransportError::Closed);
-        }
-        let _whole_message = self.shared.send_lock.lock().await;
-        for piece in chunk::split(&data) {
-            self.shared.reliable.send(piece).await.map_err(|_| TransportError::Closed)?;
-        }
-        Ok(())
-    }
-
-    async fn send_unordered(&self, data: Bytes) -> Result<(), TransportError> {
-        if !self.shared.heartbeat_channel || data.len() > chunk::CHUNK_PAYLOAD {
-            return self.send(data).await;
-        }
-        if !self.shared.opened.load(Ordering::Acquire) || self.shared.closed.load(Ordering::Acquire) {
-            return Err(TransportError::Closed);
-        }
-        match self.shared.heartbeat.try_send(BytesMut::from(&data[..])).await {
-            Ok(()) => Ok(()),
-            Err(webrtc::error::Error::ErrSendBufferFull) => Ok(()), // loss-tolerant by contract
-            Err(_) => self.send(data).await,
-        }
-    }
-
-    async fn close(&self) {
-        self.shared.request_stop(CloseReason::Local);
-        let _ = tokio::time::timeout(3 * CLOSE_STEP, self.shared.torn_down.cancelled()).await;
-    }
-}
+use tokio::sync::mpsc;
+use webrtc::data_channel::DataChannelEvent;
+use webrtc::peer_connection::RTCPeerConnectionState;
 
 /// The link task: owns the event queue towards the node.
-struct Task {
+pub(super) struct Task {
     shared: Arc<Shared>,
     events: mpsc::Sender<LinkEvent>,
     signals: SignalSink,
@@ -214,7 +27,26 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, pc_events: mpsc::UnboundedReceiver<PcEvent>, connect_timeout: Duration) {
+    /// A task for the link behind `shared`, reporting on `events` and signalling on `signals`.
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        events: mpsc::Sender<LinkEvent>,
+        signals: SignalSink,
+        max_message_bytes: usize,
+    ) -> Self {
+        Self {
+            shared,
+            events,
+            signals,
+            outgoing: VecDeque::new(),
+            reassembler: Reassembler::new(max_message_bytes),
+            max_message_bytes,
+            peer_said_bye: false,
+        }
+    }
+
+    /// Drives the link until it closes, tears the connection down, then reports `Closed`.
+    pub(super) async fn run(mut self, pc_events: mpsc::UnboundedReceiver<PcEvent>, connect_timeout: Duration) {
         let reason = self.drive(pc_events, connect_timeout).await;
         tracing::debug!(%reason, "webrtc link closing");
         self.shared.closed.store(true, Ordering::Release);
