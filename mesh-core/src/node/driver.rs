@@ -336,7 +336,15 @@ impl Driver {
     fn emit(&mut self, event: MeshEvent) {
         match &event {
             MeshEvent::Health(h) => {
-                tracing::info!(role = h.role, admin = ?h.admin.as_ref().map(|a| a.as_str()), links_up = h.links_up, links_expected = h.links_expected, status = h.status(), "health")
+                // Signals per path as sent/failed/received, e.g. "relay 6/0/6 ws 2/0/2".
+                let signals = self.p.chain.stats().snapshot().iter().fold(String::new(), |mut out, (path, c)| {
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    out += &format!("{path} {}/{}/{}", c.sent, c.failed, c.received);
+                    out
+                });
+                tracing::info!(role = h.role, admin = ?h.admin.as_ref().map(|a| a.as_str()), links_up = h.links_up, links_expected = h.links_expected, status = h.status(), %signals, "health")
             }
             MeshEvent::Registry { id, workers } => {
                 if let Some(tx) = self.registry_waiters.remove(id) {
