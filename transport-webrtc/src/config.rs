@@ -29,6 +29,9 @@ pub struct WebRtcConfig {
     pub udp_addrs: Vec<String>,
     /// How long an attempt may take from offer to open channel before it is abandoned.
     pub connect_timeout_ms: u64,
+    /// Gathering never holds a link up (candidates trickle as found); if it has not completed
+    /// after this long, a warning names the likely cause (an unreachable STUN/TURN server).
+    pub gather_timeout_ms: u64,
     /// Silence on the ICE path before the connection counts as disconnected.
     pub disconnected_timeout_ms: u64,
     /// Further silence after "disconnected" before the link is declared failed and closed.
@@ -53,6 +56,7 @@ impl Default for WebRtcConfig {
             ice_servers: Vec::new(),
             udp_addrs: vec!["0.0.0.0:0".into(), "127.0.0.1:0".into()],
             connect_timeout_ms: 10_000,
+            gather_timeout_ms: 5_000,
             disconnected_timeout_ms: 2_000,
             failed_timeout_ms: 3_000,
             keepalive_ms: 500,
@@ -102,6 +106,7 @@ impl WebRtcConfig {
         }
         for (key, ms) in [
             ("connect_timeout_ms", self.connect_timeout_ms),
+            ("gather_timeout_ms", self.gather_timeout_ms),
             ("disconnected_timeout_ms", self.disconnected_timeout_ms),
             ("failed_timeout_ms", self.failed_timeout_ms),
             ("keepalive_ms", self.keepalive_ms),

@@ -66,6 +66,7 @@ impl WebRtcTransport {
             signals,
             described,
             connect_timeout: self.config.connect_timeout(),
+            gather_timeout: std::time::Duration::from_millis(self.config.gather_timeout_ms),
             max_message_bytes: self.max_message_bytes,
             heartbeat_channel: self.config.heartbeat_channel,
         }

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit,
-    RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
+    RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
 };
 
 /// Stream id of the reliable, ordered channel that carries mesh messages.
@@ -27,6 +27,8 @@ pub(crate) enum PcEvent {
     Candidate(RTCIceCandidateInit),
     /// The connection's overall state changed.
     State(RTCPeerConnectionState),
+    /// Local candidate gathering finished.
+    GatheringComplete,
 }
 
 /// Forwards callbacks into an unbounded queue; returns at once, as the crate requires. The queue
@@ -41,6 +43,12 @@ impl PeerConnectionEventHandler for Handler {
                 let _ = self.0.send(PcEvent::Candidate(init));
             }
             Err(err) => tracing::debug!(error = %err, "local candidate not serializable"),
+        }
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.0.send(PcEvent::GatheringComplete);
         }
     }
 

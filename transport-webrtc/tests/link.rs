@@ -193,3 +193,20 @@ async fn the_last_message_before_a_close_arrives_before_the_close() {
         assert_eq!(next(&mut y.events).await, LinkEvent::Closed(CloseReason::Remote));
     }
 }
+
+#[tokio::test]
+async fn a_silent_stun_server_does_not_hold_up_a_link() {
+    // A STUN server that never answers, as behind a firewall: gathering stays pending, yet the
+    // link opens on its host candidates (candidates trickle; nothing waits for gathering).
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let url = format!("stun:{}", silent.local_addr().unwrap());
+    let stun = transport_webrtc::IceServer { urls: vec![url], username: String::new(), credential: String::new() };
+    let config = WebRtcConfig { ice_servers: vec![stun], gather_timeout_ms: 300, ..WebRtcConfig::loopback() };
+    let (a, b) = (WebRtcTransport::new(config.clone(), 1 << 20), WebRtcTransport::new(config, 1 << 20));
+    let (x, mut y) = open_pair(&a, &b).await;
+    x.link.send(Bytes::from_static(b"no stun needed")).await.unwrap();
+    assert_eq!(message(&mut y.events).await, Bytes::from_static(b"no stun needed"));
+    let mut buf = [0u8; 1500];
+    silent.set_nonblocking(true).unwrap();
+    assert!(silent.recv_from(&mut buf).is_ok(), "the links did ask the STUN server");
+}

@@ -87,6 +87,7 @@ pub(crate) struct LinkSetup {
     pub(crate) signals: SignalSink,
     pub(crate) described: bool,
     pub(crate) connect_timeout: Duration,
+    pub(crate) gather_timeout: Duration,
     pub(crate) max_message_bytes: usize,
     pub(crate) heartbeat_channel: bool,
 }
@@ -109,7 +110,7 @@ pub(crate) fn spawn(peer: Peer, setup: LinkSetup) -> LinkHandle {
     });
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let task = Task::new(shared.clone(), events_tx, setup.signals, setup.max_message_bytes);
-    tokio::spawn(task.run(pc_events, setup.connect_timeout));
+    tokio::spawn(task.run(pc_events, setup.connect_timeout, setup.gather_timeout));
     LinkHandle { link: Arc::new(WebRtcLink { shared }), events }
 }
 

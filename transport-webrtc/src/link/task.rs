@@ -46,8 +46,13 @@ impl Task {
     }
 
     /// Drives the link until it closes, tears the connection down, then reports `Closed`.
-    pub(super) async fn run(mut self, pc_events: mpsc::UnboundedReceiver<PcEvent>, connect_timeout: Duration) {
-        let reason = self.drive(pc_events, connect_timeout).await;
+    pub(super) async fn run(
+        mut self,
+        pc_events: mpsc::UnboundedReceiver<PcEvent>,
+        connect_timeout: Duration,
+        gather_timeout: Duration,
+    ) {
+        let reason = self.drive(pc_events, connect_timeout, gather_timeout).await;
         tracing::debug!(%reason, "webrtc link closing");
         self.shared.closed.store(true, Ordering::Release);
         if reason == CloseReason::Local && self.shared.opened.load(Ordering::Acquire) {
@@ -123,8 +128,11 @@ impl Task {
         &mut self,
         mut pc_events: mpsc::UnboundedReceiver<PcEvent>,
         connect_timeout: Duration,
+        gather_timeout: Duration,
     ) -> CloseReason {
         let deadline = tokio::time::Instant::now() + connect_timeout;
+        let gather_deadline = tokio::time::Instant::now() + gather_timeout;
+        let mut gathering = true;
         let (reliable, heartbeat) = (self.shared.reliable.clone(), self.shared.heartbeat.clone());
         let (shared, signals) = (self.shared.clone(), self.signals.clone());
         let mut heartbeat_open = true;
@@ -135,6 +143,10 @@ impl Task {
             tokio::select! {
                 _ = shared.stop.cancelled() => return self.stop_reason(),
                 _ = tokio::time::sleep_until(deadline), if !opened => return CloseReason::ConnectTimeout,
+                _ = tokio::time::sleep_until(gather_deadline), if gathering => {
+                    gathering = false;
+                    tracing::warn!(after = ?gather_timeout, "ICE gathering incomplete: a STUN/TURN server may be unreachable (the link goes on with the candidates found)");
+                }
                 _ = tokio::time::sleep_until(next_hello), if channel_open && !opened => {
                     self.send_hello().await;
                     next_hello += hello_gap;
@@ -155,6 +167,7 @@ impl Task {
                     }
                     Some(PcEvent::State(RTCPeerConnectionState::Closed)) => return CloseReason::Remote,
                     Some(PcEvent::State(state)) => tracing::trace!(?state, "connection state"),
+                    Some(PcEvent::GatheringComplete) => gathering = false,
                     None => return CloseReason::Failed("peer connection ended".into()),
                 },
                 event = reliable.poll() => match event {
