@@ -73,8 +73,26 @@ impl WebRtcTransport {
     }
 }
 
-fn sink_closed<T>(_: T) -> TransportError {
-    TransportError::Setup("signal sink closed".into())
+impl WebRtcTransport {
+    /// Sends this side's description and starts the link; on any failure (including one while
+    /// building the description) closes the connection instead.
+    async fn launch(
+        &self,
+        conn: Peer,
+        description: Result<SignalBody, TransportError>,
+        signals: SignalSink,
+        described: bool,
+    ) -> Result<LinkHandle, TransportError> {
+        let sent = match description {
+            Ok(body) => signals.send(body).await.map_err(|_| TransportError::Setup("signal sink closed".into())),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = sent {
+            conn.discard().await;
+            return Err(err);
+        }
+        Ok(link::spawn(conn, self.setup(signals, described)))
+    }
 }
 
 #[async_trait]
@@ -94,16 +112,8 @@ impl Transport for WebRtcTransport {
             Ok::<_, TransportError>(offer.sdp)
         }
         .await;
-        let sent = match offer {
-            Ok(sdp) => signals.send(SignalBody::Offer { sdp }).await.map_err(sink_closed),
-            Err(err) => Err(err),
-        };
-        if let Err(err) = sent {
-            conn.discard().await;
-            return Err(err);
-        }
-        tracing::debug!(remote = %peer, "webrtc offer sent");
-        Ok(link::spawn(conn, self.setup(signals, false)))
+        tracing::debug!(remote = %peer, "webrtc offer");
+        self.launch(conn, offer.map(|sdp| SignalBody::Offer { sdp }), signals, false).await
     }
 
     async fn accept(
@@ -128,16 +138,8 @@ impl Transport for WebRtcTransport {
             Ok::<_, TransportError>(answer.sdp)
         }
         .await;
-        let sent = match answer {
-            Ok(sdp) => signals.send(SignalBody::Answer { sdp }).await.map_err(sink_closed),
-            Err(err) => Err(err),
-        };
-        if let Err(err) = sent {
-            conn.discard().await;
-            return Err(err);
-        }
-        tracing::debug!(remote = %peer, "webrtc answer sent");
-        Ok(link::spawn(conn, self.setup(signals, true)))
+        tracing::debug!(remote = %peer, "webrtc answer");
+        self.launch(conn, answer.map(|sdp| SignalBody::Answer { sdp }), signals, true).await
     }
 }
 

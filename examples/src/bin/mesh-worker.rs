@@ -6,7 +6,8 @@
 
 use clap::Parser;
 use mesh_core::{MeshConfig, MeshEvent, MeshNode, Registry};
-use mesh_examples::stack::{default_log_filter, link_plugins};
+use mesh_examples::cli::{exit, init_logging};
+use mesh_examples::stack::link_plugins;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -57,17 +58,6 @@ async fn run(args: Args) -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_log_filter().into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mesh-worker: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    init_logging();
+    exit("mesh-worker", run(Args::parse()).await)
 }

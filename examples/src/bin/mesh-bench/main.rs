@@ -7,7 +7,7 @@ mod mesh;
 mod signaling;
 
 use clap::{Parser, Subcommand};
-use mesh_examples::stack::default_log_filter;
+use mesh_examples::cli::{exit, init_logging};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -64,12 +64,7 @@ pub fn quantile(samples: &mut [f64], q: f64) -> f64 {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_log_filter().into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let result = match args.bench {
         Bench::Link(a) => link::run(a).await,
         Bench::Formation(a) => mesh::formation(a).await,
@@ -77,11 +72,5 @@ async fn main() -> ExitCode {
         Bench::Messages(a) => mesh::messages(a).await,
         Bench::Signaling(a) => signaling::run(a).await,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mesh-bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit("mesh-bench", result)
 }

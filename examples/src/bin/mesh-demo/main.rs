@@ -6,7 +6,8 @@ mod scenario;
 
 use clap::{Parser, ValueEnum};
 use mesh_core::MeshConfig;
-use mesh_examples::stack::{default_log_filter, Stack};
+use mesh_examples::cli::init_logging;
+use mesh_examples::stack::Stack;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -103,12 +104,7 @@ async fn run(args: &Args, out: &Out, summary: &mut BTreeMap<&'static str, Value>
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_log_filter().into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let out = Out { json: args.json, start: Instant::now() };
     let mut summary = BTreeMap::new();
     let result = run(&args, &out, &mut summary).await;
