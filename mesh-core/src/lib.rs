@@ -35,7 +35,7 @@ pub use id::{IdError, PeerId, RoomId};
 pub use room::{elect, MemberInfo, Metadata, RoomState, WorkerRecord, WorkerStatus};
 pub use signal::{SessionId, Signal, SignalBody};
 pub use signaler::{
-    Announcement, Identity, Inbound, MeshAccess, RelayOutcome, Role, SignalError, Signaler, SignalerContext,
+    Announcement, Identity, Inbound, MeshAccess, NoLinks, RelayOutcome, Role, SignalError, Signaler, SignalerContext,
     SignalingEvent,
 };
 pub use state::{Action, Counters, Event, HealthRecord, MeshEvent, MeshState, StateConfig, Timing};

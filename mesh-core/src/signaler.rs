@@ -104,6 +104,23 @@ pub trait MeshAccess: Send + Sync {
     fn relay(&self, via: &PeerId, to: &PeerId, signal: Signal) -> Option<oneshot::Receiver<RelayOutcome>>;
 }
 
+/// The [`MeshAccess`] of a signaler driven outside a node (a tool, a test): no admin, no links,
+/// nothing to relay through.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLinks;
+
+impl MeshAccess for NoLinks {
+    fn admin(&self) -> Option<PeerId> {
+        None
+    }
+    fn linked_peers(&self) -> Vec<PeerId> {
+        Vec::new()
+    }
+    fn relay(&self, _via: &PeerId, _to: &PeerId, _signal: Signal) -> Option<oneshot::Receiver<RelayOutcome>> {
+        None
+    }
+}
+
 /// Everything a signaler gets when it starts.
 #[derive(Clone)]
 pub struct SignalerContext {

@@ -211,34 +211,16 @@ async fn b23_client_reads_the_registry_from_the_admin() {
 async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
     use mesh_core::memory::{MemorySignaler, MemoryTransport};
     use mesh_core::{
-        Identity, Inbound, MeshAccess, RelayOutcome, SessionId, Signal, Signaler, SignalerContext, SignalingEvent,
-        Transport,
+        Identity, Inbound, NoLinks, SessionId, Signal, Signaler, SignalerContext, SignalingEvent, Transport,
     };
     use std::sync::Arc;
-    struct NoMesh;
-    impl MeshAccess for NoMesh {
-        fn admin(&self) -> Option<mesh_core::PeerId> {
-            None
-        }
-        fn linked_peers(&self) -> Vec<mesh_core::PeerId> {
-            vec![]
-        }
-        fn relay(
-            &self,
-            _: &mesh_core::PeerId,
-            _: &mesh_core::PeerId,
-            _: Signal,
-        ) -> Option<tokio::sync::oneshot::Receiver<RelayOutcome>> {
-            None
-        }
-    }
     let net = MemoryNetwork::new();
     let nodes = spawn_mesh(&net, 2).await;
     // A rogue peer registers as a client and opens a link to w0 by hand.
     let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
     let rogue = MemorySignaler::new(net.clone());
     let o = options("rogue", Role::Client, 0);
-    let ctx = SignalerContext { identity: Identity { ..o.identity }, inbox, mesh: Arc::new(NoMesh) };
+    let ctx = SignalerContext { identity: Identity { ..o.identity }, inbox, mesh: Arc::new(NoLinks) };
     rogue.start(ctx).await.expect("registered");
     let transport = MemoryTransport::new(net.clone(), peer("rogue"), Duration::from_secs(5));
     let (sink, mut out) = tokio::sync::mpsc::channel(8);

@@ -176,26 +176,6 @@ async fn the_mesh_runs_through_a_server_restart_and_takes_a_newcomer_after() {
     server.shutdown().await;
 }
 
-/// Gives a hand-driven peer no mesh to relay through.
-struct NoMesh;
-
-impl mesh_core::MeshAccess for NoMesh {
-    fn admin(&self) -> Option<mesh_core::PeerId> {
-        None
-    }
-    fn linked_peers(&self) -> Vec<mesh_core::PeerId> {
-        Vec::new()
-    }
-    fn relay(
-        &self,
-        _: &mesh_core::PeerId,
-        _: &mesh_core::PeerId,
-        _: mesh_core::Signal,
-    ) -> Option<tokio::sync::oneshot::Receiver<mesh_core::RelayOutcome>> {
-        None
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_envelope_with_a_spoofed_sender_is_refused_and_never_forwarded() {
     use mesh_core::{
@@ -219,7 +199,7 @@ async fn a_relay_envelope_with_a_spoofed_sender_is_refused_and_never_forwarded()
         role: Role::Client,
         record: WorkerRecord::new(0, Default::default()),
     };
-    signaler.start(SignalerContext { identity, inbox, mesh: Arc::new(NoMesh) }).await.expect("registered");
+    signaler.start(SignalerContext { identity, inbox, mesh: Arc::new(mesh_core::NoLinks) }).await.expect("registered");
     let transport = transport_webrtc::WebRtcTransport::new(transport_webrtc::WebRtcConfig::loopback(), 1 << 20);
     let (sink, mut out) = tokio::sync::mpsc::channel(64);
     let w0 = PeerId::new("w0").unwrap();
