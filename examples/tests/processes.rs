@@ -3,10 +3,11 @@
 //! no reconnects and one new verified admin; then a sixth process joins and the mesh is full.
 
 use serde_json::Value;
+use signaling_ws::loadgen::ServerProcess;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -28,10 +29,17 @@ fn mesh_signal() -> PathBuf {
     path
 }
 
-/// A child process, killed on drop; its stdout lines are read by a thread.
+/// The last snapshot line a worker printed, and a wake-up for whoever waits on it.
+#[derive(Default)]
+struct Latest {
+    value: Mutex<Value>,
+    changed: Condvar,
+}
+
+/// A worker process, killed on drop; its stdout lines are read by a thread.
 struct Proc {
     child: Child,
-    last: Arc<Mutex<Option<Value>>>,
+    latest: Arc<Latest>,
 }
 
 impl Drop for Proc {
@@ -49,20 +57,31 @@ impl Proc {
             .stdout(Stdio::piped())
             .spawn()
             .expect("mesh-worker starts");
-        let last = Arc::new(Mutex::new(None));
-        let (out, slot) = (child.stdout.take().expect("stdout"), last.clone());
+        let latest = Arc::new(Latest::default());
+        let (out, slot) = (child.stdout.take().expect("stdout"), latest.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    *slot.lock().unwrap() = Some(v);
+                    *slot.value.lock().unwrap() = v;
+                    slot.changed.notify_all();
                 }
             }
         });
-        Self { child, last }
+        Self { child, latest }
     }
 
     fn snapshot(&self) -> Value {
-        self.last.lock().unwrap().clone().unwrap_or(Value::Null)
+        self.latest.value.lock().unwrap().clone()
+    }
+
+    /// Waits for a report satisfying `cond`; false at the deadline.
+    fn wait_until(&self, deadline: Instant, cond: &impl Fn(&Value) -> bool) -> bool {
+        let mut value = self.latest.value.lock().unwrap();
+        while !cond(&value) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
+            value = self.latest.changed.wait_timeout(value, left).unwrap().0;
+        }
+        true
     }
 
     fn signal(&self, sig: &str) {
@@ -70,16 +89,12 @@ impl Proc {
     }
 }
 
-/// Waits until `cond` holds for every process's latest snapshot.
+/// Waits until `cond` holds for every process's latest report at once.
 fn wait_all(procs: &[&Proc], what: &str, cond: impl Fn(&Value) -> bool) {
     let deadline = Instant::now() + WAIT;
     while !procs.iter().all(|p| cond(&p.snapshot())) {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {:#?}",
-            procs.iter().map(|p| p.snapshot()["health"].clone()).collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(20)); // polling the processes' own reports
+        let on_time = procs.iter().all(|p| p.wait_until(deadline, &cond));
+        assert!(on_time, "{what}: {:#?}", procs.iter().map(|p| p.snapshot()["health"].clone()).collect::<Vec<_>>());
     }
 }
 
@@ -93,19 +108,8 @@ fn attempts(s: &Value) -> u64 {
 
 #[test]
 fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
-    let mut server = Proc {
-        child: Command::new(mesh_signal())
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("mesh-signal starts"),
-        last: Arc::default(),
-    };
-    let mut first = String::new();
-    let mut out = BufReader::new(server.child.stdout.take().expect("stdout"));
-    out.read_line(&mut first).expect("address line");
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let url = first.trim().strip_prefix("mesh-signal listening on ").expect("address").to_string();
+    let server = ServerProcess::spawn(&mesh_signal()).expect("mesh-signal starts");
+    let url = server.url.clone();
     let dir = std::env::temp_dir().join(format!("mesh-proc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("worker.toml");
@@ -165,7 +169,6 @@ fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
         let status = p.child.wait().expect("worker exits");
         assert!(status.success(), "a worker stops cleanly on SIGTERM: {status}");
     }
-    server.signal("-TERM");
-    assert!(server.child.wait().expect("server exits").success(), "mesh-signal stops cleanly");
+    assert!(server.stop(), "mesh-signal stops cleanly");
     let _ = std::fs::remove_dir_all(dir);
 }
