@@ -72,35 +72,42 @@ impl Task {
         if self.send_control(chunk::BYE).await.is_err() {
             return;
         }
-        let acked = async {
-            while let Some(event) = self.shared.reliable.poll().await {
-                match event {
-                    DataChannelEvent::OnMessage(msg) if msg.data.first() == Some(&chunk::BYE_ACK) => return,
-                    DataChannelEvent::OnMessage(msg) if msg.data.first() == Some(&chunk::BYE) => {
-                        let _ = self.send_control(chunk::BYE_ACK).await; // both closing at once
-                        return;
-                    }
-                    DataChannelEvent::OnClose => return,
-                    _ => {}
-                }
-            }
+        let header = |e: &DataChannelEvent| match e {
+            DataChannelEvent::OnMessage(msg) => msg.data.first().copied(),
+            _ => None,
         };
-        if tokio::time::timeout(FLUSH_LIMIT, acked).await.is_err() {
-            tracing::debug!("peer did not acknowledge the close");
+        let answer = self
+            .read_until(|e| {
+                matches!(e, DataChannelEvent::OnClose) || matches!(header(e), Some(chunk::BYE_ACK | chunk::BYE))
+            })
+            .await;
+        match answer {
+            None => tracing::debug!("peer did not acknowledge the close"),
+            Some(e) if header(&e) == Some(chunk::BYE) => {
+                let _ = self.send_control(chunk::BYE_ACK).await; // both closing at once
+            }
+            Some(_) => {}
         }
         let _ = tokio::time::timeout(CLOSE_STEP, self.shared.reliable.close()).await;
     }
 
     /// After answering a BYE: the peer closes as soon as it reads the answer.
     async fn await_peer_close(&self) {
-        let closed = async {
+        self.read_until(|e| matches!(e, DataChannelEvent::OnClose)).await;
+    }
+
+    /// Reads the reliable channel, past everything else, until `wanted` accepts an event; `None`
+    /// if the channel ends or [`FLUSH_LIMIT`] passes first.
+    async fn read_until(&self, wanted: impl Fn(&DataChannelEvent) -> bool) -> Option<DataChannelEvent> {
+        let read = async {
             while let Some(event) = self.shared.reliable.poll().await {
-                if matches!(event, DataChannelEvent::OnClose) {
-                    return;
+                if wanted(&event) {
+                    return Some(event);
                 }
             }
+            None
         };
-        let _ = tokio::time::timeout(FLUSH_LIMIT, closed).await;
+        tokio::time::timeout(FLUSH_LIMIT, read).await.ok().flatten()
     }
 
     async fn send_control(&self, header: u8) -> Result<(), webrtc::error::Error> {
