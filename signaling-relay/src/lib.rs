@@ -44,19 +44,36 @@ impl Default for RelayConfig {
     }
 }
 
+/// The `[relay]` section as written; unknown keys are refused.
+#[derive(serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Section {
+    timeout_ms: u64,
+    max_relays: usize,
+}
+
+impl Default for Section {
+    fn default() -> Self {
+        let d = RelayConfig::default();
+        Self { timeout_ms: d.timeout.as_millis() as u64, max_relays: d.max_relays }
+    }
+}
+
 impl RelayConfig {
     /// Reads `timeout_ms` and `max_relays` from a `[relay]` section (`null` means defaults).
     pub fn from_section(section: &serde_json::Value) -> Result<Self, String> {
-        let mut config = Self::default();
-        if let Some(v) = section.get("timeout_ms") {
-            let ms = v.as_u64().filter(|ms| *ms > 0).ok_or("relay.timeout_ms must be a positive integer")?;
-            config.timeout = Duration::from_millis(ms);
+        let section: Section = if section.is_null() {
+            Section::default()
+        } else {
+            serde_json::from_value(section.clone()).map_err(|e| format!("relay: {e}"))?
+        };
+        if section.timeout_ms == 0 {
+            return Err("relay.timeout_ms must be greater than 0".into());
         }
-        if let Some(v) = section.get("max_relays") {
-            config.max_relays =
-                v.as_u64().filter(|n| *n > 0).ok_or("relay.max_relays must be a positive integer")? as usize;
+        if section.max_relays == 0 {
+            return Err("relay.max_relays must be greater than 0".into());
         }
-        Ok(config)
+        Ok(Self { timeout: Duration::from_millis(section.timeout_ms), max_relays: section.max_relays })
     }
 }
 
@@ -208,6 +225,9 @@ mod tests {
     fn bad_sections_are_refused() {
         assert!(RelayConfig::from_section(&serde_json::json!({"timeout_ms": 0})).is_err());
         assert!(RelayConfig::from_section(&serde_json::json!({"max_relays": "x"})).is_err());
+        let typo = RelayConfig::from_section(&serde_json::json!({"timout_ms": 250})).unwrap_err();
+        assert!(typo.contains("timout_ms"), "{typo}");
+        assert_eq!(RelayConfig::from_section(&serde_json::Value::Null).unwrap(), RelayConfig::default());
         let c = RelayConfig::from_section(&serde_json::json!({"timeout_ms": 250})).unwrap();
         assert_eq!(c.timeout, Duration::from_millis(250));
     }
