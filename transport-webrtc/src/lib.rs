@@ -28,7 +28,7 @@ pub use link::WebRtcLink;
 use async_trait::async_trait;
 use link::LinkSetup;
 use mesh_core::{LinkHandle, PeerId, SignalBody, SignalSink, Transport, TransportError};
-use peer::Peer;
+use peer::{setup_error, Peer};
 use std::sync::Arc;
 use webrtc::peer_connection::RTCSessionDescription;
 
@@ -104,11 +104,8 @@ impl Transport for WebRtcTransport {
     async fn dial(&self, peer: &PeerId, signals: SignalSink) -> Result<LinkHandle, TransportError> {
         let conn = Peer::build(&self.config).await?;
         let offer = async {
-            let offer = conn.pc.create_offer(None).await.map_err(|e| TransportError::Setup(format!("offer: {e}")))?;
-            conn.pc
-                .set_local_description(offer.clone())
-                .await
-                .map_err(|e| TransportError::Setup(format!("local offer: {e}")))?;
+            let offer = conn.pc.create_offer(None).await.map_err(setup_error("offer"))?;
+            conn.pc.set_local_description(offer.clone()).await.map_err(setup_error("local offer"))?;
             Ok::<_, TransportError>(offer.sdp)
         }
         .await;
@@ -129,12 +126,8 @@ impl Transport for WebRtcTransport {
         let conn = Peer::build(&self.config).await?;
         let answer = async {
             conn.pc.set_remote_description(desc).await.map_err(|e| TransportError::BadSignal(format!("offer: {e}")))?;
-            let answer =
-                conn.pc.create_answer(None).await.map_err(|e| TransportError::Setup(format!("answer: {e}")))?;
-            conn.pc
-                .set_local_description(answer.clone())
-                .await
-                .map_err(|e| TransportError::Setup(format!("local answer: {e}")))?;
+            let answer = conn.pc.create_answer(None).await.map_err(setup_error("answer"))?;
+            conn.pc.set_local_description(answer.clone()).await.map_err(setup_error("local answer"))?;
             Ok::<_, TransportError>(answer.sdp)
         }
         .await;

@@ -65,7 +65,8 @@ pub(crate) struct Peer {
     pub(crate) events: mpsc::UnboundedReceiver<PcEvent>,
 }
 
-fn setup(what: &str) -> impl Fn(webrtc::error::Error) -> TransportError + '_ {
+/// Maps a webrtc error to a setup failure of step `what`.
+pub(crate) fn setup_error(what: &str) -> impl Fn(webrtc::error::Error) -> TransportError + '_ {
     move |err| TransportError::Setup(format!("{what}: {err}"))
 }
 
@@ -106,7 +107,7 @@ impl Peer {
             .with_data_channel_send_buffer_limit(config.send_buffer_bytes)
             .build()
             .await
-            .map_err(setup("peer connection"))?;
+            .map_err(setup_error("peer connection"))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         match Self::channels(&pc).await {
             Ok((reliable, heartbeat)) => Ok(Self { pc, reliable, heartbeat, events }),
@@ -121,7 +122,7 @@ impl Peer {
         pc: &Arc<dyn PeerConnection>,
     ) -> Result<(Arc<dyn DataChannel>, Arc<dyn DataChannel>), TransportError> {
         let reliable = RTCDataChannelInit { negotiated: Some(RELIABLE_STREAM), ..Default::default() };
-        let reliable = pc.create_data_channel("mesh", Some(reliable)).await.map_err(setup("reliable channel"))?;
+        let reliable = pc.create_data_channel("mesh", Some(reliable)).await.map_err(setup_error("reliable channel"))?;
         let heartbeat = RTCDataChannelInit {
             negotiated: Some(HEARTBEAT_STREAM),
             ordered: false,
@@ -129,7 +130,7 @@ impl Peer {
             ..Default::default()
         };
         let heartbeat =
-            pc.create_data_channel("heartbeat", Some(heartbeat)).await.map_err(setup("heartbeat channel"))?;
+            pc.create_data_channel("heartbeat", Some(heartbeat)).await.map_err(setup_error("heartbeat channel"))?;
         Ok((reliable, heartbeat))
     }
 
