@@ -106,11 +106,9 @@ fn attempts(s: &Value) -> u64 {
     s["counters"]["dials"].as_u64().unwrap_or(0) + s["counters"]["accepts"].as_u64().unwrap_or(0)
 }
 
-#[test]
-fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
-    let server = ServerProcess::spawn(&mesh_signal()).expect("mesh-signal starts");
-    let url = server.url.clone();
-    let dir = std::env::temp_dir().join(format!("mesh-proc-{}", std::process::id()));
+/// A worker configuration file for the server at `url`, in a fresh directory named after `tag`.
+fn worker_config(url: &str, tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("mesh-proc-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("worker.toml");
     std::fs::write(
@@ -118,6 +116,13 @@ fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
         format!("room = \"procs\"\nsignaling = [\"relay\", \"ws\"]\n[ws]\nurl = \"{url}\"\n[webrtc]\nudp_addrs = [\"127.0.0.1:0\"]\n"),
     )
     .unwrap();
+    (dir, config)
+}
+
+#[test]
+fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
+    let server = ServerProcess::spawn(&mesh_signal()).expect("mesh-signal starts");
+    let (dir, config) = worker_config(&server.url, "five");
 
     let mut workers: Vec<Proc> = (0..5).map(|i| Proc::worker(&config, &format!("w{i}"))).collect();
     wait_all(&workers.iter().collect::<Vec<_>>(), "full mesh of 5", full(4));
@@ -153,7 +158,9 @@ fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
         .expect("mesh-client runs");
     assert!(client.status.success(), "{}", String::from_utf8_lossy(&client.stderr));
     let registry: Value = serde_json::from_slice(&client.stdout).expect("registry JSON");
-    let mut names: Vec<&str> = registry.as_array().unwrap().iter().filter_map(|w| w["peer"].as_str()).collect();
+    let mut names: Vec<&str> =
+        registry["workers"].as_array().expect("workers").iter().filter_map(|w| w["peer"].as_str()).collect();
+    assert_eq!(registry["total_count"], 5, "{registry}");
     names.sort();
     let mut expected_names: Vec<String> = (1..6).map(|i| format!("w{i}")).filter(|w| *w != admin_id).collect();
     if admin_id != "w0" {
@@ -169,6 +176,47 @@ fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
         let status = p.child.wait().expect("worker exits");
         assert!(status.success(), "a worker stops cleanly on SIGTERM: {status}");
     }
+    assert!(server.stop(), "mesh-signal stops cleanly");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A long-lived client (in this process, on the real stack) keeps reading the registry while the
+/// admin's process is SIGKILLed, and then while the next admin's process is frozen (SIGSTOP).
+#[test]
+fn a_long_lived_client_follows_a_killed_then_a_frozen_admin() {
+    use mesh_core::{MeshConfig, RegistryFilter, Role};
+    let server = ServerProcess::spawn(&mesh_signal()).expect("mesh-signal starts");
+    let (dir, config) = worker_config(&server.url, "client");
+    let workers: Vec<Proc> = (0..4).map(|i| Proc::worker(&config, &format!("w{i}"))).collect();
+    wait_all(&workers.iter().collect::<Vec<_>>(), "full mesh of 4", full(3));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut base = MeshConfig::load(Some(config.as_path())).expect("config");
+        base.role = Role::Client;
+        let stack = mesh_examples::stack::Stack::new(base).await.expect("stack");
+        let client = stack.start("reader").await.expect("client starts");
+        let ask = |what: &'static str| {
+            let client = &client;
+            async move {
+                let page = client
+                    .query_registry(RegistryFilter::default(), Duration::from_secs(20))
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: {e}; {:?}", client.snapshot().health));
+                (page.total_count, client.snapshot().health.admin.map(|a| a.to_string()))
+            }
+        };
+        assert_eq!(ask("first query").await, (4, Some("w0".into())));
+        workers[0].signal("-KILL");
+        assert_eq!(ask("after the admin was killed").await, (3, Some("w1".into())));
+        workers[1].signal("-STOP");
+        // The frozen w1 is still registered (its socket is open): the room counts it present.
+        let (_, admin) = ask("after the next admin froze").await;
+        assert_eq!(admin.as_deref(), Some("w2"));
+        workers[1].signal("-CONT");
+        client.leave().await;
+        stack.shutdown().await;
+    });
+    drop(workers);
     assert!(server.stop(), "mesh-signal stops cleanly");
     let _ = std::fs::remove_dir_all(dir);
 }

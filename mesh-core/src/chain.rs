@@ -74,6 +74,13 @@ impl Signaler for SignalerChain {
     }
 
     async fn start(&self, ctx: SignalerContext) -> Result<(), SignalError> {
+        if self.members.iter().all(|(m, _)| m.needs_open_links()) {
+            let names = self.paths().join(", ");
+            return Err(SignalError::Misconfigured(format!(
+                "signaling = [{names}] can never open a first link: these paths only carry signals over \
+                 links that are already open; add a rendezvous signaler after them, e.g. signaling = [\"relay\", \"ws\"]"
+            )));
+        }
         for (member, _) in &self.members {
             member.start(ctx.clone()).await?;
         }

@@ -5,7 +5,7 @@
 //! async [`MeshNode`] that drives it, the plugin registry and the configuration.
 //!
 //! Layout, one idea per module:
-//! - [`id`], [`signal`], [`wire`], [`room`]: data, no I/O.
+//! - [`id`], [`signal`], [`wire`], [`room`], [`query`]: data, no I/O.
 //! - [`transport`], [`signaler`], [`chain`]: the plugin traits and the ordered fallback.
 //! - [`state`]: the state machine (formation, election, health, retries).
 //! - [`node`]: the async driver.
@@ -17,6 +17,7 @@ pub mod config;
 pub mod id;
 pub mod memory;
 pub mod node;
+pub mod query;
 pub mod registry;
 pub mod room;
 pub mod signal;
@@ -32,6 +33,7 @@ pub use registry::{PluginContext, PluginError, Registry, Resources, SignalerPlug
 
 pub use id::{IdError, PeerId, RoomId};
 
+pub use query::{RegistryFilter, RegistryPage};
 pub use room::{elect, MemberInfo, Metadata, RoomState, WorkerRecord, WorkerStatus};
 pub use signal::{SessionId, Signal, SignalBody};
 pub use signaler::{

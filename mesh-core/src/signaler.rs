@@ -53,6 +53,8 @@ pub enum SignalingEvent {
     PeerJoined(MemberInfo),
     /// A peer left the room (its signaling connection closed or it said goodbye).
     PeerLeft(PeerId),
+    /// A worker announced itself admin at the rendezvous.
+    Admin(PeerId),
     /// A signal from another peer.
     Signal {
         /// Sender, as authenticated by the path.
@@ -78,6 +80,8 @@ pub struct Inbound {
 pub enum Announcement {
     /// This node is now the room's admin.
     Admin,
+    /// This node no longer holds the admin role (it lost to another admin).
+    Withdraw,
     /// This node is leaving the room.
     Leaving,
 }
@@ -149,6 +153,9 @@ pub enum SignalError {
     /// The signaler is not started or already stopped.
     #[error("signaler is not running")]
     NotRunning,
+    /// The chain cannot work as configured (says why and how to fix it).
+    #[error("{0}")]
+    Misconfigured(String),
     /// Anything else, from the plugin.
     #[error(transparent)]
     Other(#[from] Box<dyn std::error::Error + Send + Sync>),
@@ -159,6 +166,11 @@ pub enum SignalError {
 pub trait Signaler: Send + Sync {
     /// The plugin name, as used in configuration and in per-path counters.
     fn name(&self) -> &'static str;
+    /// True for a path that only carries signals over links already open (a relay): a chain
+    /// made of such paths alone can never open a first link, and is refused at start.
+    fn needs_open_links(&self) -> bool {
+        false
+    }
     /// Connects (registering where the path has a rendezvous) and starts delivering to the inbox.
     async fn start(&self, ctx: SignalerContext) -> Result<(), SignalError>;
     /// Hands `signal` to `to` by this path.

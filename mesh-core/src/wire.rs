@@ -4,6 +4,7 @@
 //! off a link become a message: it enforces the size limit and never panics.
 
 use crate::id::PeerId;
+use crate::query::RegistryFilter;
 use crate::room::{MemberInfo, WorkerRecord};
 use crate::signal::Signal;
 use serde::{Deserialize, Serialize};
@@ -68,24 +69,35 @@ pub enum MeshMessage {
         /// Why.
         reason: RelayErrorReason,
     },
-    /// Liveness beat, carrying the sender's view of the admin (used to settle two admins).
+    /// Liveness beat, carrying the sender's view of the admin: settles two admins, and tells a
+    /// peer that lost its own link to the admin whether the room still reaches it.
     Heartbeat {
         /// Sender's beat counter.
         seq: u64,
         /// Whom the sender takes for admin.
         admin: Option<PeerId>,
+        /// The admin epoch the sender knows (raised by each election a majority makes).
+        #[serde(default)]
+        epoch: u64,
+        /// True when the sender is the admin or holds an open link to it.
+        #[serde(default)]
+        admin_linked: bool,
     },
     /// "Are you alive and taking the admin role?" sent to a newly elected peer.
     AdminVerify {
         /// Echoed by the ack.
         id: u64,
     },
-    /// Answer to [`MeshMessage::AdminVerify`].
+    /// Answer to [`MeshMessage::AdminVerify`]. The asker counts the admin as verified only when
+    /// `admin` names the answering peer itself.
     AdminVerifyAck {
         /// Echo of the verify id.
         id: u64,
         /// Whom the answering peer takes for admin now.
         admin: Option<PeerId>,
+        /// The admin epoch the answering peer knows.
+        #[serde(default)]
+        epoch: u64,
     },
     /// A worker's own record changed (status, metadata).
     RoomState {
@@ -94,17 +106,26 @@ pub enum MeshMessage {
         /// Its new record.
         record: WorkerRecord,
     },
-    /// A client asks the admin for every worker's record.
+    /// A client (or worker) asks the admin for the workers matching a filter.
     RegistryQuery {
         /// Echoed by the answer.
         id: u64,
+        /// Which workers (every field optional; none matches every present worker).
+        #[serde(flatten)]
+        filter: RegistryFilter,
     },
     /// The admin's answer to a registry query.
     RegistryAnswer {
         /// Echo of the query id.
         id: u64,
-        /// Every present worker.
+        /// Matching workers, highest priority first, then by peer id.
         workers: Vec<MemberInfo>,
+        /// Present workers in the room.
+        #[serde(default)]
+        total_count: usize,
+        /// Workers that matched before the `max` cut.
+        #[serde(default)]
+        matched_count: usize,
     },
     /// Application data: anything a user wants to send over the mesh.
     App {
@@ -170,9 +191,9 @@ mod tests {
 
     #[test]
     fn messages_are_tagged_by_type() {
-        let m = MeshMessage::Heartbeat { seq: 3, admin: None };
+        let m = MeshMessage::Heartbeat { seq: 3, admin: None, epoch: 2, admin_linked: false };
         let text = String::from_utf8(m.encode()).unwrap();
-        assert_eq!(text, r#"{"type":"heartbeat","seq":3,"admin":null}"#);
+        assert_eq!(text, r#"{"type":"heartbeat","seq":3,"admin":null,"epoch":2,"admin_linked":false}"#);
         assert_eq!(MeshMessage::decode(text.as_bytes(), 1024).unwrap(), m);
     }
 

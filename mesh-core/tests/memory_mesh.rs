@@ -5,7 +5,7 @@ mod harness;
 
 use harness::*;
 use mesh_core::memory::MemoryNetwork;
-use mesh_core::{MeshEvent, Role, WorkerStatus};
+use mesh_core::{MeshEvent, RegistryFilter, Role, WorkerStatus};
 use std::time::Duration;
 
 #[tokio::test(start_paused = true)]
@@ -200,11 +200,36 @@ async fn b23_client_reads_the_registry_from_the_admin() {
     nodes[1].set_record(busy).await.expect("record set");
     let client = start_with(&net, options("c0", Role::Client, 0), vec![]).await;
     client.wait_for(WAIT, |s| s.health.links_up == 1).await.expect("client linked to admin");
-    let workers = client.query_registry(WAIT).await.expect("registry");
+    let workers = client.query_registry(RegistryFilter::default(), WAIT).await.expect("registry").workers;
     let names: Vec<&str> = workers.iter().map(|m| m.peer.as_str()).collect();
     assert_eq!(names, ["w0", "w1", "w2"]);
     assert_eq!(workers[1].record.status, WorkerStatus::Busy, "the admin saw w1's status change");
     assert_eq!(nodes[0].snapshot().health.links_up, 2, "the client is not counted as a worker link");
+}
+
+#[tokio::test(start_paused = true)]
+async fn b23_a_query_made_before_the_admin_link_is_up_waits_for_it() {
+    let net = MemoryNetwork::new();
+    let _nodes = spawn_mesh(&net, 3).await;
+    // Slow links: the client's link to the admin opens well after the query is made.
+    net.delay_signals(Duration::from_millis(300));
+    let client = start_with(&net, options("c0", Role::Client, 0), vec![]).await;
+    assert_eq!(client.snapshot().health.links_up, 0, "asked before the link is up");
+    let page = client.query_registry(RegistryFilter::default(), WAIT).await.expect("answered once linked");
+    assert_eq!(page.total_count, 3);
+    assert_eq!(page.workers.len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn b23_a_query_with_no_reachable_admin_fails_naming_what_is_missing() {
+    let net = MemoryNetwork::new();
+    let _nodes = spawn_mesh(&net, 2).await;
+    net.drop_signals_to(&peer("w0"), true); // the client's offer never reaches the admin
+    let client = start_with(&net, options("c0", Role::Client, 0), vec![]).await;
+    let err =
+        client.query_registry(RegistryFilter::default(), Duration::from_secs(2)).await.expect_err("no admin link");
+    let text = err.to_string();
+    assert!(text.contains("no open link to admin w0"), "{text}");
 }
 
 #[tokio::test(start_paused = true)]

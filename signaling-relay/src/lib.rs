@@ -124,6 +124,10 @@ struct Refused {
 
 #[async_trait]
 impl Signaler for RelaySignaler {
+    fn needs_open_links(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         NAME
     }

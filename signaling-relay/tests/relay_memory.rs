@@ -127,3 +127,26 @@ async fn a_relay_storm_of_joiners_forms_the_mesh_without_duplicates() {
     let relayed: u64 = nodes.iter().map(|n| path(n, "relay").sent).sum();
     assert!(relayed > 0, "the joiners used the relay");
 }
+
+#[tokio::test]
+async fn a_chain_of_the_relay_alone_is_refused_at_start_saying_why() {
+    let net = MemoryNetwork::new();
+    let options = NodeOptions {
+        identity: Identity {
+            room: RoomId::new("room").unwrap(),
+            peer: peer("w0"),
+            role: Role::Worker,
+            record: WorkerRecord::new(0, Metadata::new()),
+        },
+        timing: Timing::default(),
+        signal_timeout: Duration::from_millis(500),
+        max_message_bytes: 64 * 1024,
+    };
+    let transport = Arc::new(MemoryTransport::new(net.clone(), peer("w0"), Duration::from_secs(5)));
+    let relay: Arc<dyn Signaler> = Arc::new(RelaySignaler::new(RelayConfig::default()));
+    let err = match MeshNode::start(options, transport, vec![relay]).await {
+        Ok(_) => panic!("a relay-only chain must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("can never open a first link") && err.contains("\"ws\""), "{err}");
+}

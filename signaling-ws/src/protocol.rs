@@ -31,6 +31,9 @@ pub enum ClientMsg {
     },
     /// The sender is the room's elected admin.
     AnnounceAdmin,
+    /// The sender no longer holds the admin role (it lost to another admin); the server forgets
+    /// it as admin if it still names it.
+    WithdrawAdmin,
     /// The sender leaves the room; the server closes the connection.
     Leave,
     /// Keep-alive; answered by `pong` with the same id.

@@ -363,6 +363,7 @@ impl Connection {
                     reply(ServerMsg::error(ErrorCode::NotWorker, "only workers can be admin"));
                 }
             }
+            (ClientMsg::WithdrawAdmin, Some((room, peer, _))) => self.store.withdraw_admin(&room, &peer),
             (ClientMsg::Leave, Some(_)) => return Next::Close(CloseCode::Normal, "left the room"),
         }
         Next::Continue

@@ -69,11 +69,11 @@ async fn session(
     {
         Ok(Ok(ok)) => ok,
         Ok(Err(err)) => {
-            tracing::debug!(error = %err, "signaling connect failed");
+            tracing::debug!(%url, error = %err, "signaling connect failed");
             return Ok(());
         }
         Err(_) => {
-            tracing::debug!("signaling connect timed out");
+            tracing::debug!(%url, "signaling connect timed out");
             return Ok(());
         }
     };
@@ -121,7 +121,8 @@ async fn session(
                     ServerMsg::PeerJoined { member } => SignalingEvent::PeerJoined(member),
                     ServerMsg::PeerLeft { peer } => SignalingEvent::PeerLeft(peer),
                     ServerMsg::Signal { from, signal } => SignalingEvent::Signal { from, signal },
-                    ServerMsg::Admin { .. } | ServerMsg::Pong { .. } => continue,
+                    ServerMsg::Admin { peer } => SignalingEvent::Admin(peer),
+                    ServerMsg::Pong { .. } => continue,
                     ServerMsg::Error { code, message } => {
                         tracing::warn!(?code, %message, "signaling server error");
                         if let Some(tx) = registered.take() {
@@ -153,6 +154,7 @@ impl Signaler for WsSignaler {
         let task = tokio::spawn(async move {
             let mut first = Some(first_tx);
             let mut backoff = BACKOFF_MIN;
+            let mut failures = 0u32;
             loop {
                 let was_first = first.is_some();
                 let result = session(&url, &token, &ctx.identity, &ctx.inbox, &mut rx, &mut first, &mut shutdown).await;
@@ -162,9 +164,17 @@ impl Signaler for WsSignaler {
                 if !was_first || first.is_none() {
                     let _ = ctx.inbox.send(Inbound { path: NAME, event: SignalingEvent::Disconnected }).await;
                     backoff = BACKOFF_MIN;
+                    failures = 0;
                 }
                 let delay = backoff.mul_f64(0.8 + 0.2 * rand::random::<f64>());
-                tracing::info!(?delay, "signaling server unreachable; reconnecting");
+                failures += 1;
+                if failures == 1 {
+                    // The first failure is worth a warning: a newcomer with no server running
+                    // must see why nothing happens. Later ones would only repeat it.
+                    tracing::warn!(%url, retry_in = ?delay, "cannot reach the signaling server; retrying with backoff");
+                } else {
+                    tracing::info!(%url, retry_in = ?delay, failures, "signaling server still unreachable");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return,
@@ -195,6 +205,7 @@ impl Signaler for WsSignaler {
         let tx = self.outgoing().ok_or(SignalError::NotRunning)?;
         let msg = match what {
             Announcement::Admin => ClientMsg::AnnounceAdmin,
+            Announcement::Withdraw => ClientMsg::WithdrawAdmin,
             Announcement::Leaving => ClientMsg::Leave,
         };
         tx.send(msg).await.map_err(|_| SignalError::NotRunning)

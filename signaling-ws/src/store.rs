@@ -33,6 +33,8 @@ pub trait RoomStore: Send + Sync {
     fn forward(&self, room: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode>;
     /// Records `peer` as the room's admin and tells every member.
     fn set_admin(&self, room: &RoomId, peer: &PeerId);
+    /// Forgets `peer` as the room's admin, if it is.
+    fn withdraw_admin(&self, room: &RoomId, peer: &PeerId);
     /// Number of rooms.
     fn room_count(&self) -> usize;
 }
@@ -130,6 +132,15 @@ impl RoomStore for MemoryRoomStore {
         if let Some(room) = rooms.get_mut(room_id) {
             room.admin = Some(peer.clone());
             room.tell_others(peer, &ServerMsg::Admin { peer: peer.clone() });
+        }
+    }
+
+    fn withdraw_admin(&self, room_id: &RoomId, peer: &PeerId) {
+        let mut rooms = self.rooms();
+        if let Some(room) = rooms.get_mut(room_id) {
+            if room.admin.as_ref() == Some(peer) {
+                room.admin = None;
+            }
         }
     }
 

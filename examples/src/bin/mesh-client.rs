@@ -1,9 +1,9 @@
 //! mesh-client: joins a room as a client (not a worker: it links to the admin only), asks the
-//! admin for the room registry and prints it, then leaves. Configuration as for `mesh-worker`
-//! (`--config FILE`, `MESH_*` variables); the role is forced to `client`.
+//! admin for the workers matching a filter and prints them, then leaves. Configuration as for
+//! `mesh-worker` (`--config FILE`, `MESH_*` variables); the role is forced to `client`.
 
 use clap::Parser;
-use mesh_core::{MeshConfig, MeshNode, Registry, Role};
+use mesh_core::{MeshConfig, MeshNode, Registry, RegistryFilter, Role, WorkerStatus};
 use mesh_examples::cli::{exit, init_logging};
 use mesh_examples::stack::link_plugins;
 use std::process::ExitCode;
@@ -18,9 +18,33 @@ struct Args {
     /// Seconds to wait for the link to the admin and for its answer.
     #[arg(long, default_value_t = 10)]
     timeout_secs: u64,
-    /// Print the registry as one JSON line instead of a table.
+    /// Only workers with this status (`any` for every status).
+    #[arg(long, default_value = "any", value_parser = ["any", "available", "busy", "reserved"])]
+    status: String,
+    /// Only workers whose priority (the `priority_key` value) is at least this.
+    #[arg(long)]
+    min_priority: Option<u64>,
+    /// Only workers whose metadata `tags` list holds this tag (repeat for several).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// At most this many workers (highest priority first).
+    #[arg(long)]
+    max: Option<usize>,
+    /// Print the answer as one JSON line instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+impl Args {
+    fn filter(&self) -> RegistryFilter {
+        let status = match self.status.as_str() {
+            "available" => Some(WorkerStatus::Available),
+            "busy" => Some(WorkerStatus::Busy),
+            "reserved" => Some(WorkerStatus::Reserved),
+            _ => None,
+        };
+        RegistryFilter { status, min_priority: self.min_priority, tags: self.tags.clone(), max: self.max }
+    }
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -29,20 +53,15 @@ async fn run(args: Args) -> Result<(), String> {
     config.role = Role::Client;
     let timeout = Duration::from_secs(args.timeout_secs.max(1));
     let node = MeshNode::from_config(&config, &Registry::from_inventory()).await.map_err(|e| e.to_string())?;
-    let result = async {
-        node.wait_for(timeout, |s| s.health.links_up == 1 && s.health.admin.is_some())
-            .await
-            .map_err(|e| format!("no link to the admin: {e}"))?;
-        node.query_registry(timeout).await.map_err(|e| e.to_string())
-    }
-    .await;
+    // The query itself waits for the link to the admin, within the timeout.
+    let result = node.query_registry(args.filter(), timeout).await.map_err(|e| e.to_string());
     node.leave().await;
-    let workers = result?;
+    let page = result?;
     if args.json {
-        println!("{}", serde_json::to_string(&workers).map_err(|e| e.to_string())?);
+        println!("{}", serde_json::to_string(&page).map_err(|e| e.to_string())?);
     } else {
         println!("{:<20} {:<8} {:>9}  metadata", "worker", "status", "priority");
-        for w in &workers {
+        for w in &page.workers {
             println!(
                 "{:<20} {:<8} {:>9}  {}",
                 w.peer.as_str(),
@@ -51,6 +70,12 @@ async fn run(args: Args) -> Result<(), String> {
                 serde_json::to_string(&w.record.metadata).unwrap_or_default()
             );
         }
+        println!(
+            "{} shown, {} matched, {} workers in the room",
+            page.workers.len(),
+            page.matched_count,
+            page.total_count
+        );
     }
     Ok(())
 }

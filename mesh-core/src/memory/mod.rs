@@ -157,7 +157,20 @@ impl MemoryNetwork {
     }
 
     fn set_admin(&self, room: &RoomId, peer: &PeerId) {
-        self.lock().admins.insert(room.clone(), peer.clone());
+        let mut inner = self.lock();
+        inner.admins.insert(room.clone(), peer.clone());
+        for (other, m) in inner.rooms.get(room).into_iter().flatten() {
+            if other != peer {
+                let _ = m.inbox.try_send(Inbound { path: NAME, event: SignalingEvent::Admin(peer.clone()) });
+            }
+        }
+    }
+
+    fn withdraw_admin(&self, room: &RoomId, peer: &PeerId) {
+        let mut inner = self.lock();
+        if inner.admins.get(room) == Some(peer) {
+            inner.admins.remove(room);
+        }
     }
 
     fn deregister(&self, room: &RoomId, peer: &PeerId) {

@@ -65,6 +65,7 @@ impl Signaler for MemorySignaler {
         match what {
             Announcement::Admin => self.net.set_admin(&room, &me),
             Announcement::Leaving => self.net.deregister(&room, &me),
+            Announcement::Withdraw => self.net.withdraw_admin(&room, &me),
         }
         Ok(())
     }

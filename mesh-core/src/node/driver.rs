@@ -8,7 +8,7 @@ use super::session::{Outgoing, Session};
 use super::{Command, Shared, Snapshot};
 use crate::chain::SignalerChain;
 use crate::id::PeerId;
-use crate::room::MemberInfo;
+use crate::query::RegistryPage;
 use crate::signal::{SessionId, Signal, SignalBody};
 use crate::signaler::{Inbound, RelayOutcome, Signaler, SignalingEvent};
 use crate::state::{Action, Event, MeshEvent, MeshState};
@@ -45,7 +45,7 @@ pub(super) struct Driver {
     link_tx: mpsc::Sender<(PeerId, SessionId, LinkEvent)>,
     link_rx: mpsc::Receiver<(PeerId, SessionId, LinkEvent)>,
     background: JoinSet<()>,
-    registry_waiters: HashMap<u64, oneshot::Sender<Vec<MemberInfo>>>,
+    registry_waiters: HashMap<u64, oneshot::Sender<RegistryPage>>,
     next_query: u64,
     leave_done: Option<oneshot::Sender<()>>,
     left: bool,
@@ -123,6 +123,7 @@ impl Driver {
             }
             SignalingEvent::PeerJoined(member) => self.p.state.handle(now, Event::PeerJoined(member)),
             SignalingEvent::PeerLeft(peer) => self.p.state.handle(now, Event::PeerLeft(peer)),
+            SignalingEvent::Admin(peer) => self.p.state.handle(now, Event::AdminAnnounced(peer)),
             SignalingEvent::Disconnected => tracing::info!(path = inbound.path, "signaling path disconnected"),
             SignalingEvent::Signal { from, signal } => {
                 self.p.chain.stats().received(inbound.path);
@@ -202,10 +203,12 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Command::SetRecord(record) => self.p.state.handle(now, Event::RecordChanged(record)),
-            Command::QueryRegistry { reply } => {
+            Command::QueryRegistry { filter, timeout, reply } => {
+                self.registry_waiters.retain(|_, tx| !tx.is_closed()); // askers that gave up
                 self.next_query += 1;
                 self.registry_waiters.insert(self.next_query, reply);
-                self.p.state.handle(now, Event::QueryRegistry { id: self.next_query });
+                let event = Event::QueryRegistry { id: self.next_query, filter, deadline: now + timeout };
+                self.p.state.handle(now, event);
             }
             Command::Leave { done } => {
                 self.leave_done = Some(done);
@@ -346,9 +349,9 @@ impl Driver {
                 });
                 tracing::info!(role = h.role, admin = ?h.admin.as_ref().map(|a| a.as_str()), links_up = h.links_up, links_expected = h.links_expected, status = h.status(), %signals, "health")
             }
-            MeshEvent::Registry { id, workers } => {
+            MeshEvent::Registry { id, page } => {
                 if let Some(tx) = self.registry_waiters.remove(id) {
-                    let _ = tx.send(workers.clone());
+                    let _ = tx.send(page.clone());
                 }
             }
             MeshEvent::LinkUp { peer, reconnect } => tracing::info!(%peer, reconnect, "link up"),

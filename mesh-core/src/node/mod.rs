@@ -10,8 +10,9 @@ mod session;
 use crate::chain::{PathCounters, SignalerChain};
 use crate::config::MeshConfig;
 use crate::id::{PeerId, RoomId};
+use crate::query::{RegistryFilter, RegistryPage};
 use crate::registry::{PluginError, Registry};
-use crate::room::{MemberInfo, WorkerRecord};
+use crate::room::WorkerRecord;
 use crate::signal::Signal;
 use crate::signaler::{Identity, MeshAccess, RelayOutcome, SignalError, Signaler, SignalerContext};
 use crate::state::{Counters, HealthRecord, MeshEvent, StateConfig, Timing};
@@ -44,6 +45,14 @@ pub enum NodeError {
     /// The wait ended before the condition held.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// A request that needs the admin got no answer in time; says what was missing.
+    #[error("no answer from the admin within {waited:?}: {missing}")]
+    NoAdmin {
+        /// How long the request waited.
+        waited: Duration,
+        /// What was missing (no admin known, admin not verified, link not open...).
+        missing: String,
+    },
     /// The node has stopped.
     #[error("node stopped")]
     Stopped,
@@ -86,6 +95,8 @@ impl MeshAccess for Access {
 
     fn relay(&self, via: &PeerId, to: &PeerId, signal: Signal) -> Option<oneshot::Receiver<RelayOutcome>> {
         let mut shared = self.shared.lock().ok()?;
+        // Waiters whose signaler gave up (its timeout passed) are dropped here, not kept forever.
+        shared.relay_waiters.retain(|_, (_, tx)| !tx.is_closed());
         let writer = shared.writers.get(via)?.clone();
         shared.next_relay_id += 1;
         let id = shared.next_relay_id;
@@ -105,7 +116,9 @@ enum Command {
     },
     SetRecord(WorkerRecord),
     QueryRegistry {
-        reply: oneshot::Sender<Vec<MemberInfo>>,
+        filter: RegistryFilter,
+        timeout: Duration,
+        reply: oneshot::Sender<RegistryPage>,
     },
     Leave {
         done: oneshot::Sender<()>,
@@ -255,14 +268,32 @@ impl MeshNode {
         self.commands.send(Command::SetRecord(record)).await.map_err(|_| NodeError::Stopped)
     }
 
-    /// Asks the admin for every worker's record (BEHAVIOUR 23).
-    pub async fn query_registry(&self, timeout: Duration) -> Result<Vec<MemberInfo>, NodeError> {
+    /// Asks the admin for the workers matching `filter` (docs/BEHAVIOUR.md 23). The query waits,
+    /// within `timeout`, for a verified admin and an open link to it, and follows an admin change.
+    pub async fn query_registry(&self, filter: RegistryFilter, timeout: Duration) -> Result<RegistryPage, NodeError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::QueryRegistry { reply }).await.map_err(|_| NodeError::Stopped)?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(workers)) => Ok(workers),
-            Ok(Err(_)) => Err(NodeError::Stopped),
-            Err(_) => Err(NodeError::Timeout(timeout)),
+        let command = Command::QueryRegistry { filter, timeout, reply };
+        self.commands.send(command).await.map_err(|_| NodeError::Stopped)?;
+        // The driver forgets the query at `timeout`; the margin lets its answer win a tie.
+        match tokio::time::timeout(timeout + Duration::from_millis(50), rx).await {
+            Ok(Ok(page)) => Ok(page),
+            Ok(Err(_)) if self.task.as_ref().is_some_and(|t| t.is_finished()) => Err(NodeError::Stopped),
+            Ok(Err(_)) | Err(_) => Err(NodeError::NoAdmin { waited: timeout, missing: self.admin_missing() }),
+        }
+    }
+
+    /// Why this node cannot reach its admin now, in words (for errors).
+    fn admin_missing(&self) -> String {
+        let health = self.snapshot().health;
+        let Some(admin) = health.admin.clone() else { return "no admin known yet".into() };
+        if health.role == "admin" {
+            return "this node is the admin, yet the query was not answered".into();
+        }
+        let link = health.peers.iter().find(|p| p.peer == admin).map(|p| p.state).unwrap_or("none");
+        match (link, health.admin_verified) {
+            ("up", true) => format!("admin {admin} is linked and verified but did not answer"),
+            ("up", false) => format!("admin {admin} is linked but not verified (no admin_verify_ack naming itself)"),
+            (state, _) => format!("no open link to admin {admin} (link {state})"),
         }
     }
 

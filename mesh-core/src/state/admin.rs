@@ -1,17 +1,25 @@
-//! Admin election, verification and conflicts (BEHAVIOUR 14–18).
+//! Admin election, verification, stickiness and conflicts (docs/BEHAVIOUR.md 14–18).
 //!
-//! - Election is a pure function of the room state ([`crate::room::elect`]) over the candidates
-//!   this node can reach: itself and every present worker with an open link. Survivors of an
-//!   admin departure are fully linked, so they all compute the same winner without messages.
-//! - A winner other than this node gets `admin_verify`; without `admin_verify_ack` within
-//!   `admin_verify_timeout` it is removed from the room state and the election runs again. So if
-//!   the elected peer vanished during the election, the last worker standing elects itself.
-//! - Two admins (a healed partition, a race) meet in heartbeats, which carry each side's admin;
-//!   both sides settle on the election winner of the two.
+//! - **Verified** means one thing everywhere: this node is the admin, or the admin answered
+//!   `admin_verify` with an ack naming itself. Joiners, clients, and nodes that adopt another
+//!   admin from a heartbeat all verify before they say so.
+//! - **Election** is a pure function of the room state ([`crate::room::elect`]) over the candidates
+//!   this node reaches: itself and every present worker with an open link. A partitioned node
+//!   does not elect. A winner other than this node gets `admin_verify`; without an answer within
+//!   `admin_verify_timeout` it is removed from the room state and the election runs again.
+//! - **Sticky**: losing only the link to the admin (the admin still in the room) does not move
+//!   the role. The node keeps the admin and asks the room: if a linked worker's heartbeat since
+//!   the loss says it still reaches the admin when a heartbeat interval and a half has passed,
+//!   the loss was a flap and the link is retried; as soon as every linked worker's latest
+//!   heartbeat says it does not (or none says it does by then), the admin is lost and the
+//!   election runs.
+//! - **Epochs**: an election made by a strict majority of the present workers raises the admin
+//!   epoch by one. Two admins (a healed partition, a race) settle on the higher epoch, then on the
+//!   election rule, so a majority's admin keeps the role and an even split settles by priority.
 
-use super::{LinkState, MeshEvent, MeshState};
+use super::{Action, MeshEvent, MeshState};
 use crate::id::PeerId;
-use crate::signaler::Role;
+use crate::signaler::{Announcement, Role};
 use crate::wire::MeshMessage;
 use std::time::Instant;
 
@@ -21,6 +29,25 @@ pub(super) struct PendingVerify {
     pub(super) candidate: PeerId,
     pub(super) id: u64,
     pub(super) deadline: Instant,
+    /// Ask again at this time: the candidate answered without holding the role (yet).
+    pub(super) resend_at: Option<Instant>,
+    answered: bool,
+}
+
+/// The link to the admin was lost while the admin is still in the room.
+#[derive(Debug, Clone)]
+pub(super) struct Suspect {
+    admin: PeerId,
+    since: Instant,
+    pub(super) deadline: Instant,
+}
+
+/// What a peer's latest heartbeat said about the admin.
+#[derive(Debug, Clone)]
+pub(super) struct PeerView {
+    admin: Option<PeerId>,
+    admin_linked: bool,
+    at: Instant,
 }
 
 impl MeshState {
@@ -28,18 +55,118 @@ impl MeshState {
         if self.admin == admin && self.admin_verified == verified {
             return;
         }
-        tracing::info!(admin = ?admin.as_ref().map(|a| a.as_str()), verified, "admin changed");
+        tracing::info!(admin = ?admin.as_ref().map(|a| a.as_str()), verified, epoch = self.epoch, "admin changed");
         self.admin = admin.clone();
         self.admin_verified = verified;
         self.emit(MeshEvent::AdminChanged { admin, verified });
     }
 
-    /// `peer` left the room, or its link is lost: re-elect if it was the admin or the candidate.
-    pub(super) fn on_peer_gone(&mut self, now: Instant, peer: &PeerId) {
-        if self.verify.as_ref().is_some_and(|v| &v.candidate == peer) {
+    /// True when this node is the admin or holds an open link to it.
+    pub(super) fn admin_linked(&self) -> bool {
+        match &self.admin {
+            Some(a) => a == &self.cfg.me || self.is_linked(a),
+            None => false,
+        }
+    }
+
+    /// Takes `admin` for this node's admin, unverified: verified as soon as it is linked.
+    pub(super) fn follow(&mut self, now: Instant, admin: PeerId, epoch: u64) {
+        self.epoch = self.epoch.max(epoch);
+        if admin == self.cfg.me && self.cfg.role == Role::Worker {
+            self.become_admin(now);
+            return;
+        }
+        self.suspect = None;
+        if self.admin.as_ref() == Some(&admin)
+            && (self.admin_verified || self.verify.as_ref().is_some_and(|v| v.candidate == admin))
+        {
+            return;
+        }
+        if self.is_admin() {
+            tracing::info!(admin = %admin, "stepping down: another admin holds the role");
+            self.push(Action::Announce(Announcement::Withdraw));
+        }
+        self.verify = None;
+        self.set_admin(Some(admin.clone()), false);
+        if self.cfg.role == Role::Client {
+            self.client_keep_only(&admin);
+        }
+        if self.is_linked(&admin) {
+            self.start_verify(now, admin);
+        } else {
+            self.dial_admin_now(now, &admin);
+        }
+    }
+
+    fn start_verify(&mut self, now: Instant, candidate: PeerId) {
+        let id = self.next_seq;
+        self.next_seq += 1;
+        let deadline = now + self.cfg.timing.admin_verify_timeout;
+        self.verify =
+            Some(PendingVerify { candidate: candidate.clone(), id, deadline, resend_at: None, answered: false });
+        tracing::info!(%candidate, "verifying the admin");
+        self.send(&candidate, MeshMessage::AdminVerify { id });
+    }
+
+    /// The link to `peer` opened: verify it if it is the admin this node waits to verify.
+    pub(super) fn on_admin_link_opened(&mut self, now: Instant, peer: &PeerId) {
+        if self.admin.as_ref() == Some(peer) && !self.admin_verified && self.verify.is_none() {
+            self.start_verify(now, peer.clone());
+        }
+    }
+
+    /// `peer` left the room (`left`), or its open link is lost.
+    pub(super) fn on_peer_gone(&mut self, now: Instant, peer: &PeerId, left: bool) {
+        let was_candidate = self.verify.as_ref().is_some_and(|v| &v.candidate == peer);
+        if self.admin.as_ref() != Some(peer) && !was_candidate {
+            return;
+        }
+        if self.cfg.role == Role::Client {
+            self.verify = None;
+            self.client_retarget(now, Some(peer));
+        } else if !left && !was_candidate && self.admin_verified && self.is_present_worker(peer) {
+            self.suspect_admin(now, peer.clone());
+        } else {
             self.verify = None;
             self.elect_admin(now);
-        } else if self.admin.as_ref() == Some(peer) {
+        }
+    }
+
+    fn suspect_admin(&mut self, now: Instant, admin: PeerId) {
+        tracing::info!(%admin, "lost the link to the admin; asking the room whether it still reaches it");
+        let deadline = now + self.cfg.timing.heartbeat_interval.mul_f64(1.5);
+        self.suspect = Some(Suspect { admin, since: now, deadline });
+        self.broadcast_view(); // so the others can tell at once that this node lost it too
+    }
+
+    /// Decides a suspicion: a flap (someone still reaches the admin) or a lost admin.
+    pub(super) fn review_suspect(&mut self, now: Instant) {
+        let Some(s) = self.suspect.clone() else { return };
+        if self.admin.as_ref() != Some(&s.admin) || self.is_linked(&s.admin) || !self.is_present_worker(&s.admin) {
+            self.suspect = None;
+            if self.admin.as_ref() == Some(&s.admin) && !self.is_present_worker(&s.admin) {
+                self.elect_admin(now);
+            }
+            return;
+        }
+        let (mut reached, mut unanswered) = (false, false);
+        for peer in self.linked_peers() {
+            if peer == s.admin || !self.is_present_worker(&peer) {
+                continue;
+            }
+            match self.peers.get(&peer).and_then(|e| e.view.as_ref()) {
+                Some(v) if v.at >= s.since => reached |= v.admin.as_ref() == Some(&s.admin) && v.admin_linked,
+                _ => unanswered = true,
+            }
+        }
+        // A "still linked" report may have left before its sender noticed the same silence, so a
+        // flap is only concluded at the deadline; "lost" as soon as every linked worker said so.
+        if now >= s.deadline && reached {
+            tracing::info!(admin = %s.admin, "the room still reaches the admin: a link flap; keeping it and retrying");
+            self.suspect = None;
+        } else if (!unanswered && !reached) || now >= s.deadline {
+            tracing::info!(admin = %s.admin, "no linked worker reaches the admin; it is lost");
+            self.suspect = None;
             self.elect_admin(now);
         }
     }
@@ -47,101 +174,220 @@ impl MeshState {
     /// Runs the election over reachable candidates and starts verification of the winner.
     pub(super) fn elect_admin(&mut self, now: Instant) {
         if self.cfg.role == Role::Client {
-            self.set_admin(None, false);
+            self.client_retarget(now, None);
+            return;
+        }
+        if self.partition_now() {
+            if self.admin.as_ref().is_some_and(|a| !self.is_present_worker(a)) {
+                self.set_admin(None, false);
+            }
+            tracing::info!("partitioned: no election until the partition heals");
             return;
         }
         let me = self.cfg.me.clone();
+        let (reached, present) = self.reach();
+        let epoch = self.epoch + u64::from(reached * 2 > present);
         let winner = crate::room::elect(
             self.room.present().filter(|(p, _)| **p == me || self.is_linked(p)).map(|(p, r)| (p, r.priority)),
         )
         .unwrap_or(me.clone());
-        if winner == me {
-            self.become_admin();
-            return;
-        }
         if self.verify.as_ref().is_some_and(|v| v.candidate == winner) {
             return;
         }
-        let id = self.next_seq;
-        self.next_seq += 1;
+        self.epoch = epoch;
+        if winner == me {
+            self.become_admin(now);
+            return;
+        }
+        self.suspect = None;
         self.set_admin(Some(winner.clone()), false);
-        self.verify =
-            Some(PendingVerify { candidate: winner.clone(), id, deadline: now + self.cfg.timing.admin_verify_timeout });
-        tracing::info!(candidate = %winner, "verifying elected admin");
-        self.send(&winner, MeshMessage::AdminVerify { id });
+        self.start_verify(now, winner);
     }
 
     pub(super) fn on_admin_verify(&mut self, now: Instant, from: &PeerId, id: u64) {
-        // The sender lost its admin and elected us. If we cannot reach our admin either, take over.
-        let our_admin_reachable = match &self.admin {
-            Some(a) if a == &self.cfg.me => true,
-            Some(a) => self.is_linked(a),
-            None => false,
-        };
-        if !our_admin_reachable {
+        // A worker that asks has lost its admin and elected us: if we lost ours too, decide now
+        // instead of waiting for our own suspicion to run out.
+        if self.cfg.role == Role::Worker && !self.is_admin() && (self.suspect.is_some() || !self.admin_linked()) {
+            self.suspect = None;
             self.elect_admin(now);
         }
-        let admin = self.admin.clone();
-        self.send(from, MeshMessage::AdminVerifyAck { id, admin });
+        let (admin, epoch) = (self.admin.clone(), self.epoch);
+        self.send(from, MeshMessage::AdminVerifyAck { id, admin, epoch });
     }
 
-    pub(super) fn on_admin_verify_ack(&mut self, from: &PeerId, id: u64) {
-        let Some(v) = &self.verify else { return };
-        if &v.candidate != from || v.id != id {
+    pub(super) fn on_admin_verify_ack(
+        &mut self,
+        now: Instant,
+        from: &PeerId,
+        id: u64,
+        admin: Option<PeerId>,
+        epoch: u64,
+    ) {
+        if self.verify.as_ref().is_none_or(|v| &v.candidate != from || v.id != id) {
             return;
         }
-        self.verify = None;
-        self.set_admin(Some(from.clone()), true);
+        match admin {
+            Some(a) if &a == from => {
+                self.verify = None;
+                self.epoch = self.epoch.max(epoch);
+                self.set_admin(Some(a), true);
+            }
+            Some(a) if a != self.cfg.me && (self.is_present_worker(&a) || self.cfg.role == Role::Client) => {
+                tracing::info!(candidate = %from, admin = %a, "the candidate follows another admin; following it too");
+                self.verify = None;
+                self.follow(now, a, epoch);
+            }
+            _ => {
+                // Alive, but not (yet) holding the role: ask again shortly, within the deadline.
+                let resend_at = now + self.cfg.timing.heartbeat_interval / 4;
+                if let Some(v) = &mut self.verify {
+                    v.answered = true;
+                    v.resend_at = Some(resend_at);
+                }
+            }
+        }
     }
 
-    /// Fires the verification timeout.
+    /// Fires the verification timers: resend, or give up on a silent candidate.
     pub(super) fn fire_verify_timer(&mut self, now: Instant) {
-        let Some(v) = &self.verify else { return };
+        let Some(v) = &mut self.verify else { return };
+        if v.resend_at.is_some_and(|t| t <= now) && v.deadline > now {
+            v.resend_at = None;
+            let (to, id) = (v.candidate.clone(), v.id);
+            self.send(&to, MeshMessage::AdminVerify { id });
+            return;
+        }
         if v.deadline > now {
             return;
         }
-        let candidate = v.candidate.clone();
-        tracing::warn!(%candidate, "elected admin did not answer admin_verify; removing it and re-electing");
+        let (candidate, answered) = (v.candidate.clone(), v.answered);
         self.verify = None;
+        if answered || self.cfg.role == Role::Client {
+            // Alive but not the admin: look again rather than throw a live peer out.
+            tracing::warn!(%candidate, "the candidate did not take the admin role in time; electing again");
+            if self.cfg.role == Role::Client {
+                self.client_retarget(now, Some(&candidate));
+            } else {
+                self.elect_admin(now);
+            }
+            return;
+        }
+        tracing::warn!(%candidate, "elected admin did not answer admin_verify; removing it and re-electing");
         self.room.remove(&candidate);
         if let Some(session) = self.peers.get(&candidate).and_then(|e| super::links::session_of(&e.link)).cloned() {
             let reason = "did not answer admin_verify".to_string();
-            self.push(super::Action::Close { peer: candidate.clone(), session, reason });
+            self.push(Action::Close { peer: candidate.clone(), session, reason });
         }
         self.peers.remove(&candidate);
         self.elect_admin(now);
     }
 
-    /// A heartbeat told us whom `from` takes for admin; settle any disagreement.
-    pub(super) fn on_admin_claim(&mut self, from: &PeerId, claim: Option<PeerId>) {
-        let (Some(theirs), Some(ours)) = (claim, self.admin.clone()) else { return };
-        if theirs == ours || !self.admin_verified {
+    /// A heartbeat from `from`: note its view of the admin, and settle any disagreement.
+    pub(super) fn on_heartbeat(
+        &mut self,
+        now: Instant,
+        from: &PeerId,
+        claim: Option<PeerId>,
+        epoch: u64,
+        admin_linked: bool,
+    ) {
+        if let Some(entry) = self.peers.get_mut(from) {
+            entry.view = Some(PeerView { admin: claim.clone(), admin_linked, at: now });
+        }
+        let Some(theirs) = claim else { return };
+        if self.cfg.role == Role::Client {
+            // The admin itself says another peer holds the role: follow it.
+            if self.admin.as_ref() == Some(from) && &theirs != from && admin_linked {
+                self.follow(now, theirs, epoch);
+            }
             return;
         }
-        let reachable = |s: &Self, p: &PeerId| p == &s.cfg.me || s.is_linked(p);
-        if !reachable(self, &theirs) || self.room.get(&theirs).is_none() {
+        let Some(ours) = self.admin.clone() else { return };
+        if theirs == ours {
+            self.epoch = self.epoch.max(epoch);
+            return;
+        }
+        // A peer that does not reach the admin it names holds a stale view, not a rival admin.
+        if !admin_linked || (theirs != self.cfg.me && !self.is_present_worker(&theirs)) {
             return;
         }
         let priority = |s: &Self, p: &PeerId| s.room.get(p).map(|r| r.priority).unwrap_or(0);
-        let winner = crate::room::elect([(&theirs, priority(self, &theirs)), (&ours, priority(self, &ours))]);
-        if winner.as_ref() == Some(&theirs) {
-            tracing::info!(%from, admin = %theirs, "two admins: settling on the election winner");
-            if theirs == self.cfg.me {
-                self.become_admin();
-            } else {
-                self.verify = None;
-                self.set_admin(Some(theirs), true);
-            }
+        let key = |s: &Self, p: &PeerId, e: u64| (e, priority(s, p), std::cmp::Reverse(p.clone()));
+        if key(self, &theirs, epoch) > key(self, &ours, self.epoch) {
+            tracing::info!(%from, admin = %theirs, epoch, "two admins: following the later or stronger one");
+            self.follow(now, theirs, epoch);
+        } else if self.is_admin() && self.last_announce.is_none_or(|t| now >= t + self.cfg.timing.heartbeat_interval) {
+            // We keep the role: make sure the rendezvous points newcomers at us.
+            self.announce_admin(now);
         }
     }
 
-    /// Is the admin lost from this node's point of view?
-    pub(super) fn admin_reachable(&self) -> bool {
-        match &self.admin {
-            Some(a) if a != &self.cfg.me => {
-                matches!(self.peers.get(a).map(|e| &e.link), Some(LinkState::Up { .. }))
+    pub(super) fn become_admin(&mut self, now: Instant) {
+        if self.is_admin() && self.admin_verified {
+            return;
+        }
+        self.verify = None;
+        self.suspect = None;
+        self.set_admin(Some(self.cfg.me.clone()), true);
+        self.announce_admin(now);
+        // Linked workers are already in the mesh; only newcomers get a peer list.
+        for (_, entry) in self.peers.iter_mut() {
+            if matches!(entry.link, super::LinkState::Up { .. }) {
+                entry.peer_list_sent = true;
             }
-            _ => false,
+        }
+        self.broadcast_view();
+    }
+
+    pub(super) fn announce_admin(&mut self, now: Instant) {
+        self.last_announce = Some(now);
+        self.push(Action::Announce(Announcement::Admin));
+    }
+
+    /// Sends this node's view of the admin to every linked peer now, off the heartbeat schedule.
+    pub(super) fn broadcast_view(&mut self) {
+        self.heartbeat_seq += 1;
+        for peer in self.linked_peers() {
+            let msg = self.heartbeat();
+            self.send(&peer, msg);
+        }
+    }
+
+    /// The heartbeat this node sends now.
+    pub(super) fn heartbeat(&self) -> MeshMessage {
+        MeshMessage::Heartbeat {
+            seq: self.heartbeat_seq,
+            admin: self.admin.clone(),
+            epoch: self.epoch,
+            admin_linked: self.admin_linked(),
+        }
+    }
+
+    /// The rendezvous announced an admin: clients follow it; workers keep their own election.
+    pub(super) fn on_admin_announced(&mut self, now: Instant, admin: PeerId) {
+        self.announced_admin = Some(admin.clone());
+        if self.cfg.role == Role::Client && self.admin.as_ref() != Some(&admin) {
+            tracing::info!(%admin, "the rendezvous announced a new admin; following it");
+            self.follow(now, admin, self.epoch);
+        }
+    }
+
+    /// A client lost (or never verified) its admin: dial the one the rendezvous announced, or
+    /// the one the room will elect, other than `exclude`.
+    pub(super) fn client_retarget(&mut self, now: Instant, exclude: Option<&PeerId>) {
+        let usable = |s: &Self, p: &PeerId| Some(p) != exclude && s.room.present().any(|(q, _)| q == p);
+        let announced = self.announced_admin.clone().filter(|a| usable(self, a));
+        let target = announced.or_else(|| {
+            crate::room::elect(self.room.present().filter(|(p, _)| Some(*p) != exclude).map(|(p, r)| (p, r.priority)))
+        });
+        match target {
+            Some(target) if self.admin.as_ref() != Some(&target) => self.follow(now, target, self.epoch),
+            Some(target) => {
+                if self.is_linked(&target) {
+                    self.start_verify(now, target);
+                }
+            }
+            None => self.set_admin(None, false),
         }
     }
 }

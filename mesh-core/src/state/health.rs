@@ -1,18 +1,19 @@
-//! Heartbeats, loss detection, the partition flag and the health record (BEHAVIOUR 19, 20, 22).
+//! Heartbeats, loss detection, the partition flag and the health record (docs/BEHAVIOUR.md 19, 20,
+//! 22).
 //!
 //! The partition flag is recomputed after every event, *before* anything else is emitted for
 //! that change: the `PartitionDetected` event and the health record that follows it both read the
 //! flag already set (the bug of the origin system was the reverse order).
 //!
-//! Partitioned means: this node lost the admin (it cannot reach an admin other than itself, or its
-//! link to the admin died while the admin was still in the room) and it reaches fewer than half of
-//! the other present workers it has been linked with. It stays partitioned until it reaches half
-//! again: an admin elected inside a cut-off minority does not make that minority healthy.
+//! The rule: a worker is partitioned iff its admin is neither itself nor linked, and
+//! `(1 + linked present workers) / (present workers, itself included) < 1/2`. A worker whose
+//! first link attempt is still in flight is not counted yet (a joiner forming its links is not cut
+//! off); once an attempt failed it is. A partitioned worker is read-only: it elects no admin,
+//! queues its own record changes, and on heal sends them and merges the room state from the admin.
 
 use super::{LinkState, MeshEvent, MeshState};
 use crate::id::{PeerId, RoomId};
 use crate::signaler::Role;
-use crate::wire::MeshMessage;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -63,8 +64,8 @@ impl HealthRecord {
 
 impl MeshState {
     pub(super) fn on_tick(&mut self, now: Instant) {
-        self.fire_heartbeats(now);
         self.detect_silence(now);
+        self.fire_heartbeats(now);
         self.fire_link_timers(now);
         self.fire_verify_timer(now);
         if self.next_health.is_some_and(|t| t <= now) {
@@ -80,11 +81,7 @@ impl MeshState {
             return;
         }
         self.next_heartbeat = Some(now + self.cfg.timing.heartbeat_interval);
-        self.heartbeat_seq += 1;
-        for peer in self.linked_peers() {
-            let msg = MeshMessage::Heartbeat { seq: self.heartbeat_seq, admin: self.admin.clone() };
-            self.send(&peer, msg);
-        }
+        self.broadcast_view();
     }
 
     fn detect_silence(&mut self, now: Instant) {
@@ -109,37 +106,69 @@ impl MeshState {
         }
     }
 
+    /// Workers this node reaches (itself included) and present workers (itself included),
+    /// leaving out workers whose first link attempt is still in flight.
+    pub(super) fn reach(&self) -> (usize, usize) {
+        let (mut reached, mut present) = (1usize, 1usize);
+        for (peer, _) in self.room.present() {
+            if peer == &self.cfg.me {
+                continue;
+            }
+            let forming = self.peers.get(peer).is_none_or(|e| {
+                !e.ever_linked
+                    && e.retry_attempt == 0
+                    && matches!(
+                        e.link,
+                        LinkState::Waiting { .. } | LinkState::Dialing { .. } | LinkState::Accepting { .. }
+                    )
+            });
+            if forming {
+                continue;
+            }
+            present += 1;
+            reached += self.is_linked(peer) as usize;
+        }
+        (reached, present)
+    }
+
+    /// The partition rule, computed now.
+    pub(super) fn partition_now(&self) -> bool {
+        if self.cfg.role == Role::Client || !self.registered || self.leaving || self.admin_linked() {
+            return false;
+        }
+        let (reached, present) = self.reach();
+        reached * 2 < present
+    }
+
     /// Recomputes the partition flag; on a change, sets it first, then emits.
-    pub(super) fn update_partition(&mut self, _now: Instant) {
+    pub(super) fn update_partition(&mut self, now: Instant) {
         if self.cfg.role == Role::Client || !self.registered || self.leaving {
             return;
         }
-        let mut known = 0usize;
-        let mut reachable = 0usize;
-        for (peer, entry) in &self.peers {
-            if entry.ever_linked && self.is_present_worker(peer) {
-                known += 1;
-                reachable += matches!(entry.link, LinkState::Up { .. }) as usize;
-            }
-        }
-        let minority = reachable * 2 < known;
-        if !minority {
-            self.admin_lost = false;
-        }
-        let partitioned = minority && (self.admin_lost || !self.admin_reachable());
+        let partitioned = self.partition_now();
         if partitioned == self.partitioned {
             return;
         }
         self.partitioned = partitioned;
+        let (reached, present) = self.reach();
         if partitioned {
-            tracing::warn!(reachable, known, "partition detected");
+            tracing::warn!(reached, present, "partition detected");
             self.emit(MeshEvent::PartitionDetected);
         } else {
-            tracing::info!(reachable, known, "partition healed");
+            tracing::info!(reached, present, "partition healed");
             self.emit(MeshEvent::PartitionHealed);
         }
         let record = self.health_record();
         self.emit(MeshEvent::Health(record));
+        if !partitioned {
+            if let Some(record) = self.pending_record.take() {
+                self.publish_record(record);
+            }
+            self.sync_room_from_admin();
+            if self.admin.as_ref().is_none_or(|a| a != &self.cfg.me && !self.is_present_worker(a)) {
+                self.elect_admin(now);
+            }
+        }
     }
 
     /// The current health record.

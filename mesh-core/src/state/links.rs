@@ -1,4 +1,4 @@
-//! Who dials whom, crossing offers, link loss and retries (BEHAVIOUR 5–9, 21).
+//! Who dials whom, crossing offers, link loss and retries (docs/BEHAVIOUR.md 5–9, 21).
 //!
 //! - A newcomer dials the admin first, then every worker on the admin's peer list.
 //! - Existing workers wait for the newcomer's offer; if none comes within `offer_wait` they dial
@@ -12,7 +12,7 @@ use super::{Action, LinkState, MeshEvent, MeshState, PeerEntry};
 use crate::id::PeerId;
 use crate::room::MemberInfo;
 use crate::signal::SessionId;
-use crate::signaler::{Announcement, Role};
+use crate::signaler::Role;
 use crate::wire::MeshMessage;
 use std::time::{Duration, Instant};
 
@@ -38,19 +38,25 @@ impl MeshState {
         for m in &members {
             self.room.merge(&m.peer, &m.record);
         }
+        if let Some(a) = &admin {
+            self.announced_admin = Some(a.clone());
+        }
+        if self.next_heartbeat.is_none() {
+            self.next_heartbeat = Some(now + self.cfg.timing.heartbeat_interval);
+            self.next_health = Some(now + self.cfg.timing.health_interval);
+        }
         if self.cfg.role == Role::Client {
-            let target = admin.or_else(|| crate::room::elect(members.iter().map(|m| (&m.peer, m.record.priority))));
-            if let Some(target) = target {
-                self.admin = Some(target.clone());
-                self.admin_verified = true;
-                self.ensure_dial(now, &target);
+            if self.admin.is_none() || !self.admin_linked() {
+                self.client_retarget(now, None);
             }
             return;
         }
         let others: Vec<PeerId> = members.iter().map(|m| m.peer.clone()).filter(|p| p != &self.cfg.me).collect();
         if others.is_empty() && self.admin.is_none() {
-            self.become_admin();
+            self.become_admin(now);
         } else if first || self.admin.is_none() {
+            // Follow the admin the rendezvous names (verified once linked), else the one the
+            // room would elect.
             let admin = admin.filter(|a| a != &self.cfg.me || others.is_empty());
             let admin = admin.or_else(|| {
                 crate::room::elect(
@@ -58,17 +64,15 @@ impl MeshState {
                 )
             });
             if let Some(admin) = admin {
-                self.set_admin(Some(admin.clone()), true);
-                self.ensure_dial(now, &admin);
+                self.follow(now, admin, 0);
             }
+        } else if self.is_admin() {
+            // Registered again (the server restarted): tell it who the admin is.
+            self.announce_admin(now);
         }
         // Everyone else: dial when the peer list comes, or after `offer_wait` if it never does.
         for peer in others {
             self.expect(now, &peer);
-        }
-        if self.next_heartbeat.is_none() {
-            self.next_heartbeat = Some(now + self.cfg.timing.heartbeat_interval);
-            self.next_health = Some(now + self.cfg.timing.health_interval);
         }
     }
 
@@ -97,7 +101,7 @@ impl MeshState {
                 }
             }
         }
-        self.on_peer_gone(now, peer);
+        self.on_peer_gone(now, peer, true);
     }
 
     /// Registers `peer` as a worker we should be linked to, without dialing yet.
@@ -111,6 +115,7 @@ impl MeshState {
             ever_linked: false,
             retry_attempt: 0,
             peer_list_sent: false,
+            view: None,
         });
     }
 
@@ -176,7 +181,10 @@ impl MeshState {
     pub(super) fn on_aborted(&mut self, now: Instant, from: &PeerId, session: &SessionId) {
         let current = self.peers.get(from).and_then(|e| session_of(&e.link)).cloned();
         if current.as_ref() == Some(session) {
-            self.on_link_closed(now, from, session, "peer aborted the session".into());
+            // Close our end too: the transport session must not outlive the state's view of it.
+            let reason = "peer aborted the session".to_string();
+            self.push(Action::Close { peer: from.clone(), session: session.clone(), reason: reason.clone() });
+            self.on_link_closed(now, from, session, reason);
         }
     }
 
@@ -205,6 +213,7 @@ impl MeshState {
             self.send(&peer, MeshMessage::RoomState { peer: self.cfg.me.clone(), record });
         }
         self.maybe_send_peer_list(&peer);
+        self.on_admin_link_opened(now, &peer);
     }
 
     /// As admin, sends `peer` the list of every other linked worker, once it is linked and known.
@@ -248,21 +257,25 @@ impl MeshState {
         }
         let was_up = matches!(entry.link, LinkState::Up { .. });
         if was_up {
-            if self.admin.as_ref() == Some(peer) && self.is_present_worker(peer) {
-                self.admin_lost = true;
-            }
             tracing::info!(%peer, %reason, "link lost");
             self.emit(MeshEvent::LinkDown { peer: peer.clone(), reason });
         } else {
             tracing::debug!(%peer, %reason, "link attempt failed");
         }
-        if self.is_present_worker(peer) || self.admin.as_ref() == Some(peer) {
+        let wanted = match self.cfg.role {
+            Role::Worker => self.is_present_worker(peer) || self.admin.as_ref() == Some(peer),
+            Role::Client => self.admin.as_ref() == Some(peer) && self.is_present_worker(peer),
+        };
+        if wanted {
             self.schedule_retry(now, peer);
         } else {
             self.peers.remove(peer);
         }
         if was_up {
-            self.on_peer_gone(now, peer);
+            self.on_peer_gone(now, peer, false);
+        } else if self.cfg.role == Role::Client && self.admin.as_ref() == Some(peer) && !self.admin_verified {
+            // The admin a client was pointed at cannot be reached: look for the room's admin.
+            self.client_retarget(now, Some(peer));
         }
     }
 
@@ -312,17 +325,31 @@ impl MeshState {
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    pub(super) fn become_admin(&mut self) {
-        if self.is_admin() && self.admin_verified {
-            return;
+    /// Dials the admin this node follows now: an idle entry at once, a pending retry too (the
+    /// admin is known to be alive, so its backoff is not waited out).
+    pub(super) fn dial_admin_now(&mut self, now: Instant, admin: &PeerId) {
+        self.expect(now, admin);
+        let idle = matches!(
+            self.peers.get(admin).map(|e| &e.link),
+            Some(LinkState::Waiting { .. } | LinkState::Retrying { .. })
+        );
+        if idle {
+            self.dial(admin);
         }
-        self.verify = None;
-        self.set_admin(Some(self.cfg.me.clone()), true);
-        self.push(Action::Announce(Announcement::Admin));
-        // Linked workers are already in the mesh; only newcomers get a peer list.
-        for (_, entry) in self.peers.iter_mut() {
-            if matches!(entry.link, LinkState::Up { .. }) {
-                entry.peer_list_sent = true;
+    }
+
+    /// A client keeps one link, to its admin: every other link and attempt is closed.
+    pub(super) fn client_keep_only(&mut self, admin: &PeerId) {
+        let others: Vec<PeerId> = self.peers.keys().filter(|p| *p != admin).cloned().collect();
+        for peer in others {
+            if let Some(entry) = self.peers.remove(&peer) {
+                if let Some(session) = session_of(&entry.link) {
+                    let reason = "a client links to its admin only".to_string();
+                    self.push(Action::Close { peer: peer.clone(), session: session.clone(), reason: reason.clone() });
+                    if matches!(entry.link, LinkState::Up { .. }) {
+                        self.emit(MeshEvent::LinkDown { peer, reason });
+                    }
+                }
             }
         }
     }

@@ -1,4 +1,4 @@
-//! What a node does with each mesh message that arrives over a link (BEHAVIOUR 6, 7, 17, 25).
+//! What a node does with each mesh message that arrives over a link (docs/BEHAVIOUR.md 6, 7, 17, 25).
 //!
 //! `from` is always the peer of the link the message came over, so a message can never speak for
 //! another peer: records are accepted only from their owner, goodbyes only from the leaver, and a
@@ -6,6 +6,7 @@
 
 use super::{Action, MeshEvent, MeshState};
 use crate::id::PeerId;
+use crate::query::RegistryPage;
 use crate::signal::Signal;
 use crate::signaler::RelayOutcome;
 use crate::wire::{MeshMessage, RelayErrorReason};
@@ -32,20 +33,24 @@ impl MeshState {
             MeshMessage::RelayError { id, reason } => {
                 self.push(Action::RelayAnswered { relay: from, id, outcome: RelayOutcome::Refused(reason) })
             }
-            MeshMessage::Heartbeat { admin, .. } => self.on_admin_claim(&from, admin),
+            MeshMessage::Heartbeat { admin, epoch, admin_linked, .. } => {
+                self.on_heartbeat(now, &from, admin, epoch, admin_linked)
+            }
             MeshMessage::AdminVerify { id } => self.on_admin_verify(now, &from, id),
-            MeshMessage::AdminVerifyAck { id, .. } => self.on_admin_verify_ack(&from, id),
+            MeshMessage::AdminVerifyAck { id, admin, epoch } => self.on_admin_verify_ack(now, &from, id, admin, epoch),
             MeshMessage::RoomState { peer, record } if peer == from => {
                 self.room.merge(&peer, &record);
             }
             MeshMessage::RoomState { peer, .. } => {
                 tracing::warn!(%from, %peer, "room_state for another peer; only the owner may update it")
             }
-            MeshMessage::RegistryQuery { id } => {
-                let workers = self.present_members();
-                self.send(&from, MeshMessage::RegistryAnswer { id, workers });
+            MeshMessage::RegistryQuery { id, filter } => {
+                let RegistryPage { workers, total_count, matched_count } = filter.apply(&self.room);
+                self.send(&from, MeshMessage::RegistryAnswer { id, workers, total_count, matched_count });
             }
-            MeshMessage::RegistryAnswer { id, workers } => self.emit(MeshEvent::Registry { id, workers }),
+            MeshMessage::RegistryAnswer { id, workers, total_count, matched_count } => {
+                self.on_registry_answer(&from, id, RegistryPage { workers, total_count, matched_count })
+            }
             MeshMessage::App { body } => self.emit(MeshEvent::AppMessage { from, body }),
         }
     }

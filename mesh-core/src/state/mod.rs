@@ -12,12 +12,14 @@ mod admin;
 mod health;
 mod links;
 mod messages;
+mod queries;
 #[cfg(test)]
 mod tests;
 
 pub use health::{HealthRecord, PeerHealth};
 
 use crate::id::{PeerId, RoomId};
+use crate::query::{RegistryFilter, RegistryPage};
 use crate::room::{MemberInfo, RoomState, WorkerRecord};
 use crate::signal::{SessionId, Signal};
 use crate::signaler::{Announcement, RelayOutcome, Role};
@@ -25,7 +27,7 @@ use crate::wire::MeshMessage;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Every timing of the mesh. Defaults follow BEHAVIOUR.md.
+/// Every timing of the mesh. Defaults are listed in docs/BEHAVIOUR.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timing {
     /// How often a heartbeat goes out on every link.
@@ -89,6 +91,9 @@ pub enum Event {
     PeerJoined(MemberInfo),
     /// The rendezvous says a peer left.
     PeerLeft(PeerId),
+    /// The rendezvous says this worker announced itself admin (a hint: clients follow it,
+    /// workers keep their own election).
+    AdminAnnounced(PeerId),
     /// An offer arrived for a new session (the driver keeps the offer body).
     OfferReceived {
         /// Sender.
@@ -128,10 +133,15 @@ pub enum Event {
     },
     /// The user changed this worker's record (status or metadata); the version is bumped here.
     RecordChanged(WorkerRecord),
-    /// The user asks the admin for the registry (clients and workers alike).
+    /// The user asks the admin for the registry (clients and workers alike). The query waits
+    /// for a verified, linked admin and is forgotten at `deadline`.
     QueryRegistry {
         /// Echoed in the answer event.
         id: u64,
+        /// Which workers.
+        filter: RegistryFilter,
+        /// When the asker stops waiting.
+        deadline: Instant,
     },
     /// The user leaves the room gracefully.
     Leave,
@@ -253,8 +263,8 @@ pub enum MeshEvent {
     Registry {
         /// Query id.
         id: u64,
-        /// Every present worker.
-        workers: Vec<MemberInfo>,
+        /// The matching workers and the counts.
+        page: RegistryPage,
     },
 }
 
@@ -292,6 +302,8 @@ struct PeerEntry {
     ever_linked: bool,
     retry_attempt: u32,
     peer_list_sent: bool,
+    /// The peer's view of the admin from its latest heartbeat.
+    view: Option<admin::PeerView>,
 }
 
 /// The whole decision state of one node.
@@ -301,11 +313,24 @@ pub struct MeshState {
     peers: BTreeMap<PeerId, PeerEntry>,
     admin: Option<PeerId>,
     admin_verified: bool,
+    /// The admin epoch: raised by every election a strict majority of the room makes, so on a
+    /// healed partition the majority's admin wins.
+    epoch: u64,
     verify: Option<admin::PendingVerify>,
+    /// The link to the admin was lost while it is still in the room: flap or death, to be told
+    /// apart by what the other workers report.
+    suspect: Option<admin::Suspect>,
+    /// The last admin the rendezvous announced.
+    announced_admin: Option<PeerId>,
+    /// When this node last told the rendezvous it is admin.
+    last_announce: Option<Instant>,
     partitioned: bool,
-    /// The link to the admin was lost while it was still in the room (cleared once this node
-    /// reaches half the room again): the "lost the admin" half of the partition rule.
-    admin_lost: bool,
+    /// A record change made while partitioned, sent when the partition heals.
+    pending_record: Option<WorkerRecord>,
+    /// Registry queries waiting for, or sent to, the admin.
+    queries: BTreeMap<u64, queries::PendingQuery>,
+    /// The id of the room-state request sent to the admin after a partition healed.
+    sync_query: Option<u64>,
     registered: bool,
     leaving: bool,
     next_seq: u64,
@@ -331,9 +356,15 @@ impl MeshState {
             peers: BTreeMap::new(),
             admin: None,
             admin_verified: false,
+            epoch: 0,
             verify: None,
+            suspect: None,
+            announced_admin: None,
+            last_announce: None,
             partitioned: false,
-            admin_lost: false,
+            pending_record: None,
+            queries: BTreeMap::new(),
+            sync_query: None,
             registered: false,
             leaving: false,
             next_seq: 1,
@@ -355,17 +386,23 @@ impl MeshState {
             Event::Registered { members, admin } => self.on_registered(now, members, admin),
             Event::PeerJoined(member) => self.on_peer_joined(now, member),
             Event::PeerLeft(peer) => self.on_peer_left(now, &peer),
+            Event::AdminAnnounced(peer) => self.on_admin_announced(now, peer),
             Event::OfferReceived { from, session } => self.on_offer(now, from, session),
             Event::SessionAborted { from, session } => self.on_aborted(now, &from, &session),
             Event::LinkOpened { peer, session } => self.on_link_opened(now, peer, session),
             Event::LinkClosed { peer, session, reason } => self.on_link_closed(now, &peer, &session, reason),
             Event::Message { from, msg } => self.on_message(now, from, msg),
             Event::RecordChanged(record) => self.on_record_changed(record),
-            Event::QueryRegistry { id } => self.on_query_registry(id),
+            Event::QueryRegistry { id, filter, deadline } => self.on_query_registry(now, id, filter, deadline),
             Event::Leave => self.on_leave(),
             Event::Tick => self.on_tick(now),
         }
+        if self.leaving {
+            return;
+        }
+        self.review_suspect(now);
         self.update_partition(now);
+        self.flush_queries(now);
     }
 
     /// The next queued action, if any.
@@ -378,7 +415,12 @@ impl MeshState {
         let mut times: Vec<Instant> = self.next_heartbeat.into_iter().chain(self.next_health).collect();
         if let Some(v) = &self.verify {
             times.push(v.deadline);
+            times.extend(v.resend_at);
         }
+        if let Some(s) = &self.suspect {
+            times.push(s.deadline);
+        }
+        times.extend(self.queries.values().map(|q| q.deadline));
         for entry in self.peers.values() {
             match &entry.link {
                 LinkState::Waiting { dial_at } => times.push(*dial_at),
@@ -398,6 +440,11 @@ impl MeshState {
     /// The admin as this node sees it, and whether it is verified.
     pub fn admin(&self) -> (Option<&PeerId>, bool) {
         (self.admin.as_ref(), self.admin_verified)
+    }
+
+    /// The admin epoch this node knows.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// True when this node is the admin.
@@ -461,24 +508,24 @@ impl MeshState {
         peer != &self.cfg.me && self.room.present().any(|(p, _)| p == peer)
     }
 
-    fn on_record_changed(&mut self, mut record: WorkerRecord) {
+    fn on_record_changed(&mut self, record: WorkerRecord) {
+        if self.partitioned {
+            // Read-only while cut off: the change goes out when the partition heals.
+            tracing::info!("record change queued until the partition heals");
+            self.pending_record = Some(record);
+            return;
+        }
+        self.publish_record(record);
+    }
+
+    /// Bumps the version of this worker's record and tells every linked peer.
+    fn publish_record(&mut self, mut record: WorkerRecord) {
         let current = self.room.get(&self.cfg.me).map(|r| r.version).unwrap_or(0);
         record.version = current.max(self.cfg.record.version) + 1;
         self.cfg.record = record.clone();
         self.room.merge(&self.cfg.me, &record);
         for peer in self.linked_peers() {
             self.send(&peer, MeshMessage::RoomState { peer: self.cfg.me.clone(), record: record.clone() });
-        }
-    }
-
-    fn on_query_registry(&mut self, id: u64) {
-        match self.admin.clone() {
-            Some(admin) if admin == self.cfg.me => {
-                let workers = self.present_members();
-                self.emit(MeshEvent::Registry { id, workers });
-            }
-            Some(admin) if self.is_linked(&admin) => self.send(&admin, MeshMessage::RegistryQuery { id }),
-            _ => tracing::warn!(id, "registry query with no linked admin"),
         }
     }
 
@@ -500,6 +547,8 @@ impl MeshState {
         // it carries the actions out, after this returns (clearing it here lost every goodbye).
         // Nothing is handled after leaving, so the stale entries are never acted upon.
         self.verify = None;
+        self.suspect = None;
+        self.queries.clear();
         self.leaving = true;
     }
 }

@@ -5,4 +5,5 @@
 //! fault injection (cut a pair, crash a node). Time only moves when a test advances it.
 
 mod behaviour;
+mod failover;
 mod sim;

@@ -1,4 +1,4 @@
-//! One test (at least) per behaviour of BEHAVIOUR.md 5–22, named after it.
+//! One test (at least) per behaviour of docs/BEHAVIOUR.md 5–25, named after it.
 
 use super::sim::{peer, Sim, CONNECT_TIMEOUT};
 use crate::signaler::Role;
@@ -375,14 +375,10 @@ fn b23_client_links_to_admin_only_and_gets_the_registry() {
     sim.settle();
     assert!(sim.is_full_mesh());
     assert_eq!(sim.node("c0").linked_peers(), vec![peer("w0")]);
-    sim.nodes.get_mut(&peer("c0")).unwrap().handle(sim.now, Event::QueryRegistry { id: 9 });
-    sim.settle();
-    let answer = sim.events_of("c0", sim.now).into_iter().find_map(|e| match e {
-        MeshEvent::Registry { id: 9, workers } => Some(workers),
-        _ => None,
-    });
-    let names: Vec<String> = answer.expect("registry answer").iter().map(|m| m.peer.to_string()).collect();
+    let page = sim.query("c0", crate::RegistryFilter::default()).expect("registry answer");
+    let names: Vec<String> = page.workers.iter().map(|m| m.peer.to_string()).collect();
     assert_eq!(names, ["w0", "w1", "w2"]);
+    assert_eq!((page.total_count, page.matched_count), (3, 3));
 }
 
 #[test]

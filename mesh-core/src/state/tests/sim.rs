@@ -29,6 +29,7 @@ pub struct Sim {
     pub log: Vec<(Instant, PeerId, MeshEvent)>,
     pub dials: Vec<(Instant, PeerId, PeerId)>,
     pub max_links_per_pair: usize,
+    next_query: u64,
 }
 
 impl Sim {
@@ -45,6 +46,7 @@ impl Sim {
             log: Vec::new(),
             dials: Vec::new(),
             max_links_per_pair: 0,
+            next_query: 1,
         }
     }
 
@@ -126,6 +128,36 @@ impl Sim {
         self.cut.insert((b, a));
     }
 
+    /// Cuts `names` from every other node: a partition of the links (the rendezvous still
+    /// reaches everyone).
+    pub fn split(&mut self, names: &[&str]) {
+        let others: Vec<String> =
+            self.nodes.keys().map(|p| p.to_string()).filter(|p| !names.contains(&p.as_str())).collect();
+        for a in names {
+            for b in &others {
+                self.cut(a, b);
+            }
+        }
+    }
+
+    /// The rendezvous restarts: it forgets the admin, and every peer registers again (in
+    /// registration order, so the admin is not necessarily first).
+    pub fn restart_rendezvous(&mut self) {
+        self.rendezvous_admin = None;
+        let registered = self.registered.clone();
+        for (p, _) in &registered {
+            let members = registered
+                .iter()
+                .filter(|(q, r)| q != p && *r == Role::Worker)
+                .filter_map(|(q, _)| self.nodes.get(q).and_then(|n| n.room_state().get(q)).map(|rec| (q, rec)))
+                .map(|(q, record)| MemberInfo { peer: q.clone(), record: record.clone() })
+                .collect();
+            let admin = self.rendezvous_admin.clone();
+            self.queue.push_back((p.clone(), Event::Registered { members, admin }));
+            self.settle();
+        }
+    }
+
     pub fn heal(&mut self) {
         self.cut.clear();
     }
@@ -197,7 +229,19 @@ impl Sim {
                     self.queue.push_back((to, Event::Message { from: from.clone(), msg }));
                 }
             }
-            Action::Announce(Announcement::Admin) => self.rendezvous_admin = Some(from.clone()),
+            Action::Announce(Announcement::Admin) => {
+                self.rendezvous_admin = Some(from.clone());
+                for (p, _) in self.registered.clone() {
+                    if &p != from {
+                        self.queue.push_back((p, Event::AdminAnnounced(from.clone())));
+                    }
+                }
+            }
+            Action::Announce(Announcement::Withdraw) => {
+                if self.rendezvous_admin.as_ref() == Some(from) {
+                    self.rendezvous_admin = None;
+                }
+            }
             Action::Announce(Announcement::Leaving) => self.deregister(from),
             Action::DeliverSignal { .. } | Action::RelayAnswered { .. } => {}
             Action::Emit(event) => self.log.push((self.now, from.clone(), event)),
@@ -239,6 +283,29 @@ impl Sim {
 
     pub fn node(&self, name: &str) -> &MeshState {
         &self.nodes[&peer(name)]
+    }
+
+    /// Asks `name` for the registry, lets the room answer at this instant, returns the answer.
+    pub fn query(&mut self, name: &str, filter: crate::RegistryFilter) -> Option<crate::RegistryPage> {
+        let id = self.next_query;
+        self.next_query += 1;
+        let (now, deadline) = (self.now, self.now + Duration::from_secs(5));
+        self.queue.push_back((peer(name), Event::QueryRegistry { id, filter, deadline }));
+        self.settle();
+        self.answer(name, id, now)
+    }
+
+    /// The answer `name` got to query `id` since `since`.
+    pub fn answer(&self, name: &str, id: u64, since: Instant) -> Option<crate::RegistryPage> {
+        self.events_of(name, since).into_iter().find_map(|e| match e {
+            MeshEvent::Registry { id: got, page } if got == id => Some(page),
+            _ => None,
+        })
+    }
+
+    /// Queues `event` for `name` (delivered at the next settle).
+    pub fn deliver(&mut self, name: &str, event: Event) {
+        self.queue.push_back((peer(name), event));
     }
 
     /// Events of `name` logged after `since`.

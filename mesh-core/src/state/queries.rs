@@ -1,0 +1,90 @@
+//! Registry queries (BEHAVIOUR 23): a query waits for a verified, linked admin, is sent to it, is
+//! sent again to the next admin if the admin changes before answering, and is forgotten at its
+//! deadline. Only the admin a query was sent to can answer it.
+
+use super::{MeshEvent, MeshState};
+use crate::id::PeerId;
+use crate::query::{RegistryFilter, RegistryPage};
+use crate::room::MemberInfo;
+use crate::wire::MeshMessage;
+use std::time::Instant;
+
+/// A query waiting for its answer.
+#[derive(Debug, Clone)]
+pub(super) struct PendingQuery {
+    filter: RegistryFilter,
+    pub(super) deadline: Instant,
+    sent_to: Option<PeerId>,
+}
+
+impl MeshState {
+    pub(super) fn on_query_registry(&mut self, now: Instant, id: u64, filter: RegistryFilter, deadline: Instant) {
+        self.queries.insert(id, PendingQuery { filter, deadline, sent_to: None });
+        self.flush_queries(now);
+    }
+
+    /// Drops expired queries and sends the others to the admin once it is verified and linked.
+    pub(super) fn flush_queries(&mut self, now: Instant) {
+        if self.queries.is_empty() {
+            return;
+        }
+        self.queries.retain(|id, q| {
+            let keep = q.deadline > now;
+            if !keep {
+                tracing::debug!(id, "registry query expired");
+            }
+            keep
+        });
+        let Some(admin) = self.admin.clone().filter(|_| self.admin_verified) else { return };
+        if admin == self.cfg.me {
+            let answered: Vec<(u64, PendingQuery)> = std::mem::take(&mut self.queries).into_iter().collect();
+            for (id, q) in answered {
+                let page = q.filter.apply(&self.room);
+                self.emit(MeshEvent::Registry { id, page });
+            }
+            return;
+        }
+        if !self.is_linked(&admin) {
+            return;
+        }
+        let unsent: Vec<(u64, RegistryFilter)> = self
+            .queries
+            .iter_mut()
+            .filter(|(_, q)| q.sent_to.as_ref() != Some(&admin))
+            .map(|(id, q)| {
+                q.sent_to = Some(admin.clone());
+                (*id, q.filter.clone())
+            })
+            .collect();
+        for (id, filter) in unsent {
+            self.send(&admin, MeshMessage::RegistryQuery { id, filter });
+        }
+    }
+
+    /// An answer from `from`: accepted only for a query sent to it (or the post-partition sync).
+    pub(super) fn on_registry_answer(&mut self, from: &PeerId, id: u64, page: RegistryPage) {
+        if self.sync_query == Some(id) && self.admin.as_ref() == Some(from) {
+            self.sync_query = None;
+            for MemberInfo { peer, record } in &page.workers {
+                self.room.merge(peer, record);
+            }
+            return;
+        }
+        if self.queries.get(&id).is_some_and(|q| q.sent_to.as_ref() == Some(from)) {
+            self.queries.remove(&id);
+            self.emit(MeshEvent::Registry { id, page });
+        } else {
+            tracing::warn!(%from, id, "registry answer for no query sent to that peer; ignored");
+        }
+    }
+
+    /// After a partition heals: ask the admin for the room state (merged, never replaced).
+    pub(super) fn sync_room_from_admin(&mut self) {
+        let Some(admin) = self.admin.clone().filter(|a| a != &self.cfg.me && self.is_linked(a)) else { return };
+        // Counted down from the top, so it never meets a user's query id (counted up from 1).
+        let id = u64::MAX - self.next_seq;
+        self.next_seq += 1;
+        self.sync_query = Some(id);
+        self.send(&admin, MeshMessage::RegistryQuery { id, filter: RegistryFilter::default() });
+    }
+}
