@@ -1,5 +1,7 @@
 //! Shared pieces of the runnable programs (`mesh-demo`, `mesh-worker`, `mesh-bench`, the client):
-//! building a worker stack by name, with an embedded signaling server when the stack needs one.
+//! building a worker stack by name, with an embedded signaling server when the stack needs one,
+//! and running real worker processes for tests and benchmarks.
 
 pub mod cli;
+pub mod procs;
 pub mod stack;

@@ -2,130 +2,34 @@
 //! admin's process is SIGKILLed; the survivors' own snapshot lines must show their links kept,
 //! no reconnects and one new verified admin; then a sixth process joins and the mesh is full.
 
+use mesh_examples::procs::{attempts, full, sibling_binary, wait_all, worker_config, WorkerProc};
 use serde_json::Value;
 use signaling_ws::loadgen::ServerProcess;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The `mesh-signal` binary of this workspace, built on demand (it belongs to another package).
 fn mesh_signal() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir").to_path_buf();
-    let path = dir.join("mesh-signal");
-    if !path.exists() {
-        let release = dir.ends_with("release");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "signaling-ws", "--bin", "mesh-signal"]);
-        if release {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo runs").success(), "mesh-signal builds");
-    }
-    path
+    sibling_binary("mesh-signal", "signaling-ws").expect("mesh-signal")
 }
 
-/// The last snapshot line a worker printed, and a wake-up for whoever waits on it.
-#[derive(Default)]
-struct Latest {
-    value: Mutex<Value>,
-    changed: Condvar,
+fn worker(config: &Path, name: &str) -> WorkerProc {
+    WorkerProc::spawn(Path::new(env!("CARGO_BIN_EXE_mesh-worker")), config, name).expect("mesh-worker starts")
 }
 
-/// A worker process, killed on drop; its stdout lines are read by a thread.
-struct Proc {
-    child: Child,
-    latest: Arc<Latest>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn worker(config: &std::path::Path, name: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-worker"))
-            .args(["--config", config.to_str().expect("utf-8 path"), "--report-ms", "100"])
-            .env("MESH_PEER_ID", name)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("mesh-worker starts");
-        let latest = Arc::new(Latest::default());
-        let (out, slot) = (child.stdout.take().expect("stdout"), latest.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    *slot.value.lock().unwrap() = v;
-                    slot.changed.notify_all();
-                }
-            }
-        });
-        Self { child, latest }
-    }
-
-    fn snapshot(&self) -> Value {
-        self.latest.value.lock().unwrap().clone()
-    }
-
-    /// Waits for a report satisfying `cond`; false at the deadline.
-    fn wait_until(&self, deadline: Instant, cond: &impl Fn(&Value) -> bool) -> bool {
-        let mut value = self.latest.value.lock().unwrap();
-        while !cond(&value) {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
-            value = self.latest.changed.wait_timeout(value, left).unwrap().0;
-        }
-        true
-    }
-
-    fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([sig, &self.child.id().to_string()]).status();
-    }
-}
-
-/// Waits until `cond` holds for every process's latest report at once.
-fn wait_all(procs: &[&Proc], what: &str, cond: impl Fn(&Value) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !procs.iter().all(|p| cond(&p.snapshot())) {
-        let on_time = procs.iter().all(|p| p.wait_until(deadline, &cond));
-        assert!(on_time, "{what}: {:#?}", procs.iter().map(|p| p.snapshot()["health"].clone()).collect::<Vec<_>>());
-    }
-}
-
-fn full(links: u64) -> impl Fn(&Value) -> bool {
-    move |s| s["health"]["links_up"] == links && s["health"]["links_expected"] == links
-}
-
-fn attempts(s: &Value) -> u64 {
-    s["counters"]["dials"].as_u64().unwrap_or(0) + s["counters"]["accepts"].as_u64().unwrap_or(0)
-}
-
-/// A worker configuration file for the server at `url`, in a fresh directory named after `tag`.
-fn worker_config(url: &str, tag: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("mesh-proc-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("worker.toml");
-    std::fs::write(
-        &config,
-        format!("room = \"procs\"\nsignaling = [\"relay\", \"ws\"]\n[ws]\nurl = \"{url}\"\n[webrtc]\nudp_addrs = [\"127.0.0.1:0\"]\n"),
-    )
-    .unwrap();
-    (dir, config)
+fn all(procs: &[WorkerProc]) -> Vec<&WorkerProc> {
+    procs.iter().collect()
 }
 
 #[test]
 fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
     let server = ServerProcess::spawn(&mesh_signal()).expect("mesh-signal starts");
-    let (dir, config) = worker_config(&server.url, "five");
+    let (dir, config) = worker_config(&server.url, "procs", "five").expect("config");
 
-    let mut workers: Vec<Proc> = (0..5).map(|i| Proc::worker(&config, &format!("w{i}"))).collect();
-    wait_all(&workers.iter().collect::<Vec<_>>(), "full mesh of 5", full(4));
+    let mut workers: Vec<WorkerProc> = (0..5).map(|i| worker(&config, &format!("w{i}"))).collect();
+    wait_all(&all(&workers), WAIT, "full mesh of 5", full(4)).unwrap();
     let admin_id = workers[0].snapshot()["health"]["admin"].as_str().expect("an admin").to_string();
     let idx = (0..5).find(|i| format!("w{i}") == admin_id).expect("the admin is one of ours");
     let admin = workers.remove(idx);
@@ -133,12 +37,12 @@ fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
     let expected = (0..5).map(|i| format!("w{i}")).find(|w| *w != admin_id).unwrap();
     let before: Vec<u64> = workers.iter().map(|p| attempts(&p.snapshot())).collect();
     admin.signal("-KILL");
-    let survivors: Vec<&Proc> = workers.iter().collect();
-    wait_all(&survivors, "a new verified admin", |s| {
+    wait_all(&all(&workers), WAIT, "a new verified admin", |s| {
         s["health"]["admin"] == expected.as_str()
             && s["health"]["admin_verified"] == true
             && s["health"]["links_expected"] == 3
-    });
+    })
+    .unwrap();
     for (p, before) in workers.iter().zip(before) {
         let s = p.snapshot();
         assert_eq!(s["health"]["links_up"], 3, "links between survivors kept: {s}");
@@ -147,8 +51,8 @@ fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
     }
     drop(admin);
 
-    workers.push(Proc::worker(&config, "w5"));
-    wait_all(&workers.iter().collect::<Vec<_>>(), "full mesh again with w5", full(4));
+    workers.push(worker(&config, "w5"));
+    wait_all(&all(&workers), WAIT, "full mesh again with w5", full(4)).unwrap();
 
     // A client process reads the registry from the new admin.
     let client = Command::new(env!("CARGO_BIN_EXE_mesh-client"))
@@ -172,8 +76,8 @@ fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
     for p in &workers {
         p.signal("-TERM");
     }
-    for mut p in workers {
-        let status = p.child.wait().expect("worker exits");
+    for p in workers {
+        let status = p.wait_exit(Duration::from_secs(10)).expect("worker exits");
         assert!(status.success(), "a worker stops cleanly on SIGTERM: {status}");
     }
     assert!(server.stop(), "mesh-signal stops cleanly");
@@ -186,9 +90,9 @@ fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
 fn a_long_lived_client_follows_a_killed_then_a_frozen_admin() {
     use mesh_core::{MeshConfig, RegistryFilter, Role};
     let server = ServerProcess::spawn(&mesh_signal()).expect("mesh-signal starts");
-    let (dir, config) = worker_config(&server.url, "client");
-    let workers: Vec<Proc> = (0..4).map(|i| Proc::worker(&config, &format!("w{i}"))).collect();
-    wait_all(&workers.iter().collect::<Vec<_>>(), "full mesh of 4", full(3));
+    let (dir, config) = worker_config(&server.url, "procs", "client").expect("config");
+    let workers: Vec<WorkerProc> = (0..4).map(|i| worker(&config, &format!("w{i}"))).collect();
+    wait_all(&all(&workers), WAIT, "full mesh of 4", full(3)).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let mut base = MeshConfig::load(Some(config.as_path())).expect("config");

@@ -1,4 +1,4 @@
-//! [`SignalerChain`]: a [`Signaler`] made of signalers, tried in order (BEHAVIOUR 11–12).
+//! [`SignalerChain`]: a [`Signaler`] made of signalers, tried in order (docs/BEHAVIOUR.md 11–12).
 //!
 //! Each member gets its own confirmation timeout. A member that answers `Unreachable`, errs, or
 //! does not confirm in time is counted as a failure for that path, logged, and the next member is
@@ -164,7 +164,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn unconfirmed_path_falls_back_to_the_next_after_its_timeout() {
+    async fn b11_unconfirmed_path_falls_back_to_the_next_after_its_timeout() {
         let slow = Arc::new(Path { name: "relay", hangs: true, delivered: AtomicU64::new(0) });
         let fast = Arc::new(Path { name: "ws", hangs: false, delivered: AtomicU64::new(0) });
         let chain = SignalerChain::new(vec![slow.clone(), fast.clone()], Duration::from_millis(500));
@@ -179,7 +179,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn every_path_failing_is_an_error() {
+    async fn b12_every_path_failing_is_an_error() {
         let slow = Arc::new(Path { name: "relay", hangs: true, delivered: AtomicU64::new(0) });
         let chain = SignalerChain::new(vec![slow], Duration::from_millis(100));
         let err = chain.send(&PeerId::new("b").unwrap(), signal()).await.unwrap_err();

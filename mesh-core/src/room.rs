@@ -1,5 +1,5 @@
 //! The replicated room state: every worker's metadata and status, with a version, merged
-//! deterministically so all workers converge whatever order updates arrive in (BEHAVIOUR 4).
+//! deterministically so all workers converge whatever order updates arrive in (docs/BEHAVIOUR.md 4).
 //!
 //! Each worker owns its own record and bumps the version when it changes it. Merging keeps, per
 //! peer, the record with the higher version; equal versions with different contents are settled by
@@ -164,7 +164,7 @@ mod tests {
     }
 
     proptest! {
-        /// BEHAVIOUR 4: any two workers that see the same updates in different orders agree.
+        /// docs/BEHAVIOUR.md 4: any two workers that see the same updates in different orders agree.
         #[test]
         fn room_state_merge_converges_in_any_order(
             updates in proptest::collection::vec((0usize..3, arb_record()), 0..24),

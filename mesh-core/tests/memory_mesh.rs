@@ -1,5 +1,5 @@
 //! The mesh end to end on the in-memory plugins: the real node, driver and session tasks, on
-//! paused tokio time. Named after BEHAVIOUR.md.
+//! paused tokio time. Named after docs/BEHAVIOUR.md.
 
 mod harness;
 

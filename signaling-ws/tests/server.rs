@@ -138,7 +138,7 @@ async fn wrong_token_is_refused_and_closed_right_token_accepted() {
 }
 
 #[tokio::test]
-async fn rooms_are_isolated() {
+async fn b26_rooms_are_isolated() {
     let s = server(ServerConfig::default()).await;
     let (mut a, _) = register(&s, "room-a", "a", json!({})).await;
     let (mut b, rb) = register(&s, "room-b", "b", json!({})).await;
@@ -150,7 +150,7 @@ async fn rooms_are_isolated() {
 }
 
 #[tokio::test]
-async fn hostile_frames_get_error_frames_and_never_disturb_others() {
+async fn b24_hostile_frames_get_error_frames_and_never_disturb_others() {
     let s = server(ServerConfig::default()).await;
     let (mut good, _) = register(&s, "r", "good", json!({})).await;
     let mut bad = connect(&s).await;

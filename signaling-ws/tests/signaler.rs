@@ -59,7 +59,7 @@ async fn mesh_forms_with_signals_through_the_server() {
 }
 
 #[tokio::test]
-async fn server_restart_leaves_the_mesh_undisturbed_and_workers_re_register() {
+async fn b13_server_restart_leaves_the_mesh_undisturbed_and_workers_re_register() {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = SignalingServer::bind(addr, ServerConfig::default()).await.unwrap();
     let (addr, url) = (server.local_addr(), server.url());

@@ -112,11 +112,15 @@ async fn app_messages_beyond_the_link_queue_wait_instead_of_being_dropped() {
     const N: usize = 3000; // 47 MiB: far more than the 1,024-message queue in front of the link
     let mut inbox = w1.subscribe();
     let receiver = tokio::spawn(async move {
+        // Every message is seen, in order: a lagging probe is a failure, not a delivery.
         let mut got = 0usize;
         while got < N {
             match inbox.recv().await {
-                Ok(mesh_core::MeshEvent::AppMessage { .. }) => got += 1,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => got += n as usize,
+                Ok(mesh_core::MeshEvent::AppMessage { body, .. }) => {
+                    assert_eq!(body["n"], got, "in order, none missing");
+                    got += 1;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => panic!("the probe missed {n} events"),
                 Err(_) => break,
                 _ => {}
             }

@@ -1,11 +1,11 @@
 //! mesh-worker: one worker process. Configuration: defaults, then `--config FILE` (TOML), then
 //! `MESH_*` environment variables (`MESH_ROOM`, `MESH_PEER_ID`, `MESH_WS__URL`, ...). Prints its
 //! snapshot (health record, link counters, signals per path) as one JSON line every
-//! `--report-ms` and on every health change; on SIGINT/SIGTERM it leaves the room (telling its
+//! `--report-ms` and on every change of it; on SIGINT/SIGTERM it leaves the room (telling its
 //! peers, so they re-elect at once) and exits 0.
 
 use clap::Parser;
-use mesh_core::{MeshConfig, MeshEvent, MeshNode, Registry};
+use mesh_core::{MeshConfig, MeshNode, Registry};
 use mesh_examples::cli::{exit, init_logging};
 use mesh_examples::stack::link_plugins;
 use std::process::ExitCode;
@@ -37,17 +37,18 @@ async fn run(args: Args) -> Result<(), String> {
     tracing::info!(peer = %node.peer_id(), room = %node.room(), "worker started");
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut events = node.subscribe();
+    // Printed on every change of the snapshot (links, admin, health), read after the change is
+    // published, and every `--report-ms`.
+    let mut watch = node.watch();
     let mut ticker = tokio::time::interval(Duration::from_millis(args.report_ms.max(10)));
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = ticker.tick() => print_snapshot(&node),
-            event = events.recv() => match event {
-                Ok(MeshEvent::Health(_) | MeshEvent::AdminChanged { .. }) => print_snapshot(&node),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Err("the node stopped".into()),
-                _ => {}
+            changed = watch.changed() => match changed {
+                Ok(()) => print_snapshot(&node),
+                Err(_) => return Err("the node stopped".into()),
             },
         }
     }

@@ -239,7 +239,7 @@ impl MeshState {
             }
             _ => {
                 // Alive, but not (yet) holding the role: ask again shortly, within the deadline.
-                let resend_at = now + self.cfg.timing.heartbeat_interval / 4;
+                let resend_at = now + self.cfg.timing.admin_verify_timeout / 40;
                 if let Some(v) = &mut self.verify {
                     v.answered = true;
                     v.resend_at = Some(resend_at);

@@ -1,4 +1,4 @@
-//! Registry queries (BEHAVIOUR 23): a query waits for a verified, linked admin, is sent to it, is
+//! Registry queries (docs/BEHAVIOUR.md 23): a query waits for a verified, linked admin, is sent to it, is
 //! sent again to the next admin if the admin changes before answering, and is forgotten at its
 //! deadline. Only the admin a query was sent to can answer it.
 

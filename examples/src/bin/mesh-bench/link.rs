@@ -92,8 +92,8 @@ pub async fn run(args: LinkArgs) -> Result<(), String> {
         opens.summary(1),
         args.trials
     );
-    println!("link latency p50 (us, 1 KiB one-way)         min/median/max {}  pings {}", p50s.summary(0), args.pings);
-    println!("link latency p99 (us, 1 KiB one-way)         min/median/max {}", p99s.summary(0));
+    println!("link latency p50 (us, 1 KiB, RTT/2)          min/median/max {}  pings {}", p50s.summary(0), args.pings);
+    println!("link latency p99 (us, 1 KiB, RTT/2)          min/median/max {}", p99s.summary(0));
     println!("link throughput (MiB/s, 64 KiB messages)     min/median/max {}  {} MiB each", mbps.summary(1), args.mib);
     Ok(())
 }

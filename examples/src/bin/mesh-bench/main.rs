@@ -1,9 +1,11 @@
 //! mesh-bench: measurements of the mesh on this machine, one line per case with
-//! min / median / max over trials. Subcommands: `link` (one WebRTC link), `formation`, `failover`
-//! and `messages` (whole meshes in one process), `signaling` (the `mesh-signal` server under load).
+//! min / median / max over trials. Subcommands: `link` (one WebRTC link), `formation` and
+//! `messages` (whole meshes in one process), `failover` and `idle` (worker processes),
+//! `signaling` (the `mesh-signal` server under load).
 
 mod link;
 mod mesh;
+mod procs;
 mod signaling;
 
 use clap::{Parser, Subcommand};
@@ -23,8 +25,10 @@ enum Bench {
     Link(link::LinkArgs),
     /// Time to a full mesh of N workers in one process.
     Formation(mesh::FormationArgs),
-    /// The admin leaves or crashes: time to detect, time to a verified new admin, reconnects.
-    Failover(mesh::FailoverArgs),
+    /// The admin's process is killed, frozen or leaves: time to a verified new admin, reconnects.
+    Failover(procs::FailoverArgs),
+    /// CPU per idle worker process in a formed mesh.
+    Idle(procs::IdleArgs),
     /// Two workers over the mesh: message latency and throughput.
     Messages(mesh::MessagesArgs),
     /// The signaling server under rooms x peers connections.
@@ -68,7 +72,8 @@ async fn main() -> ExitCode {
     let result = match args.bench {
         Bench::Link(a) => link::run(a).await,
         Bench::Formation(a) => mesh::formation(a).await,
-        Bench::Failover(a) => mesh::failover(a).await,
+        Bench::Failover(a) => tokio::task::block_in_place(|| procs::failover(a)),
+        Bench::Idle(a) => tokio::task::block_in_place(|| procs::idle(a)),
         Bench::Messages(a) => mesh::messages(a).await,
         Bench::Signaling(a) => signaling::run(a).await,
     };

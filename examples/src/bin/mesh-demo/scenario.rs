@@ -236,6 +236,8 @@ impl Demo<'_> {
             let ids: Vec<PeerId> = self.nodes.iter().map(|n| n.peer_id().clone()).collect();
             (ids[..majority].to_vec(), ids[majority..].to_vec())
         };
+        let before = self.nodes.first().and_then(|n| n.snapshot().health.admin).map(|a| a.to_string());
+        self.summary.insert("admin_before_partition", json!(before));
         let t = Instant::now();
         for a in &big {
             for b in &small {
@@ -261,6 +263,32 @@ impl Demo<'_> {
             json!({ "partitioned": names(&small) }),
         );
         net.heal();
+        let t = Instant::now();
+        for node in &self.nodes {
+            let admin = self.nodes.first().and_then(|n| n.snapshot().health.admin);
+            node.wait_for(STEP_TIMEOUT * 4, |s| {
+                !s.health.partitioned && s.health.admin_verified && s.health.admin == admin
+            })
+            .await
+            .map_err(|e| format!("{} did not heal: {e}; {:?}", node.peer_id(), node.snapshot().health))?;
+        }
+        let full = self.nodes.len() - 1;
+        for node in &self.nodes {
+            node.wait_for(STEP_TIMEOUT * 4, |s| s.health.links_up == full)
+                .await
+                .map_err(|e| format!("{} did not relink after the heal: {e}", node.peer_id()))?;
+        }
+        let admin = self.nodes.first().and_then(|n| n.snapshot().health.admin).map(|a| a.to_string());
+        let still: Vec<String> =
+            self.nodes.iter().filter(|n| n.snapshot().health.partitioned).map(|n| n.peer_id().to_string()).collect();
+        self.summary.insert("partitioned_after_heal", json!(still.join(" ")));
+        self.summary.insert("admin_after_heal", json!(admin));
+        self.summary.insert("links_after_heal", json!(links(&self.nodes)));
+        self.out.step(
+            "partition_healed",
+            format!("healed: full mesh again in {} ms, admin {}", ms(t), admin.as_deref().unwrap_or("-")),
+            json!({ "admin": admin }),
+        );
         Ok(())
     }
 }

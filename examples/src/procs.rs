@@ -1,0 +1,169 @@
+//! Real processes for tests and benchmarks: `mesh-worker` children whose snapshot lines are read
+//! as they come, signals to kill, freeze or stop them, and the sibling binaries of the caller.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A binary of this workspace next to the running executable (`target/<profile>/NAME`), built on
+/// demand with cargo when missing (tests and benches run from the same target directory).
+pub fn sibling_binary(name: &str, package: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let mut dir = exe.parent().ok_or("no parent dir")?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", package, "--bin", name]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let ok = cmd.status().map_err(|e| format!("cargo: {e}"))?.success();
+        if !ok || !path.exists() {
+            return Err(format!("{name} is not built: cargo build -p {package} --bin {name}"));
+        }
+    }
+    Ok(path)
+}
+
+/// A worker configuration file for the server at `url`, in a fresh temporary directory.
+pub fn worker_config(url: &str, room: &str, tag: &str) -> std::io::Result<(PathBuf, PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("mesh-proc-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("worker.toml");
+    let text = format!(
+        "room = \"{room}\"\nsignaling = [\"relay\", \"ws\"]\n[ws]\nurl = \"{url}\"\n[webrtc]\nudp_addrs = [\"127.0.0.1:0\"]\n"
+    );
+    std::fs::write(&config, text)?;
+    Ok((dir, config))
+}
+
+/// The last snapshot line a worker printed, and a wake-up for whoever waits on it.
+#[derive(Default)]
+struct Latest {
+    value: Mutex<Value>,
+    changed: Condvar,
+}
+
+/// A `mesh-worker` process, killed on drop; a thread reads its snapshot lines.
+pub struct WorkerProc {
+    child: Child,
+    latest: Arc<Latest>,
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        self.signal("-CONT"); // a frozen process must be able to die
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl WorkerProc {
+    /// Starts `binary` (`mesh-worker`) as peer `name`, reporting every 100 ms and on changes.
+    pub fn spawn(binary: &Path, config: &Path, name: &str) -> Result<Self, String> {
+        let mut child = Command::new(binary)
+            .args(["--config", &config.to_string_lossy(), "--report-ms", "100"])
+            .env("MESH_PEER_ID", name)
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let latest = Arc::new(Latest::default());
+        let (out, slot) = (child.stdout.take().ok_or("no stdout")?, latest.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if let Ok(mut value) = slot.value.lock() {
+                        *value = v;
+                    }
+                    slot.changed.notify_all();
+                }
+            }
+        });
+        Ok(Self { child, latest })
+    }
+
+    /// The latest snapshot (JSON `null` before the first line).
+    pub fn snapshot(&self) -> Value {
+        self.latest.value.lock().map(|v| v.clone()).unwrap_or(Value::Null)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a report satisfying `cond`; false at the deadline.
+    pub fn wait_until(&self, deadline: Instant, cond: &impl Fn(&Value) -> bool) -> bool {
+        let Ok(mut value) = self.latest.value.lock() else { return false };
+        while !cond(&value) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
+            value = match self.latest.changed.wait_timeout(value, left) {
+                Ok((v, _)) => v,
+                Err(_) => return false,
+            };
+        }
+        true
+    }
+
+    /// Sends a signal (`-KILL`, `-STOP`, `-CONT`, `-TERM`).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([sig, &self.child.id().to_string()]).status();
+    }
+
+    /// Waits (bounded) for the process to exit; its status, if it did.
+    pub fn wait_exit(mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// CPU time the process used so far, every thread summed, to the nanosecond (schedstat).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
+        let mut ns = 0u64;
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(Duration::from_nanos(ns))
+    }
+}
+
+/// Waits until `cond` holds for every process's latest report at once; `Err` names what did not.
+pub fn wait_all(
+    procs: &[&WorkerProc],
+    timeout: Duration,
+    what: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while !procs.iter().all(|p| cond(&p.snapshot())) {
+        if !procs.iter().all(|p| p.wait_until(deadline, &cond)) {
+            let health: Vec<Value> = procs.iter().map(|p| p.snapshot()["health"].clone()).collect();
+            return Err(format!("{what}: not within {timeout:?}: {health:#?}"));
+        }
+    }
+    Ok(())
+}
+
+/// A report condition: `links` links up out of `links` expected.
+pub fn full(links: u64) -> impl Fn(&Value) -> bool {
+    move |s| s["health"]["links_up"] == links && s["health"]["links_expected"] == links
+}
+
+/// Link attempts (dials + accepts) in a report.
+pub fn attempts(s: &Value) -> u64 {
+    s["counters"]["dials"].as_u64().unwrap_or(0) + s["counters"]["accepts"].as_u64().unwrap_or(0)
+}
