@@ -38,7 +38,7 @@ async fn start(net: &MemoryNetwork, name: &str, relay: bool) -> MeshNode {
 }
 
 async fn wait_links(node: &MeshNode, links: usize) {
-    node.wait_for(WAIT, |s| s.health.links_up == links && s.health.links_expected == links).await.unwrap_or_else(|e| {
+    node.wait_links(links, WAIT).await.unwrap_or_else(|e| {
         panic!("{} did not reach {links} links: {e}; {:?}", node.peer_id(), node.snapshot().health)
     });
 }

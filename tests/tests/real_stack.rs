@@ -30,9 +30,7 @@ async fn start(stack: &Stack, names: &[&str]) -> Vec<MeshNode> {
 async fn wait_full(nodes: &[MeshNode]) {
     let links = nodes.len() - 1;
     for n in nodes {
-        n.wait_for(WAIT, |s| s.health.links_up == links && s.health.links_expected == links)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}; {:?}", n.peer_id(), n.snapshot().health));
+        n.wait_links(links, WAIT).await.unwrap_or_else(|e| panic!("{}: {e}; {:?}", n.peer_id(), n.snapshot().health));
     }
 }
 
@@ -43,7 +41,7 @@ async fn leave_all(nodes: Vec<MeshNode>) {
 }
 
 fn attempts(nodes: &[MeshNode]) -> u64 {
-    nodes.iter().map(|n| n.snapshot().counters).map(|c| c.dials + c.accepts).sum()
+    nodes.iter().map(|n| n.snapshot().counters.attempts()).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,13 +35,13 @@ async fn start_with(net: &MemoryNetwork, name: &str, timing: Timing, config: Web
 }
 
 async fn wait_links(node: &MeshNode, links: usize) {
-    node.wait_for(WAIT, |s| s.health.links_up == links && s.health.links_expected == links).await.unwrap_or_else(|e| {
+    node.wait_links(links, WAIT).await.unwrap_or_else(|e| {
         panic!("{} did not reach {links} links: {e}; {:?}", node.peer_id(), node.snapshot().health)
     });
 }
 
 fn attempts(nodes: &[MeshNode]) -> u64 {
-    nodes.iter().map(|n| n.snapshot().counters).map(|c| c.dials + c.accepts).sum()
+    nodes.iter().map(|n| n.snapshot().counters.attempts()).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

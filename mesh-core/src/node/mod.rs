@@ -255,6 +255,12 @@ impl MeshNode {
         result
     }
 
+    /// Waits until this node holds `links` open links out of `links` expected (a full mesh of
+    /// `links + 1` workers), at most `timeout`.
+    pub async fn wait_links(&self, links: usize, timeout: Duration) -> Result<Snapshot, NodeError> {
+        self.wait_for(timeout, |s| s.health.links_up == links && s.health.links_expected == links).await
+    }
+
     /// Sends application data to `to` over the direct link; waits while the link's queue is full.
     pub async fn send(&self, to: &PeerId, body: serde_json::Value) -> Result<(), NodeError> {
         let (reply, rx) = oneshot::channel();

@@ -281,6 +281,13 @@ pub struct Counters {
     pub reconnects: u64,
 }
 
+impl Counters {
+    /// Link attempts of either side (dials + accepts): what "no new attempts" is checked on.
+    pub fn attempts(&self) -> u64 {
+        self.dials + self.accepts
+    }
+}
+
 /// Per-peer link state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum LinkState {

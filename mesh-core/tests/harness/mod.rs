@@ -43,7 +43,7 @@ pub async fn start(net: &MemoryNetwork, name: &str) -> MeshNode {
 
 /// Waits until `node` holds `links` open links to a full room of `links + 1`.
 pub async fn wait_links(node: &MeshNode, links: usize) -> Snapshot {
-    node.wait_for(WAIT, |s| s.health.links_up == links && s.health.links_expected == links)
+    node.wait_links(links, WAIT)
         .await
         .unwrap_or_else(|e| panic!("{} did not reach {links} links: {e}; {:?}", node.peer_id(), node.snapshot().health))
 }
@@ -62,11 +62,5 @@ pub async fn spawn_mesh(net: &MemoryNetwork, n: usize) -> Vec<MeshNode> {
 
 /// Total link attempts (dials + accepts) across `nodes`.
 pub fn attempts(nodes: &[MeshNode]) -> u64 {
-    nodes
-        .iter()
-        .map(|n| {
-            let c = n.snapshot().counters;
-            c.dials + c.accepts
-        })
-        .sum()
+    nodes.iter().map(|n| n.snapshot().counters.attempts()).sum()
 }

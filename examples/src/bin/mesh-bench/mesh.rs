@@ -49,9 +49,7 @@ async fn start_all(stack: &Stack, n: usize) -> Result<Vec<MeshNode>, String> {
 async fn wait_full(nodes: &[MeshNode]) -> Result<(), String> {
     let links = nodes.len() - 1;
     for node in nodes {
-        node.wait_for(WAIT, |s| s.health.links_up == links && s.health.links_expected == links)
-            .await
-            .map_err(|e| format!("{}: {e}", node.peer_id()))?;
+        node.wait_links(links, WAIT).await.map_err(|e| format!("{}: {e}", node.peer_id()))?;
     }
     Ok(())
 }

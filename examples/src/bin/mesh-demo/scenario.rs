@@ -26,7 +26,7 @@ fn links(nodes: &[MeshNode]) -> usize {
 }
 
 fn attempts(nodes: &[MeshNode]) -> u64 {
-    nodes.iter().map(|n| n.snapshot().counters).map(|c| c.dials + c.accepts).sum()
+    nodes.iter().map(|n| n.snapshot().counters.attempts()).sum()
 }
 
 fn ms(since: Instant) -> f64 {
