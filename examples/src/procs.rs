@@ -59,17 +59,19 @@ pub struct WorkerProc {
 
 impl Drop for WorkerProc {
     fn drop(&mut self) {
-        self.signal("-CONT"); // a frozen process must be able to die
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal("-CONT"); // a frozen process must be able to die
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 impl WorkerProc {
-    /// Starts `binary` (`mesh-worker`) as peer `name`, reporting every 100 ms and on changes.
+    /// Starts `binary` (`mesh-worker`) as peer `name`, reporting on every change (and each minute).
     pub fn spawn(binary: &Path, config: &Path, name: &str) -> Result<Self, String> {
         let mut child = Command::new(binary)
-            .args(["--config", &config.to_string_lossy(), "--report-ms", "100"])
+            .args(["--config", &config.to_string_lossy(), "--report-ms", "60000"])
             .env("MESH_PEER_ID", name)
             .stdout(Stdio::piped())
             .spawn()
@@ -114,7 +116,7 @@ impl WorkerProc {
 
     /// Sends a signal (`-KILL`, `-STOP`, `-CONT`, `-TERM`).
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([sig, &self.child.id().to_string()]).status();
+        let _ = Command::new("kill").args([sig, &self.child.id().to_string()]).stderr(Stdio::null()).status();
     }
 
     /// Waits (bounded) for the process to exit; its status, if it did.

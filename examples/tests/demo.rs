@@ -71,3 +71,11 @@ fn the_custom_stack_example_forms_a_mesh_through_its_own_signaler() {
     assert_eq!((numbers[0], numbers[1]), (3, 3), "{last}");
     assert!(numbers[2] > 0, "signals went through the custom signaler: {last}");
 }
+
+#[test]
+fn demo_with_the_relay_alone_is_refused_at_once_saying_why() {
+    let (ok, s) = run(&["--signaling", "relay", "--json"]);
+    assert!(!ok, "{s}");
+    let err = s["error"].as_str().unwrap_or_default();
+    assert!(err.contains("can never open a first link"), "{err}");
+}

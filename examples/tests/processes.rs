@@ -73,6 +73,17 @@ fn five_worker_processes_survive_a_sigkilled_admin_and_take_a_sixth() {
     expected_names.sort();
     assert_eq!(names, expected_names, "the registry lists the five live workers, not the client");
 
+    // Filters travel to the admin: every worker is available, at most two come back.
+    let client = Command::new(env!("CARGO_BIN_EXE_mesh-client"))
+        .args(["--config", config.to_str().unwrap(), "--json", "--status", "available", "--max", "2"])
+        .env("MESH_PEER_ID", "reader2")
+        .output()
+        .expect("mesh-client runs");
+    assert!(client.status.success(), "{}", String::from_utf8_lossy(&client.stderr));
+    let page: Value = serde_json::from_slice(&client.stdout).expect("registry JSON");
+    assert_eq!(page["workers"].as_array().map(|w| w.len()), Some(2), "{page}");
+    assert_eq!((page["matched_count"].as_u64(), page["total_count"].as_u64()), (Some(5), Some(5)), "{page}");
+
     for p in &workers {
         p.signal("-TERM");
     }
@@ -133,4 +144,39 @@ fn a_long_lived_client_follows_a_killed_then_a_frozen_admin() {
     drop(workers);
     assert!(server.stop(), "mesh-signal stops cleanly");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_worker_with_no_server_warns_naming_the_url_and_the_retry() {
+    use std::io::{BufRead, BufReader};
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let url = format!("ws://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-worker"))
+        .env("MESH_WS__URL", &url)
+        .env("MESH_PEER_ID", "lonely")
+        .env_remove("RUST_LOG") // the default log level, as a newcomer runs it
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("mesh-worker starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let warning = loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains("WARN") && line.contains(&url) => break line,
+            Ok(_) => continue,
+            Err(e) => panic!("no warning naming {url}: {e}"),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warning.contains("cannot reach the signaling server") && warning.contains("retry_in"), "{warning}");
 }

@@ -444,3 +444,30 @@ async fn app_sends_wait_for_a_slow_link_instead_of_failing() {
     let results = tokio::time::timeout(WAIT, all).await.expect("all sent once the link moves");
     assert!(results.iter().all(|r| r.is_ok()), "no message refused: {:?}", results.iter().find(|r| r.is_err()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn b15_a_flap_of_the_link_to_the_admin_does_not_move_the_role() {
+    let net = MemoryNetwork::new();
+    let w0 = start(&net, "w0").await;
+    wait_links(&w0, 0).await;
+    // w1 is the strongest worker: a re-election anywhere would hand it the role.
+    let mut nodes = vec![w0, start_with(&net, options("w1", Role::Worker, 100), vec![]).await];
+    nodes.push(start(&net, "w2").await);
+    nodes.push(start(&net, "w3").await);
+    for n in &nodes {
+        wait_links(n, 3).await;
+    }
+    let mut events: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
+    net.cut(&peer("w0"), &peer("w1"));
+    nodes[1].wait_for(WAIT, |s| s.health.links_up == 2).await.expect("w1 lost its link to w0");
+    net.heal();
+    nodes[1].wait_for(WAIT, |s| s.health.links_up == 3).await.expect("the link was retried");
+    for (n, rx) in nodes.iter().zip(events.iter_mut()) {
+        assert_eq!(n.snapshot().health.admin, Some(peer("w0")), "{}", n.peer_id());
+        while let Ok(event) = rx.try_recv() {
+            if let MeshEvent::AdminChanged { admin, .. } = event {
+                assert_eq!(admin, Some(peer("w0")), "{}: the role moved", n.peer_id());
+            }
+        }
+    }
+}

@@ -252,3 +252,78 @@ async fn a_relay_envelope_with_a_spoofed_sender_is_refused_and_never_forwarded()
     leave_all(nodes).await;
     stack.shutdown().await;
 }
+
+/// The admin the server names to a probe client: in its registration answer, or else in the
+/// first `admin` notice after it (waited for, bounded).
+async fn rendezvous_admin(url: &str, probe: &str) -> Option<mesh_core::PeerId> {
+    use mesh_core::{Identity, Inbound, PeerId, Role, RoomId, Signaler, SignalerContext, SignalingEvent, WorkerRecord};
+    let signaler = signaling_ws::WsSignaler::new(url, None);
+    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
+    let identity = Identity {
+        room: RoomId::new("real").unwrap(),
+        peer: PeerId::new(probe).unwrap(),
+        role: Role::Client,
+        record: WorkerRecord::new(0, Default::default()),
+    };
+    let ctx = SignalerContext { identity, inbox, mesh: std::sync::Arc::new(mesh_core::NoLinks) };
+    signaler.start(ctx).await.expect("probe registered");
+    let admin = tokio::time::timeout(WAIT, async {
+        while let Some(Inbound { event, .. }) = rx.recv().await {
+            match event {
+                SignalingEvent::Registered { admin: Some(admin), .. } | SignalingEvent::Admin(admin) => {
+                    return Some(admin)
+                }
+                _ => continue,
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    signaler.stop().await;
+    admin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_server_restart_newcomers_are_pointed_at_the_room_admin() {
+    let server = SignalingServer::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default()).await.unwrap();
+    let (addr, url) = (server.local_addr(), server.url());
+    let mut config = base(&["relay", "ws"]);
+    config.plugins.insert("ws".into(), json!({ "url": url }));
+    let stack = Stack::new(config).await.unwrap();
+    let nodes = start(&stack, &["w0", "w1", "w2"]).await;
+    wait_full(&nodes).await;
+    assert_eq!(rendezvous_admin(&url, "probe-0").await.map(|a| a.to_string()).as_deref(), Some("w0"));
+
+    server.shutdown().await;
+    let server = SignalingServer::bind(addr, ServerConfig::default()).await.expect("rebinds the same port");
+    // Every worker registers again after its own backoff, in no fixed order; whichever comes
+    // first, the admin re-announces itself once it is back, and the probe hears of it.
+    let admin = rendezvous_admin(&url, "probe-1").await.expect("the restarted server learned the admin");
+    assert_eq!(admin.as_str(), "w0");
+    leave_all(nodes).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_queries_at_once_and_again_after_the_admin_leaves() {
+    use mesh_core::{RegistryFilter, Role};
+    let stack = Stack::new(base(&["relay", "ws"])).await.unwrap();
+    let mut nodes = start(&stack, &["w0", "w1", "w2"]).await;
+    wait_full(&nodes).await;
+    let mut cfg = stack.base.clone();
+    cfg.peer_id = "reader".into();
+    cfg.role = Role::Client;
+    let client = MeshNode::from_config(&cfg, &stack.registry).await.expect("client starts");
+    // Asked the moment the client exists: the query waits for the admin link.
+    let page = client.query_registry(RegistryFilter::default(), WAIT).await.expect("first query");
+    assert_eq!(page.total_count, 3);
+    nodes.remove(0).leave().await;
+    let page = client.query_registry(RegistryFilter::default(), WAIT).await.expect("after the admin left");
+    assert_eq!(page.total_count, 2);
+    assert_eq!(client.snapshot().health.admin.map(|a| a.to_string()).as_deref(), Some("w1"));
+    client.leave().await;
+    leave_all(nodes).await;
+    stack.shutdown().await;
+}

@@ -295,6 +295,14 @@ impl MeshState {
             entry.view = Some(PeerView { admin: claim.clone(), admin_linked, at: now });
         }
         let Some(theirs) = claim else { return };
+        // The candidate that answered "not yet" now says it holds the role: ask again at once
+        // rather than wait for the resend timer.
+        if &theirs == from && self.verify.as_ref().is_some_and(|v| &v.candidate == from && v.answered) {
+            if let Some(v) = &mut self.verify {
+                v.resend_at = Some(now);
+            }
+            self.fire_verify_timer(now);
+        }
         if self.cfg.role == Role::Client {
             // The admin itself says another peer holds the role: follow it.
             if self.admin.as_ref() == Some(from) && &theirs != from && admin_linked {

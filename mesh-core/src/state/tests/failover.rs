@@ -194,18 +194,21 @@ fn b20_a_worker_that_never_linked_anyone_is_flagged() {
 #[test]
 fn b20_a_partitioned_worker_queues_its_record_and_sends_it_on_heal() {
     let mut sim = formed(&["w0", "w1", "w2", "w3", "w4"]);
-    sim.split(&["w4"]);
+    sim.split(&["w3", "w4"]);
     sim.advance(Duration::from_secs(8));
+    assert!(sim.node("w4").is_partitioned());
     let mut busy = Sim::record(0);
     busy.status = WorkerStatus::Busy;
     sim.deliver("w4", Event::RecordChanged(busy));
     sim.settle();
     let status = |sim: &Sim, at: &str| sim.node(at).room_state().get(&peer("w4")).map(|r| r.status);
-    assert_eq!(status(&sim, "w0"), Some(WorkerStatus::Available));
+    assert_eq!(status(&sim, "w3"), Some(WorkerStatus::Available), "read-only: not even its own side hears it");
     sim.heal();
     sim.advance(Duration::from_secs(40));
     assert!(!sim.node("w4").is_partitioned());
-    assert_eq!(status(&sim, "w0"), Some(WorkerStatus::Busy), "sent when the partition healed");
+    for at in ["w0", "w3"] {
+        assert_eq!(status(&sim, at), Some(WorkerStatus::Busy), "{at}: sent when the partition healed");
+    }
 }
 
 #[test]
