@@ -70,12 +70,17 @@ impl Drop for WorkerProc {
 impl WorkerProc {
     /// Starts `binary` (`mesh-worker`) as peer `name`, reporting on every change (and each minute).
     pub fn spawn(binary: &Path, config: &Path, name: &str) -> Result<Self, String> {
-        let mut child = Command::new(binary)
+        Self::spawn_command(Command::new(binary), config, name)
+    }
+
+    /// Starts the `mesh-worker` that `command` names (for example through `ip netns exec`).
+    pub fn spawn_command(mut command: Command, config: &Path, name: &str) -> Result<Self, String> {
+        let mut child = command
             .args(["--config", &config.to_string_lossy(), "--report-ms", "60000"])
             .env("MESH_PEER_ID", name)
             .stdout(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+            .map_err(|e| format!("cannot start {command:?}: {e}"))?;
         let latest = Arc::new(Latest::default());
         let (out, slot) = (child.stdout.take().ok_or("no stdout")?, latest.clone());
         std::thread::spawn(move || {

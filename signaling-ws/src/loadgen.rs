@@ -171,13 +171,19 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the binary at `path` on a free loopback port with a generous rate burst.
     pub fn spawn(path: &std::path::Path) -> Result<Self, String> {
-        let mut child = Command::new(path)
-            .args(["--listen", "127.0.0.1:0"])
+        Self::spawn_command(Command::new(path), "127.0.0.1:0")
+    }
+
+    /// Starts the server `command` names (for example through `ip netns exec`), listening on
+    /// `listen`.
+    pub fn spawn_command(mut command: Command, listen: &str) -> Result<Self, String> {
+        let mut child = command
+            .args(["--listen", listen])
             .env("RUST_LOG", "warn")
             .env("MESH_SIGNAL_RATE_BURST", "1000")
             .stdout(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot start {command:?}: {e}"))?;
         let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?);
         let mut first = String::new();
         lines.read_line(&mut first).map_err(|e| format!("no address line: {e}"))?;

@@ -48,6 +48,23 @@ pub struct WebRtcConfig {
     pub heartbeat_channel: bool,
     /// UDP socket buffer requested each way (the kernel caps it at `net.core.rmem_max`).
     pub udp_buffer_bytes: usize,
+    /// mDNS for `.local` candidates (browsers hide host addresses behind them): `auto` resolves
+    /// them where the host can join multicast and turns mDNS off (with one warning) where it
+    /// cannot; `query` insists on it; `off` never opens the multicast socket.
+    pub mdns: Mdns,
+}
+
+/// Whether links use mDNS to resolve the peer's `.local` candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mdns {
+    /// Resolve `.local` candidates when the host allows multicast; otherwise off, with a warning.
+    #[default]
+    Auto,
+    /// Always resolve; a host without a multicast route cannot open links (the error says so).
+    Query,
+    /// Never open the multicast socket; `.local` candidates are ignored.
+    Off,
 }
 
 impl Default for WebRtcConfig {
@@ -65,6 +82,7 @@ impl Default for WebRtcConfig {
             max_message_bytes: None,
             heartbeat_channel: true,
             udp_buffer_bytes: 4 * 1024 * 1024,
+            mdns: Mdns::Auto,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Building one peer connection with its two pre-negotiated data channels, and the event handler
 //! that turns the webrtc crate's callbacks into a queue the link task reads.
 
-use crate::config::WebRtcConfig;
+use crate::config::{Mdns, WebRtcConfig};
 use crate::runtime::BufferedRuntime;
 use mesh_core::TransportError;
+use rtc_ice::mdns::MulticastDnsMode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -66,6 +68,9 @@ pub(crate) struct Peer {
 }
 
 /// Maps a webrtc error to a setup failure of step `what`.
+/// Set once a link found that this host cannot join multicast: later links skip mDNS at once.
+static NO_MULTICAST: AtomicBool = AtomicBool::new(false);
+
 pub(crate) fn setup_error(what: &str) -> impl Fn(webrtc::error::Error) -> TransportError + '_ {
     move |err| TransportError::Setup(format!("{what}: {err}"))
 }
@@ -73,6 +78,31 @@ pub(crate) fn setup_error(what: &str) -> impl Fn(webrtc::error::Error) -> Transp
 impl Peer {
     /// Builds the connection (binding its sockets) and both negotiated channels.
     pub(crate) async fn build(config: &WebRtcConfig) -> Result<Self, TransportError> {
+        let query = match config.mdns {
+            Mdns::Off => false,
+            Mdns::Query => true,
+            Mdns::Auto => !NO_MULTICAST.load(Ordering::Relaxed),
+        };
+        match Self::build_with(config, query).await {
+            // ENODEV from the mDNS multicast join: this host has no multicast route (an
+            // air-gapped or namespaced host). Links do not need mDNS to form: go on without it.
+            Err(TransportError::Setup(why)) if query && config.mdns == Mdns::Auto && why.contains("os error 19") => {
+                if !NO_MULTICAST.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "mDNS off: this host cannot join multicast (no route to 224.0.0.0/4: {why}); links use IP \
+                         candidates, and peers that only offer .local candidates (browsers) need STUN or TURN"
+                    );
+                }
+                Self::build_with(config, false).await
+            }
+            Err(TransportError::Setup(why)) if query && why.contains("os error 19") => Err(TransportError::Setup(
+                format!("{why}: the mDNS multicast socket needs a route to 224.0.0.0/4 (set webrtc.mdns = \"auto\" or \"off\")"),
+            )),
+            other => other,
+        }
+    }
+
+    async fn build_with(config: &WebRtcConfig, mdns: bool) -> Result<Self, TransportError> {
         let (tx, events) = mpsc::unbounded_channel();
         let ice_servers = config
             .ice_servers
@@ -97,6 +127,7 @@ impl Peer {
             // A peer's check often lands before its trickled candidate, making the pair
             // peer-reflexive; the default 1 s wait before accepting such a pair only delays us.
             .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            .with_multicast_dns_mode(if mdns { MulticastDnsMode::QueryOnly } else { MulticastDnsMode::Disabled })
             .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())

@@ -1,0 +1,186 @@
+//! A network lab in Linux network namespaces, for tests and benchmarks that run the real binaries
+//! as if on separate hosts.
+//!
+//! Topology: one namespace per host, each with one veth (`eth0`, 198.18.0.N/24) whose other end
+//! sits in a bridge namespace on a Linux bridge: one LAN, no default route, nothing routed to the
+//! machine's own interfaces or beyond. Faults are nftables rules inside the host namespaces: cut
+//! a pair, silence a host's UDP, drop a host's TCP to a port, random loss.
+//!
+//! Rules that always hold:
+//! - every address is in 198.18.0.0/15 and lives only in namespaces the lab created;
+//! - every name carries a per-run prefix (`ml<pid><letter>`); [`Lab`] removes all of it when
+//!   dropped (also when a test panics), and [`Lab::new`] first removes what a killed run left.
+//!
+//! Needs root, `ip` (iproute2) and `nft` (nftables); a missing one is an error, never a skip.
+
+mod faults;
+mod names;
+
+pub use faults::Faults;
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// One emulated host.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Its network namespace.
+    pub netns: String,
+    /// Its address on the lab LAN.
+    pub ip: Ipv4Addr,
+}
+
+/// A lab of hosts on one LAN; everything it made is removed on drop.
+pub struct Lab {
+    prefix: String,
+    hosts: Vec<Host>,
+    faults: Mutex<Faults>,
+}
+
+/// Runs a command, returning its stdout; an error names the command and its stderr.
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e} (is it installed?)"))?;
+    if !out.status.success() {
+        return Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a command with `input` on its stdin.
+pub(crate) fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e} (is it installed?)"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).map_err(|e| format!("{program}: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{program} {}: {}\n{input}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(())
+}
+
+impl Lab {
+    /// Builds a LAN of `hosts` hosts (198.18.0.1 …). Removes stale labs of dead runs first.
+    pub fn new(hosts: usize) -> Result<Self, String> {
+        if hosts == 0 || hosts > 200 {
+            return Err(format!("a lab has 1 to 200 hosts, not {hosts}"));
+        }
+        if run("id", &["-u"])?.trim() != "0" {
+            return Err("the network lab needs root (network namespaces, nftables)".into());
+        }
+        run("nft", &["--version"])?;
+        names::remove_stale()?;
+        let prefix = names::fresh_prefix();
+        let mut lab = Self { prefix: prefix.clone(), hosts: Vec::new(), faults: Mutex::new(Faults::default()) };
+        // From here on, `lab` is dropped (and cleans up) on any error.
+        let bridge = lab.bridge_netns();
+        run("ip", &["netns", "add", &bridge])?;
+        lab.exec(&bridge, &["ip", "link", "set", "lo", "up"])?;
+        lab.exec(&bridge, &["ip", "link", "add", "br0", "type", "bridge"])?;
+        lab.exec(&bridge, &["ip", "link", "set", "br0", "up"])?;
+        for i in 0..hosts {
+            let netns = format!("{prefix}-h{i}");
+            let ip = Ipv4Addr::new(198, 18, 0, i as u8 + 1);
+            run("ip", &["netns", "add", &netns])?;
+            lab.hosts.push(Host { netns: netns.clone(), ip });
+            let (host_end, bridge_end) = (format!("{prefix}h{i}"), format!("{prefix}b{i}"));
+            run(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    &host_end,
+                    "netns",
+                    &netns,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &bridge_end,
+                    "netns",
+                    &bridge,
+                ],
+            )?;
+            lab.exec(&bridge, &["ip", "link", "set", &bridge_end, "master", "br0"])?;
+            lab.exec(&bridge, &["ip", "link", "set", &bridge_end, "up"])?;
+            lab.exec(&netns, &["ip", "link", "set", &host_end, "name", "eth0"])?;
+            lab.exec(&netns, &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+            lab.exec(&netns, &["ip", "link", "set", "eth0", "up"])?;
+            lab.exec(&netns, &["ip", "link", "set", "lo", "up"])?;
+        }
+        lab.apply_faults()?;
+        Ok(lab)
+    }
+
+    /// The hosts, in order.
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// Host `i`.
+    pub fn host(&self, i: usize) -> &Host {
+        &self.hosts[i]
+    }
+
+    /// This run's name prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn bridge_netns(&self) -> String {
+        format!("{}-br", self.prefix)
+    }
+
+    /// Runs `args` inside namespace `netns` and waits for it.
+    pub fn exec(&self, netns: &str, args: &[&str]) -> Result<String, String> {
+        let mut all = vec!["netns", "exec", netns];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// A command that runs `program` inside host `i`'s namespace (`ip netns exec` execs it, so
+    /// the child's pid is the program's own: signals reach it directly).
+    pub fn command(&self, i: usize, program: &std::path::Path) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.hosts[i].netns]).arg(program);
+        cmd
+    }
+
+    /// Changes the faults (cuts, silenced hosts, loss) and applies them to every host at once.
+    pub fn set_faults(&self, change: impl FnOnce(&mut Faults)) -> Result<(), String> {
+        if let Ok(mut faults) = self.faults.lock() {
+            change(&mut faults);
+        }
+        self.apply_faults()
+    }
+
+    fn apply_faults(&self) -> Result<(), String> {
+        let faults = self.faults.lock().map(|f| f.clone()).unwrap_or_default();
+        for (i, host) in self.hosts.iter().enumerate() {
+            let ruleset = faults.ruleset(i, &self.hosts);
+            let args = ["netns", "exec", host.netns.as_str(), "nft", "-f", "-"];
+            run_with_input("ip", &args, &ruleset)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Err(e) = names::remove_prefix(&self.prefix) {
+            eprintln!("netlab: cleanup of {} failed: {e}", self.prefix);
+        }
+    }
+}

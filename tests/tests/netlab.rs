@@ -1,0 +1,218 @@
+//! The real binaries in a network lab (Linux namespaces, nftables; needs root): one host runs
+//! `mesh-signal`, every other host one `mesh-worker`. Scenarios: a real 3/2 and 2/2 partition and
+//! their heal, an admin whose UDP goes silent while its WebSocket stays up, a worker that loses
+//! the server after joining, a LAN with no multicast route. Figures are printed.
+
+use mesh_examples::procs::{full, sibling_binary, wait_all, WorkerProc};
+use mesh_netlab::Lab;
+use serde_json::Value;
+use signaling_ws::loadgen::ServerProcess;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+const PORT: u16 = 8765;
+/// The default `timing.heartbeat_timeout_ms`.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A server on host 0 and `n` workers `w0..` on hosts 1..=n, with one spare host for a
+/// newcomer. Dropped in field order: the processes first, the lab (and everything in it) last.
+struct Room {
+    workers: Vec<WorkerProc>,
+    _server: ServerProcess,
+    config: PathBuf,
+    lab: Lab,
+}
+
+impl Room {
+    fn new(n: usize) -> Self {
+        let lab = Lab::new(n + 2).expect("lab");
+        let server_ip = lab.host(0).ip;
+        let signal = sibling_binary("mesh-signal", "signaling-ws").expect("mesh-signal");
+        let server = ServerProcess::spawn_command(lab.command(0, &signal), &format!("{server_ip}:{PORT}"))
+            .expect("mesh-signal starts in the lab");
+        let config = std::env::temp_dir().join(format!("{}-worker.toml", lab.prefix()));
+        std::fs::write(
+            &config,
+            format!(
+                "room = \"lab\"\nsignaling = [\"relay\", \"ws\"]\n[ws]\nurl = \"ws://{server_ip}:{PORT}\"\n\
+                 [webrtc]\nudp_addrs = [\"0.0.0.0:0\"]\n"
+            ),
+        )
+        .expect("config written");
+        let mut room = Self { workers: Vec::new(), _server: server, config, lab };
+        for i in 0..n {
+            room.start(i);
+        }
+        room
+    }
+
+    /// Starts worker `w{i}` on host `i + 1`.
+    fn start(&mut self, i: usize) {
+        let worker = sibling_binary("mesh-worker", "mesh-examples").expect("mesh-worker");
+        let proc = WorkerProc::spawn_command(self.lab.command(i + 1, &worker), &self.config, &format!("w{i}"))
+            .expect("mesh-worker starts in the lab");
+        self.workers.push(proc);
+    }
+
+    fn all(&self) -> Vec<&WorkerProc> {
+        self.workers.iter().collect()
+    }
+
+    fn some(&self, idx: &[usize]) -> Vec<&WorkerProc> {
+        idx.iter().map(|i| &self.workers[*i]).collect()
+    }
+
+    /// The lab host of worker `i`.
+    fn host(i: usize) -> usize {
+        i + 1
+    }
+
+    fn admin(&self) -> String {
+        self.workers[0].snapshot()["health"]["admin"].as_str().expect("an admin").to_string()
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+fn index(name: &str) -> usize {
+    name.trim_start_matches('w').parse().expect("a worker name")
+}
+
+fn admin_is(admin: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |s| s["health"]["admin"] == admin && s["health"]["admin_verified"] == true
+}
+
+fn partitioned(s: &Value) -> bool {
+    s["health"]["partitioned"] == true
+}
+
+fn linked_count(s: &Value) -> u64 {
+    s["counters"]["links_opened"].as_u64().unwrap_or(0)
+}
+
+/// Splits `n` workers into the admin's group of `keep` and the rest, holds it for 10 s, heals.
+fn partition_and_heal(n: usize, keep: usize) {
+    let room = Room::new(n);
+    wait_all(&room.all(), WAIT, "full mesh in the lab", full(n as u64 - 1)).unwrap();
+    let admin = room.admin();
+    let a = index(&admin);
+    let mut majority = vec![a];
+    majority.extend((0..n).filter(|i| *i != a).take(keep - 1));
+    let minority: Vec<usize> = (0..n).filter(|i| !majority.contains(i)).collect();
+    let hosts = |v: &[usize]| v.iter().map(|i| Room::host(*i)).collect::<Vec<_>>();
+    let t = Instant::now();
+    room.lab.set_faults(|f| f.split(&hosts(&majority), &hosts(&minority))).unwrap();
+    let flagged = minority.len() * 2 < n;
+    if flagged {
+        wait_all(&room.some(&minority), WAIT, "the minority reports PARTITIONED", partitioned).unwrap();
+        let detect = t.elapsed();
+        println!("netlab {n} workers split {keep}/{}: minority PARTITIONED after {detect:?}", n - keep);
+        assert!(detect <= HEARTBEAT_TIMEOUT + Duration::from_secs(1), "detected after {detect:?}");
+    }
+    // Apart for 10 s: nobody in the admin's group is flagged, and a flagged minority elects nobody.
+    let changed = |s: &Value| s["health"]["admin"] != admin.as_str() || partitioned(s);
+    let held = Instant::now() + Duration::from_secs(10) - t.elapsed().min(Duration::from_secs(10));
+    for w in room.some(&majority) {
+        assert!(!w.wait_until(held, &changed), "the admin's side changed: {}", w.snapshot()["health"]);
+    }
+    if flagged {
+        for w in room.some(&minority) {
+            let h = w.snapshot()["health"].clone();
+            assert!(h["admin"] == admin.as_str() && h["partitioned"] == true, "read-only minority: {h}");
+        }
+    }
+    // A flagged minority elected nobody, so the admin stays; after an even split both halves
+    // had an admin of the same epoch, and the election rule (equal priorities: lowest id) settles.
+    let expected =
+        if flagged { admin.clone() } else { format!("w{}", a.min(minority.iter().copied().min().unwrap_or(a))) };
+    let healed = Instant::now();
+    room.lab.set_faults(|f| f.clear()).unwrap();
+    wait_all(&room.all(), WAIT, "full mesh again after the heal", |s| {
+        full(n as u64 - 1)(s) && admin_is(&expected)(s) && !partitioned(s)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let admin = expected;
+    let heal = healed.elapsed();
+    println!("netlab {n} workers split {keep}/{}: full mesh again {heal:?} after the heal, admin {admin}", n - keep);
+    let opened: u64 = room.workers.iter().map(|w| linked_count(&w.snapshot())).sum();
+    let links = (n * (n - 1)) as u64;
+    assert!(opened >= links, "{opened} opens for {links} link ends");
+    for w in &room.workers {
+        assert_eq!(w.snapshot()["health"]["links_up"], n as u64 - 1, "one link per pair");
+    }
+}
+
+#[test]
+fn a_real_three_two_split_flags_the_minority_and_heals_to_the_majority_admin() {
+    partition_and_heal(5, 3);
+}
+
+#[test]
+fn a_real_even_split_flags_nobody_and_heals_to_one_admin() {
+    partition_and_heal(4, 2);
+}
+
+#[test]
+fn links_form_on_a_lan_without_a_multicast_route() {
+    let room = Room::new(3);
+    let t = Instant::now();
+    wait_all(&room.all(), WAIT, "full mesh with no route to 224.0.0.0/4", full(2)).unwrap();
+    println!("netlab 3 workers, no multicast route: full mesh in {:?}", t.elapsed());
+}
+
+#[test]
+fn an_admin_whose_udp_goes_silent_is_replaced_while_its_websocket_stays_up() {
+    let room = Room::new(4);
+    wait_all(&room.all(), WAIT, "full mesh in the lab", full(3)).unwrap();
+    let admin = room.admin();
+    let a = index(&admin);
+    let survivors: Vec<usize> = (0..4).filter(|i| *i != a).collect();
+    let t = Instant::now();
+    room.lab
+        .set_faults(|f| {
+            f.silent_udp.insert(Room::host(a));
+        })
+        .unwrap();
+    let new_admin =
+        |s: &Value| s["health"]["admin_verified"] == true && s["health"]["admin"].as_str().is_some_and(|x| x != admin);
+    wait_all(&room.some(&survivors), WAIT, "a verified new admin", new_admin).unwrap();
+    let first = room.workers[survivors[0]].snapshot()["health"]["admin"].clone();
+    wait_all(&room.some(&survivors), WAIT, "the same new admin everywhere", |s| {
+        new_admin(s) && s["health"]["admin"] == first
+    })
+    .unwrap();
+    let took = t.elapsed();
+    println!("netlab silent admin (UDP dropped, WebSocket up): new verified admin {first} after {took:?}");
+    // heartbeat timeout + admin_verify timeout + 500 ms
+    assert!(took <= HEARTBEAT_TIMEOUT + Duration::from_millis(2500), "took {took:?}");
+    for w in room.some(&survivors) {
+        assert_eq!(w.snapshot()["health"]["links_up"], 2, "the survivors keep their links");
+    }
+}
+
+#[test]
+fn a_worker_cut_off_from_the_server_still_links_a_newcomer_by_relay() {
+    let mut room = Room::new(4);
+    wait_all(&room.all(), WAIT, "full mesh in the lab", full(3)).unwrap();
+    let a = index(&room.admin());
+    let k = (0..4).find(|i| *i != a).expect("a worker that is not the admin");
+    let ws_sent = |s: &Value| s["signals"]["ws"]["sent"].as_u64().unwrap_or(0);
+    let before = ws_sent(&room.workers[k].snapshot());
+    room.lab
+        .set_faults(|f| {
+            f.blocked_tcp.insert((Room::host(k), PORT));
+        })
+        .unwrap();
+    let t = Instant::now();
+    room.start(4);
+    wait_all(&room.all(), WAIT, "full mesh of 5 with one worker cut off from the server", full(4)).unwrap();
+    println!("netlab w{k} without the server: newcomer fully linked after {:?}", t.elapsed());
+    let s = room.workers[k].snapshot();
+    assert_eq!(ws_sent(&s), before, "w{k} signalled by relay only: {}", s["signals"]);
+    assert!(s["signals"]["relay"]["sent"].as_u64().unwrap_or(0) > 0, "{}", s["signals"]);
+}
