@@ -8,29 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// A binary of this workspace next to the running executable (`target/<profile>/NAME`), built on
-/// demand with cargo when missing (tests and benches run from the same target directory).
-pub fn sibling_binary(name: &str, package: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
-    let mut dir = exe.parent().ok_or("no parent dir")?.to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", package, "--bin", name]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let ok = cmd.status().map_err(|e| format!("cargo: {e}"))?.success();
-        if !ok || !path.exists() {
-            return Err(format!("{name} is not built: cargo build -p {package} --bin {name}"));
-        }
-    }
-    Ok(path)
-}
+pub use mesh_netlab::sibling_binary;
 
 /// A worker configuration file for the server at `url`, in a fresh temporary directory.
 pub fn worker_config(url: &str, room: &str, tag: &str) -> std::io::Result<(PathBuf, PathBuf)> {

@@ -1,7 +1,8 @@
 //! The real binaries in a network lab (Linux namespaces, nftables; needs root): one host runs
 //! `mesh-signal`, every other host one `mesh-worker`. Scenarios: a real 3/2 and 2/2 partition and
 //! their heal, an admin whose UDP goes silent while its WebSocket stays up, a worker that loses
-//! the server after joining, a LAN with no multicast route. Figures are printed.
+//! the server after joining, a LAN with no multicast route, and a WAN (80 ms RTT, jitter, 1 %
+//! loss) for 5 and 10 workers. Figures are printed (`--nocapture`).
 
 use mesh_examples::procs::{full, sibling_binary, wait_all, WorkerProc};
 use mesh_netlab::Lab;
@@ -22,11 +23,22 @@ struct Room {
     _server: ServerProcess,
     config: PathBuf,
     lab: Lab,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+/// The scenarios measure timings on a 2-core machine: they run one at a time.
+static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Room {
     fn new(n: usize) -> Self {
+        Self::build(n, |_| ())
+    }
+
+    /// Like [`Room::new`], with `setup` run on the lab before any process starts.
+    fn build(n: usize, setup: impl FnOnce(&Lab)) -> Self {
+        let one_at_a_time = LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let lab = Lab::new(n + 2).expect("lab");
+        setup(&lab);
         let server_ip = lab.host(0).ip;
         let signal = sibling_binary("mesh-signal", "signaling-ws").expect("mesh-signal");
         let server = ServerProcess::spawn_command(lab.command(0, &signal), &format!("{server_ip}:{PORT}"))
@@ -40,7 +52,7 @@ impl Room {
             ),
         )
         .expect("config written");
-        let mut room = Self { workers: Vec::new(), _server: server, config, lab };
+        let mut room = Self { workers: Vec::new(), _server: server, config, lab, _one_at_a_time: one_at_a_time };
         for i in 0..n {
             room.start(i);
         }
@@ -215,4 +227,64 @@ fn a_worker_cut_off_from_the_server_still_links_a_newcomer_by_relay() {
     let s = room.workers[k].snapshot();
     assert_eq!(ws_sent(&s), before, "w{k} signalled by relay only: {}", s["signals"]);
     assert!(s["signals"]["relay"]["sent"].as_u64().unwrap_or(0) > 0, "{}", s["signals"]);
+}
+
+/// 80 ms RTT (40 ms ± 5 ms added at every sender) and 1 % loss on every host.
+fn wan(lab: &Lab) {
+    lab.set_wan(Duration::from_millis(40), Duration::from_millis(5)).expect("latency stage");
+    lab.set_faults(|f| f.loss_percent = 1).expect("loss");
+}
+
+fn wan_formation_and_failover(n: usize) {
+    let t = Instant::now();
+    let room = Room::build(n, wan);
+    let wait = Duration::from_secs(120);
+    wait_all(&room.all(), wait, "full mesh over the WAN", full(n as u64 - 1)).unwrap();
+    let formed = t.elapsed();
+    let admin = room.admin();
+    let a = index(&admin);
+    let survivors: Vec<usize> = (0..n).filter(|i| *i != a).collect();
+    let t = Instant::now();
+    room.workers[a].signal("-KILL");
+    let new_admin =
+        |s: &Value| s["health"]["admin_verified"] == true && s["health"]["admin"].as_str().is_some_and(|x| x != admin);
+    wait_all(&room.some(&survivors), wait, "a verified new admin over the WAN", new_admin).unwrap();
+    let first = room.workers[survivors[0]].snapshot()["health"]["admin"].clone();
+    wait_all(&room.some(&survivors), wait, "one new admin everywhere", |s| {
+        new_admin(s) && s["health"]["admin"] == first
+    })
+    .unwrap();
+    println!(
+        "netlab WAN 80 ms RTT ±10 ms, 1 % loss, {n} workers: full mesh {formed:?} after start; admin killed, {first} verified by all {:?} later",
+        t.elapsed()
+    );
+    for w in room.some(&survivors) {
+        assert_eq!(w.snapshot()["health"]["links_up"], n as u64 - 2, "survivors keep one link per pair");
+    }
+}
+
+#[test]
+fn over_a_wan_five_workers_form_and_fail_over() {
+    wan_formation_and_failover(5);
+}
+
+#[test]
+fn over_a_wan_ten_workers_form_and_fail_over() {
+    wan_formation_and_failover(10);
+}
+
+#[test]
+fn the_wan_stage_adds_the_round_trip_it_is_asked_for() {
+    let room = Room::build(0, |lab| lab.set_wan(Duration::from_millis(40), Duration::ZERO).expect("latency stage"));
+    let server = room.lab.host(0).ip;
+    // A TCP handshake from host 1 to the server takes one round trip: 40 ms out, 40 ms back.
+    let script = format!("t=$(date +%s%N); exec 3<>/dev/tcp/{server}/{PORT} && echo $(( ($(date +%s%N) - t) / 1000 ))");
+    let mut rtts: Vec<u64> = (0..5)
+        .map(|_| room.lab.exec(&room.lab.host(1).netns, &["bash", "-c", &script]).expect("connect"))
+        .map(|out| out.trim().parse::<u64>().expect("microseconds"))
+        .collect();
+    rtts.sort_unstable();
+    let median = Duration::from_micros(rtts[2]);
+    println!("netlab WAN stage asked for 80 ms RTT: TCP handshake median {median:?} (of {rtts:?} µs)");
+    assert!(median >= Duration::from_millis(78) && median <= Duration::from_millis(100), "{median:?}");
 }

@@ -11,7 +11,10 @@
 //! - every name carries a per-run prefix (`ml<pid><letter>`); [`Lab`] removes all of it when
 //!   dropped (also when a test panics), and [`Lab::new`] first removes what a killed run left.
 //!
-//! Needs root, `ip` (iproute2) and `nft` (nftables); a missing one is an error, never a skip.
+//! Latency: [`Lab::set_wan`] (a userspace stage, as this kernel has no `netem`).
+//!
+//! Needs root, `ip` (iproute2) and `nft` (nftables), and `iptables` for latency; a missing one is
+//! an error, never a skip.
 
 mod faults;
 mod names;
@@ -36,6 +39,7 @@ pub struct Lab {
     prefix: String,
     hosts: Vec<Host>,
     faults: Mutex<Faults>,
+    delayers: Mutex<Vec<std::process::Child>>,
 }
 
 /// Runs a command, returning its stdout; an error names the command and its stderr.
@@ -71,6 +75,30 @@ pub(crate) fn run_with_input(program: &str, args: &[&str], input: &str) -> Resul
     Ok(())
 }
 
+/// A binary of this workspace next to the running executable (`target/<profile>/NAME`), built on
+/// demand with cargo when missing (tests and benches run from the same target directory).
+pub fn sibling_binary(name: &str, package: &str) -> Result<std::path::PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let mut dir = exe.parent().ok_or("no parent dir")?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", package, "--bin", name]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let ok = cmd.status().map_err(|e| format!("cargo: {e}"))?.success();
+        if !ok || !path.exists() {
+            return Err(format!("{name} is not built: cargo build -p {package} --bin {name}"));
+        }
+    }
+    Ok(path)
+}
+
 impl Lab {
     /// Builds a LAN of `hosts` hosts (198.18.0.1 …). Removes stale labs of dead runs first.
     pub fn new(hosts: usize) -> Result<Self, String> {
@@ -83,7 +111,12 @@ impl Lab {
         run("nft", &["--version"])?;
         names::remove_stale()?;
         let prefix = names::fresh_prefix();
-        let mut lab = Self { prefix: prefix.clone(), hosts: Vec::new(), faults: Mutex::new(Faults::default()) };
+        let mut lab = Self {
+            prefix: prefix.clone(),
+            hosts: Vec::new(),
+            faults: Mutex::new(Faults::default()),
+            delayers: Mutex::new(Vec::new()),
+        };
         // From here on, `lab` is dropped (and cleans up) on any error.
         let bridge = lab.bridge_netns();
         run("ip", &["netns", "add", &bridge])?;
@@ -158,6 +191,40 @@ impl Lab {
         cmd
     }
 
+    /// Adds `one_way` ± `jitter` of latency to everything every host sends (so a round trip
+    /// between two hosts takes twice `one_way`): one `mesh-netlab-delay` per host holds the
+    /// packets an iptables `NFQUEUE` rule gives it. If a delayer dies, packets pass undelayed.
+    pub fn set_wan(&self, one_way: std::time::Duration, jitter: std::time::Duration) -> Result<(), String> {
+        use std::io::BufRead;
+        run("iptables", &["--version"])?;
+        let binary = sibling_binary("mesh-netlab-delay", "mesh-netlab")?;
+        for (i, host) in self.hosts.iter().enumerate() {
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &host.netns])
+                .arg(&binary)
+                .args(["--queue", "0", "--delay-ms", &one_way.as_millis().to_string()])
+                .args(["--jitter-ms", &jitter.as_millis().to_string(), "--seed", &(i + 1).to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+            let stdout = child.stdout.take().ok_or("no stdout")?;
+            let mut line = String::new();
+            std::io::BufReader::new(stdout).read_line(&mut line).map_err(|e| format!("delayer: {e}"))?;
+            if !line.contains("ready") {
+                let _ = child.kill();
+                return Err(format!("the delayer in {} did not start", host.netns));
+            }
+            if let Ok(mut delayers) = self.delayers.lock() {
+                delayers.push(child);
+            }
+            self.exec(
+                &host.netns,
+                &["iptables", "-A", "OUTPUT", "-o", "eth0", "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Changes the faults (cuts, silenced hosts, loss) and applies them to every host at once.
     pub fn set_faults(&self, change: impl FnOnce(&mut Faults)) -> Result<(), String> {
         if let Ok(mut faults) = self.faults.lock() {
@@ -179,6 +246,12 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if let Ok(mut delayers) = self.delayers.lock() {
+            for child in delayers.iter_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
         if let Err(e) = names::remove_prefix(&self.prefix) {
             eprintln!("netlab: cleanup of {} failed: {e}", self.prefix);
         }
