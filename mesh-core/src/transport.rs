@@ -83,6 +83,11 @@ pub trait Link: Send + Sync {
     async fn send_unordered(&self, data: Bytes) -> Result<(), TransportError> {
         self.send(data).await
     }
+    /// The network path the link took, as the transport names it (WebRTC: the selected
+    /// candidate pair's types, `local/remote`, such as `host/host` or `relay/prflx`), once known.
+    fn route(&self) -> Option<String> {
+        None
+    }
     /// Closes the link; the peer sees it closed. Idempotent.
     async fn close(&self);
 }

@@ -22,6 +22,8 @@ struct Room {
     workers: Vec<WorkerProc>,
     _server: ServerProcess,
     config: PathBuf,
+    /// The lab host of each worker (and of the next newcomer).
+    hosts: Vec<usize>,
     lab: Lab,
     _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
@@ -36,9 +38,15 @@ impl Room {
 
     /// Like [`Room::new`], with `setup` run on the lab before any process starts.
     fn build(n: usize, setup: impl FnOnce(&Lab)) -> Self {
-        let one_at_a_time = LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let lab = Lab::new(n + 2).expect("lab");
         setup(&lab);
+        Self::on(lab, (1..n + 2).collect(), n, "")
+    }
+
+    /// The server on host 0 of `lab`, workers `w0..w{n-1}` on `hosts` (in order), and
+    /// `webrtc` extra TOML lines in the `[webrtc]` section of their configuration.
+    fn on(lab: Lab, hosts: Vec<usize>, n: usize, webrtc: &str) -> Self {
+        let one_at_a_time = LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let server_ip = lab.host(0).ip;
         let signal = sibling_binary("mesh-signal", "signaling-ws").expect("mesh-signal");
         let server = ServerProcess::spawn_command(lab.command(0, &signal), &format!("{server_ip}:{PORT}"))
@@ -48,22 +56,22 @@ impl Room {
             &config,
             format!(
                 "room = \"lab\"\nsignaling = [\"relay\", \"ws\"]\n[ws]\nurl = \"ws://{server_ip}:{PORT}\"\n\
-                 [webrtc]\nudp_addrs = [\"0.0.0.0:0\"]\n"
+                 [webrtc]\nudp_addrs = [\"0.0.0.0:0\"]\n{webrtc}\n"
             ),
         )
         .expect("config written");
-        let mut room = Self { workers: Vec::new(), _server: server, config, lab, _one_at_a_time: one_at_a_time };
+        let mut room = Self { workers: Vec::new(), _server: server, config, hosts, lab, _one_at_a_time: one_at_a_time };
         for i in 0..n {
             room.start(i);
         }
         room
     }
 
-    /// Starts worker `w{i}` on host `i + 1`.
+    /// Starts worker `w{i}` on its host.
     fn start(&mut self, i: usize) {
         let worker = sibling_binary("mesh-worker", "mesh-examples").expect("mesh-worker");
-        let proc = WorkerProc::spawn_command(self.lab.command(i + 1, &worker), &self.config, &format!("w{i}"))
-            .expect("mesh-worker starts in the lab");
+        let command = self.lab.command(self.hosts[i], &worker);
+        let proc = WorkerProc::spawn_command(command, &self.config, &format!("w{i}")).expect("mesh-worker starts");
         self.workers.push(proc);
     }
 
@@ -76,8 +84,8 @@ impl Room {
     }
 
     /// The lab host of worker `i`.
-    fn host(i: usize) -> usize {
-        i + 1
+    fn host(&self, i: usize) -> usize {
+        self.hosts[i]
     }
 
     fn admin(&self) -> String {
@@ -116,7 +124,7 @@ fn partition_and_heal(n: usize, keep: usize) {
     let mut majority = vec![a];
     majority.extend((0..n).filter(|i| *i != a).take(keep - 1));
     let minority: Vec<usize> = (0..n).filter(|i| !majority.contains(i)).collect();
-    let hosts = |v: &[usize]| v.iter().map(|i| Room::host(*i)).collect::<Vec<_>>();
+    let hosts = |v: &[usize]| v.iter().map(|i| room.host(*i)).collect::<Vec<_>>();
     let t = Instant::now();
     room.lab.set_faults(|f| f.split(&hosts(&majority), &hosts(&minority))).unwrap();
     let flagged = minority.len() * 2 < n;
@@ -187,7 +195,7 @@ fn an_admin_whose_udp_goes_silent_is_replaced_while_its_websocket_stays_up() {
     let t = Instant::now();
     room.lab
         .set_faults(|f| {
-            f.silent_udp.insert(Room::host(a));
+            f.silent_udp.insert(room.host(a));
         })
         .unwrap();
     let new_admin =
@@ -217,7 +225,7 @@ fn a_worker_cut_off_from_the_server_still_links_a_newcomer_by_relay() {
     let before = ws_sent(&room.workers[k].snapshot());
     room.lab
         .set_faults(|f| {
-            f.blocked_tcp.insert((Room::host(k), PORT));
+            f.blocked_tcp.insert((room.host(k), PORT));
         })
         .unwrap();
     let t = Instant::now();
@@ -287,4 +295,26 @@ fn the_wan_stage_adds_the_round_trip_it_is_asked_for() {
     let median = Duration::from_micros(rtts[2]);
     println!("netlab WAN stage asked for 80 ms RTT: TCP handshake median {median:?} (of {rtts:?} µs)");
     assert!(median >= Duration::from_millis(78) && median <= Duration::from_millis(100), "{median:?}");
+}
+
+#[test]
+fn a_worker_behind_a_symmetric_nat_links_out_and_the_snapshot_names_the_route() {
+    // Public LAN: the server (h0) and a public worker (h1); a worker behind a NAT with random
+    // port mapping (h2).
+    let lab = Lab::with_nat(2, 1).expect("lab");
+    let room = Room::on(lab, vec![1, 2], 2, "");
+    let t = Instant::now();
+    wait_all(&room.all(), WAIT, "a link through the NAT", full(1)).unwrap();
+    let formed = t.elapsed();
+    let routed = |s: &Value| s["routes"].as_object().is_some_and(|r| r.len() == 1);
+    wait_all(&room.all(), WAIT, "the link's route known at both ends", routed).unwrap_or_else(|e| {
+        let routes: Vec<Value> = room.workers.iter().map(|w| w.snapshot()["routes"].clone()).collect();
+        panic!("{e}; routes {routes:?}")
+    });
+    let route = |i: usize, peer: &str| room.workers[i].snapshot()["routes"][peer].as_str().unwrap_or("?").to_string();
+    let (public, natted) = (route(0, "w1"), route(1, "w0"));
+    println!("netlab NAT: linked in {formed:?}; route at the public worker {public}, behind the NAT {natted}");
+    // The public side only ever sees the NAT's mapped address: a peer-reflexive candidate.
+    assert!(public.ends_with("/prflx"), "{public}");
+    assert!(natted.starts_with("host/"), "{natted}");
 }

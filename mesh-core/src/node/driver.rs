@@ -372,7 +372,15 @@ impl Driver {
                 .filter_map(|p| self.live_session(&p).map(|s| (p, s.writer.clone())))
                 .collect();
         }
-        let snapshot = Snapshot { health, counters: self.p.state.counters(), signals: self.p.chain.stats().snapshot() };
+        let routes = self
+            .p
+            .state
+            .linked_peers()
+            .into_iter()
+            .filter_map(|p| self.live_session(&p).and_then(|s| s.link.route()).map(|r| (p, r)))
+            .collect();
+        let snapshot =
+            Snapshot { health, counters: self.p.state.counters(), signals: self.p.chain.stats().snapshot(), routes };
         self.p.snapshot.send_if_modified(|current| {
             let changed = *current != snapshot;
             *current = snapshot;

@@ -67,6 +67,9 @@ pub struct Snapshot {
     pub counters: Counters,
     /// Per-path signal counters.
     pub signals: BTreeMap<String, PathCounters>,
+    /// Per linked peer, the network path its link took, where the transport tells
+    /// (see [`crate::Link::route`]).
+    pub routes: BTreeMap<PeerId, String>,
 }
 
 /// What the driver shares with handles and relaying signalers.
@@ -197,7 +200,12 @@ impl MeshNode {
         });
         let (commands, commands_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
-        let initial = Snapshot { health: state.health_record(), counters: state.counters(), signals: BTreeMap::new() };
+        let initial = Snapshot {
+            health: state.health_record(),
+            counters: state.counters(),
+            signals: BTreeMap::new(),
+            routes: BTreeMap::new(),
+        };
         let (snapshot_tx, snapshot) = watch::channel(initial);
         let driver = driver::Driver::new(driver::Parts {
             state,

@@ -18,8 +18,11 @@
 
 mod faults;
 mod names;
+pub mod nat;
+mod turn;
 
 pub use faults::Faults;
+pub use turn::Turn;
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -102,8 +105,14 @@ pub fn sibling_binary(name: &str, package: &str) -> Result<std::path::PathBuf, S
 impl Lab {
     /// Builds a LAN of `hosts` hosts (198.18.0.1 …). Removes stale labs of dead runs first.
     pub fn new(hosts: usize) -> Result<Self, String> {
-        if hosts == 0 || hosts > 200 {
-            return Err(format!("a lab has 1 to 200 hosts, not {hosts}"));
+        Self::with_nat(hosts, 0)
+    }
+
+    /// A LAN of `public` hosts plus `natted` hosts, each behind its own NAT router on the LAN
+    /// (see [`nat`]). Natted hosts come after the public ones in [`Lab::hosts`].
+    pub fn with_nat(public: usize, natted: usize) -> Result<Self, String> {
+        if public + natted == 0 || public > 99 || natted > 99 {
+            return Err(format!("a lab has 1 to 99 public and 0 to 99 natted hosts, not {public} and {natted}"));
         }
         if run("id", &["-u"])?.trim() != "0" {
             return Err("the network lab needs root (network namespaces, nftables)".into());
@@ -123,38 +132,38 @@ impl Lab {
         lab.exec(&bridge, &["ip", "link", "set", "lo", "up"])?;
         lab.exec(&bridge, &["ip", "link", "add", "br0", "type", "bridge"])?;
         lab.exec(&bridge, &["ip", "link", "set", "br0", "up"])?;
-        for i in 0..hosts {
+        for i in 0..public {
             let netns = format!("{prefix}-h{i}");
             let ip = Ipv4Addr::new(198, 18, 0, i as u8 + 1);
             run("ip", &["netns", "add", &netns])?;
             lab.hosts.push(Host { netns: netns.clone(), ip });
-            let (host_end, bridge_end) = (format!("{prefix}h{i}"), format!("{prefix}b{i}"));
-            run(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    &host_end,
-                    "netns",
-                    &netns,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &bridge_end,
-                    "netns",
-                    &bridge,
-                ],
-            )?;
-            lab.exec(&bridge, &["ip", "link", "set", &bridge_end, "master", "br0"])?;
-            lab.exec(&bridge, &["ip", "link", "set", &bridge_end, "up"])?;
-            lab.exec(&netns, &["ip", "link", "set", &host_end, "name", "eth0"])?;
+            lab.plug(&netns, &format!("h{i}"))?;
             lab.exec(&netns, &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
-            lab.exec(&netns, &["ip", "link", "set", "eth0", "up"])?;
-            lab.exec(&netns, &["ip", "link", "set", "lo", "up"])?;
+        }
+        for k in 0..natted {
+            nat::add(&mut lab, k)?;
         }
         lab.apply_faults()?;
         Ok(lab)
+    }
+
+    /// Plugs a new veth into the LAN bridge; its other end, named `eth0`, goes to `netns`.
+    pub(crate) fn plug(&self, netns: &str, tag: &str) -> Result<(), String> {
+        let bridge = self.bridge_netns();
+        let (host_end, bridge_end) = (format!("{}{tag}", self.prefix), format!("{}B{tag}", self.prefix));
+        let args =
+            ["link", "add", &host_end, "netns", netns, "type", "veth", "peer", "name", &bridge_end, "netns", &bridge];
+        run("ip", &args)?;
+        self.exec(&bridge, &["ip", "link", "set", &bridge_end, "master", "br0"])?;
+        self.exec(&bridge, &["ip", "link", "set", &bridge_end, "up"])?;
+        self.exec(netns, &["ip", "link", "set", &host_end, "name", "eth0"])?;
+        self.exec(netns, &["ip", "link", "set", "eth0", "up"])?;
+        self.exec(netns, &["ip", "link", "set", "lo", "up"])?;
+        Ok(())
+    }
+
+    pub(crate) fn push_host(&mut self, host: Host) {
+        self.hosts.push(host);
     }
 
     /// The hosts, in order.

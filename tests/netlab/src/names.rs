@@ -90,6 +90,6 @@ mod tests {
         assert_eq!(owner("ml123"), None);
         assert_eq!(owner("other-ns"), None);
         // Interface names (prefix + "h" + index) stay within the kernel's 15 characters.
-        assert!(format!("{TAG}4194304zzh199").len() <= 15);
+        assert!(format!("{TAG}4194304zzBh99").len() <= 15);
     }
 }

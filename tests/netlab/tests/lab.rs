@@ -48,3 +48,14 @@ fn faults_become_rules_in_the_hosts_and_a_heal_removes_them() {
     lab.set_faults(|f| f.clear()).unwrap();
     assert!(!rules(0).contains("drop"), "{}", rules(0));
 }
+
+#[test]
+fn coturn_starts_on_a_lab_host_and_is_stopped_with_it() {
+    let lab = Lab::new(2).expect("lab");
+    let turn = mesh_netlab::Turn::start(&lab, 1).expect("turnserver starts");
+    assert_eq!(turn.url, "turn:198.18.0.2:3478");
+    let pids = lab.exec(&lab.host(1).netns, &["ip", "netns", "pids", &lab.host(1).netns]).unwrap_or_default();
+    assert!(!pids.trim().is_empty(), "turnserver runs in host 1's namespace");
+    drop(turn);
+    drop(lab);
+}

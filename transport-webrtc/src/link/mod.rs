@@ -1,6 +1,7 @@
 //! One WebRTC link: the [`Link`] handle the node sends on, the state it shares with the link's
 //! task, and [`spawn`], which starts that task ([`task`]).
 
+mod route;
 mod task;
 
 use crate::chunk;
@@ -53,6 +54,8 @@ struct Shared {
     stop_reason: std::sync::Mutex<Option<CloseReason>>,
     /// Fired once the peer connection is closed.
     torn_down: CancellationToken,
+    /// The selected candidate pair's types (`local/remote`), once known.
+    route: std::sync::Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -107,6 +110,7 @@ pub(crate) fn spawn(peer: Peer, setup: LinkSetup) -> LinkHandle {
         stop: CancellationToken::new(),
         stop_reason: std::sync::Mutex::new(None),
         torn_down: CancellationToken::new(),
+        route: std::sync::Mutex::new(None),
     });
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let task = Task::new(shared.clone(), events_tx, setup.signals, setup.max_message_bytes);
@@ -188,6 +192,10 @@ impl Link for WebRtcLink {
             Err(webrtc::error::Error::ErrSendBufferFull) => Ok(()), // loss-tolerant by contract
             Err(_) => self.send(data).await,
         }
+    }
+
+    fn route(&self) -> Option<String> {
+        self.shared.route.lock().ok().and_then(|r| r.clone())
     }
 
     async fn close(&self) {

@@ -10,6 +10,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// When the route is read after the link opens, each delay after the previous read.
+const ROUTE_CHECKS: [Duration; 3] = [Duration::ZERO, Duration::from_secs(1), Duration::from_secs(5)];
 use tokio::sync::mpsc;
 use webrtc::data_channel::DataChannelEvent;
 use webrtc::peer_connection::RTCPeerConnectionState;
@@ -145,9 +148,24 @@ impl Task {
         let mut heartbeat_open = true;
         let mut channel_open = false;
         let (mut next_hello, mut hello_gap) = (tokio::time::Instant::now(), HELLO_FIRST);
+        // The route is read once the link opens, then again later: ICE may nominate a better pair.
+        let mut route_checks = ROUTE_CHECKS.iter();
+        let (mut next_route, mut route_started) = (None, false);
         loop {
             let opened = shared.opened.load(Ordering::Acquire);
+            if opened && !route_started {
+                route_started = true;
+                next_route = route_checks.next().map(|after| tokio::time::Instant::now() + *after);
+            }
             tokio::select! {
+                _ = tokio::time::sleep_until(next_route.unwrap_or_else(tokio::time::Instant::now)), if next_route.is_some() => {
+                    if let Some(route) = super::route::selected(&shared.pc).await {
+                        if let Ok(mut slot) = shared.route.lock() {
+                            *slot = Some(route);
+                        }
+                    }
+                    next_route = route_checks.next().map(|after| tokio::time::Instant::now() + *after);
+                }
                 _ = shared.stop.cancelled() => return self.stop_reason(),
                 _ = tokio::time::sleep_until(deadline), if !opened => return CloseReason::ConnectTimeout,
                 _ = tokio::time::sleep_until(gather_deadline), if gathering => {
