@@ -128,14 +128,14 @@ impl Lab {
         };
         // From here on, `lab` is dropped (and cleans up) on any error.
         let bridge = lab.bridge_netns();
-        run("ip", &["netns", "add", &bridge])?;
+        names::add_netns(&bridge)?;
         lab.exec(&bridge, &["ip", "link", "set", "lo", "up"])?;
         lab.exec(&bridge, &["ip", "link", "add", "br0", "type", "bridge"])?;
         lab.exec(&bridge, &["ip", "link", "set", "br0", "up"])?;
         for i in 0..public {
             let netns = format!("{prefix}-h{i}");
             let ip = Ipv4Addr::new(198, 18, 0, i as u8 + 1);
-            run("ip", &["netns", "add", &netns])?;
+            names::add_netns(&netns)?;
             lab.hosts.push(Host { netns: netns.clone(), ip });
             lab.plug(&netns, &format!("h{i}"))?;
             lab.exec(&netns, &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;

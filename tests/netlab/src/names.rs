@@ -38,6 +38,16 @@ fn namespaces() -> Result<Vec<String>, String> {
     Ok(run("ip", &["netns", "list"])?.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect())
 }
 
+/// `ip netns add` and `del` mount under /run/netns; two at once can fail (the first one sets the
+/// mount up), so this process makes them one at a time, and tries an add again once.
+static NETNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Creates namespace `netns`.
+pub(crate) fn add_netns(netns: &str) -> Result<(), String> {
+    let _one = NETNS.lock().unwrap_or_else(|p| p.into_inner());
+    run("ip", &["netns", "add", netns]).or_else(|_| run("ip", &["netns", "add", netns])).map(|_| ())
+}
+
 /// Kills what runs in `netns` and deletes it (its veth ends go with it).
 fn remove(netns: &str) -> Result<(), String> {
     if let Ok(pids) = run("ip", &["netns", "pids", netns]) {
@@ -45,6 +55,7 @@ fn remove(netns: &str) -> Result<(), String> {
             let _ = run("kill", &["-9", pid]);
         }
     }
+    let _one = NETNS.lock().unwrap_or_else(|p| p.into_inner());
     run("ip", &["netns", "del", netns]).map(|_| ())
 }
 

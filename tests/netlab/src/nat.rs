@@ -13,8 +13,8 @@ pub(crate) fn add(lab: &mut Lab, k: usize) -> Result<(), String> {
     let (router, host) = (format!("{prefix}-r{k}"), format!("{prefix}-n{k}"));
     let public = Ipv4Addr::new(198, 18, 0, 100 + k as u8);
     let (gateway, private) = (Ipv4Addr::new(198, 19, k as u8, 1), Ipv4Addr::new(198, 19, k as u8, 2));
-    run("ip", &["netns", "add", &router])?;
-    run("ip", &["netns", "add", &host])?;
+    crate::names::add_netns(&router)?;
+    crate::names::add_netns(&host)?;
     lab.plug(&router, &format!("r{k}"))?;
     lab.exec(&router, &["ip", "addr", "add", &format!("{public}/24"), "dev", "eth0"])?;
     // The private link: eth1 on the router, eth0 on the host.

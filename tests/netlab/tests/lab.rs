@@ -4,6 +4,13 @@
 use mesh_netlab::Lab;
 use std::process::Command;
 
+/// These tests create and list namespaces: one at a time.
+static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn namespaces() -> Vec<String> {
     let out = Command::new("ip").args(["netns", "list"]).output().expect("ip runs");
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect()
@@ -11,6 +18,7 @@ fn namespaces() -> Vec<String> {
 
 #[test]
 fn a_lab_leaves_nothing_behind_even_when_its_test_panics() {
+    let _one = one_at_a_time();
     let prefix = std::panic::catch_unwind(|| {
         let lab = Lab::new(2).expect("lab");
         let prefix = lab.prefix().to_string();
@@ -26,6 +34,7 @@ fn a_lab_leaves_nothing_behind_even_when_its_test_panics() {
 
 #[test]
 fn the_lab_of_a_killed_run_is_removed_at_the_next_start() {
+    let _one = one_at_a_time();
     // A pid that runs nothing: the "killed run".
     let max: u32 =
         std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(32768);
@@ -39,6 +48,7 @@ fn the_lab_of_a_killed_run_is_removed_at_the_next_start() {
 
 #[test]
 fn faults_become_rules_in_the_hosts_and_a_heal_removes_them() {
+    let _one = one_at_a_time();
     let lab = Lab::new(3).expect("lab");
     let rules = |i: usize| lab.exec(&lab.host(i).netns, &["nft", "list", "table", "inet", "mlab"]).expect("nft");
     lab.set_faults(|f| f.split(&[0], &[1, 2])).unwrap();
@@ -51,6 +61,7 @@ fn faults_become_rules_in_the_hosts_and_a_heal_removes_them() {
 
 #[test]
 fn coturn_starts_on_a_lab_host_and_is_stopped_with_it() {
+    let _one = one_at_a_time();
     let lab = Lab::new(2).expect("lab");
     let turn = mesh_netlab::Turn::start(&lab, 1).expect("turnserver starts");
     assert_eq!(turn.url, "turn:198.18.0.2:3478");
