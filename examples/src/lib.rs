@@ -3,5 +3,6 @@
 //! and running real worker processes for tests and benchmarks.
 
 pub mod cli;
+pub mod labroom;
 pub mod procs;
 pub mod stack;

@@ -4,34 +4,39 @@
 //! the server after joining, a LAN with no multicast route, and a WAN (80 ms RTT, jitter, 1 %
 //! loss) for 5 and 10 workers. Figures are printed (`--nocapture`).
 
-use mesh_examples::procs::{full, sibling_binary, wait_all, WorkerProc};
+use mesh_examples::labroom::{LabRoom, PORT};
+use mesh_examples::procs::{full, wait_all};
 use mesh_netlab::Lab;
 use serde_json::Value;
-use signaling_ws::loadgen::ServerProcess;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
-const PORT: u16 = 8765;
 /// The default `timing.heartbeat_timeout_ms`.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A server on host 0 and `n` workers `w0..` on hosts 1..=n, with one spare host for a
-/// newcomer. Dropped in field order: the processes first, the lab (and everything in it) last.
+/// A lab room, one at a time: the scenarios measure timings on a 2-core machine.
 struct Room {
-    workers: Vec<WorkerProc>,
-    _server: ServerProcess,
-    config: PathBuf,
-    /// The lab host of each worker (and of the next newcomer).
-    hosts: Vec<usize>,
-    lab: Lab,
+    inner: LabRoom,
     _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
 
-/// The scenarios measure timings on a 2-core machine: they run one at a time.
 static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+impl std::ops::Deref for Room {
+    type Target = LabRoom;
+    fn deref(&self) -> &LabRoom {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Room {
+    fn deref_mut(&mut self) -> &mut LabRoom {
+        &mut self.inner
+    }
+}
+
 impl Room {
+    /// A server on host 0, `n` workers on hosts 1..=n and a spare host for a newcomer.
     fn new(n: usize) -> Self {
         Self::build(n, |_| ())
     }
@@ -43,59 +48,14 @@ impl Room {
         Self::on(lab, (1..n + 2).collect(), n, "")
     }
 
-    /// The server on host 0 of `lab`, workers `w0..w{n-1}` on `hosts` (in order), and
-    /// `webrtc` extra TOML lines in the `[webrtc]` section of their configuration.
     fn on(lab: Lab, hosts: Vec<usize>, n: usize, webrtc: &str) -> Self {
         let one_at_a_time = LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let server_ip = lab.host(0).ip;
-        let signal = sibling_binary("mesh-signal", "signaling-ws").expect("mesh-signal");
-        let server = ServerProcess::spawn_command(lab.command(0, &signal), &format!("{server_ip}:{PORT}"))
-            .expect("mesh-signal starts in the lab");
-        let config = std::env::temp_dir().join(format!("{}-worker.toml", lab.prefix()));
-        std::fs::write(
-            &config,
-            format!(
-                "room = \"lab\"\nsignaling = [\"relay\", \"ws\"]\n[ws]\nurl = \"ws://{server_ip}:{PORT}\"\n\
-                 [webrtc]\nudp_addrs = [\"0.0.0.0:0\"]\n{webrtc}\n"
-            ),
-        )
-        .expect("config written");
-        let mut room = Self { workers: Vec::new(), _server: server, config, hosts, lab, _one_at_a_time: one_at_a_time };
-        for i in 0..n {
-            room.start(i);
-        }
-        room
-    }
-
-    /// Starts worker `w{i}` on its host.
-    fn start(&mut self, i: usize) {
-        let worker = sibling_binary("mesh-worker", "mesh-examples").expect("mesh-worker");
-        let command = self.lab.command(self.hosts[i], &worker);
-        let proc = WorkerProc::spawn_command(command, &self.config, &format!("w{i}")).expect("mesh-worker starts");
-        self.workers.push(proc);
-    }
-
-    fn all(&self) -> Vec<&WorkerProc> {
-        self.workers.iter().collect()
-    }
-
-    fn some(&self, idx: &[usize]) -> Vec<&WorkerProc> {
-        idx.iter().map(|i| &self.workers[*i]).collect()
-    }
-
-    /// The lab host of worker `i`.
-    fn host(&self, i: usize) -> usize {
-        self.hosts[i]
+        let inner = LabRoom::on(lab, hosts, n, webrtc).expect("the room starts in the lab");
+        Self { inner, _one_at_a_time: one_at_a_time }
     }
 
     fn admin(&self) -> String {
-        self.workers[0].snapshot()["health"]["admin"].as_str().expect("an admin").to_string()
-    }
-}
-
-impl Drop for Room {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.config);
+        self.inner.admin().expect("an admin")
     }
 }
 
@@ -229,7 +189,7 @@ fn a_worker_cut_off_from_the_server_still_links_a_newcomer_by_relay() {
         })
         .unwrap();
     let t = Instant::now();
-    room.start(4);
+    room.start(4).expect("newcomer starts");
     wait_all(&room.all(), WAIT, "full mesh of 5 with one worker cut off from the server", full(4)).unwrap();
     println!("netlab w{k} without the server: newcomer fully linked after {:?}", t.elapsed());
     let s = room.workers[k].snapshot();
@@ -239,8 +199,8 @@ fn a_worker_cut_off_from_the_server_still_links_a_newcomer_by_relay() {
 
 /// 80 ms RTT (40 ms ± 5 ms added at every sender) and 1 % loss on every host.
 fn wan(lab: &Lab) {
-    lab.set_wan(Duration::from_millis(40), Duration::from_millis(5)).expect("latency stage");
-    lab.set_faults(|f| f.loss_percent = 1).expect("loss");
+    let spec: mesh_examples::labroom::WanSpec = "rtt=80ms,jitter=10ms,loss=1%".parse().expect("spec");
+    spec.apply(lab).expect("latency and loss");
 }
 
 fn wan_formation_and_failover(n: usize) {

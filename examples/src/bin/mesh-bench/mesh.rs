@@ -71,10 +71,17 @@ pub struct FormationArgs {
     trials: usize,
     #[command(flatten)]
     stack: StackArgs,
+    /// Run worker processes in the network lab with this WAN (`rtt=80ms,jitter=10ms,loss=1%`;
+    /// needs root) instead of in this process.
+    #[arg(long)]
+    lab: Option<mesh_examples::labroom::WanSpec>,
 }
 
 /// Time from starting the first worker to every worker holding all its links.
 pub async fn formation(args: FormationArgs) -> Result<(), String> {
+    if let Some(wan) = args.lab {
+        return tokio::task::block_in_place(|| crate::procs::formation_lab(&args.workers, args.trials, wan));
+    }
     for &n in &args.workers {
         let (mut ms, mut failures) = (Samples::default(), 0);
         for _ in 0..args.trials {

@@ -1,40 +1,71 @@
 //! `mesh-bench failover | idle`: real `mesh-signal` and `mesh-worker` processes on loopback (the
 //! binaries next to mesh-bench, built on demand). The admin goes away as a process really does:
 //! SIGKILL (the server sees the socket close), SIGSTOP (everything stays open: only heartbeats and
-//! ICE can tell), or SIGTERM (the worker leaves gracefully).
+//! ICE can tell), or SIGTERM (the worker leaves gracefully). With `--lab`, the processes run in the
+//! network lab (one namespace per host) over an emulated WAN.
 
 use crate::Samples;
+use mesh_examples::labroom::{LabRoom, WanSpec};
 use mesh_examples::procs::{attempts, full, sibling_binary, wait_all, worker_config, WorkerProc};
+use mesh_netlab::Lab;
 use signaling_ws::loadgen::ServerProcess;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A server and `n` workers, formed into a full mesh.
-struct Room {
-    // Dropped in this order: the workers before their server.
-    workers: Vec<WorkerProc>,
-    _server: ServerProcess,
-    dir: PathBuf,
+/// A server and `n` workers on loopback, or in the network lab.
+enum Room {
+    Local {
+        // Dropped in this order: the workers before their server.
+        workers: Vec<WorkerProc>,
+        _server: ServerProcess,
+        dir: PathBuf,
+    },
+    Lab(LabRoom),
+}
+
+impl Room {
+    fn workers(&mut self) -> &mut Vec<WorkerProc> {
+        match self {
+            Room::Local { workers, .. } => workers,
+            Room::Lab(room) => &mut room.workers,
+        }
+    }
 }
 
 impl Drop for Room {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Room::Local { dir, .. } = self {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
-fn form(n: usize, tag: &str) -> Result<(Room, Duration), String> {
-    let server = ServerProcess::spawn(&sibling_binary("mesh-signal", "signaling-ws")?)?;
-    let worker = sibling_binary("mesh-worker", "mesh-examples")?;
-    let (dir, config) = worker_config(&server.url, "bench", tag).map_err(|e| e.to_string())?;
-    let t = Instant::now();
-    let workers = (0..n)
-        .map(|i| WorkerProc::spawn(&worker, Path::new(&config), &format!("w{i}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    wait_all(&workers.iter().collect::<Vec<_>>(), WAIT, "full mesh", full(n as u64 - 1))?;
-    Ok((Room { workers, _server: server, dir }, t.elapsed()))
+/// Starts `n` workers (on loopback, or in a lab with `wan`) and waits for the full mesh; the
+/// time is from the first start to the last worker holding all its links.
+fn form(n: usize, tag: &str, wan: Option<WanSpec>) -> Result<(Room, Duration), String> {
+    let (mut room, t) = match wan {
+        None => {
+            let server = ServerProcess::spawn(&sibling_binary("mesh-signal", "signaling-ws")?)?;
+            let worker = sibling_binary("mesh-worker", "mesh-examples")?;
+            let (dir, config) = worker_config(&server.url, "bench", tag).map_err(|e| e.to_string())?;
+            let t = Instant::now();
+            let workers = (0..n)
+                .map(|i| WorkerProc::spawn(&worker, Path::new(&config), &format!("w{i}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            (Room::Local { workers, _server: server, dir }, t)
+        }
+        Some(wan) => {
+            let lab = Lab::new(n + 1)?;
+            wan.apply(&lab)?;
+            let t = Instant::now();
+            (Room::Lab(LabRoom::on(lab, (1..=n).collect(), n, "")?), t)
+        }
+    };
+    let workers: Vec<&WorkerProc> = room.workers().iter().collect();
+    wait_all(&workers, Duration::from_secs(120), "full mesh", full(n as u64 - 1))?;
+    Ok((room, t.elapsed()))
 }
 
 /// Options of `mesh-bench failover`.
@@ -49,6 +80,9 @@ pub struct FailoverArgs {
     /// Trials.
     #[arg(long, default_value_t = 5)]
     trials: usize,
+    /// Run in the network lab with this WAN (`rtt=80ms,jitter=10ms,loss=1%`; needs root).
+    #[arg(long)]
+    lab: Option<WanSpec>,
 }
 
 /// Time from the signal to the admin's process until every survivor reports the same new admin,
@@ -57,12 +91,12 @@ pub fn failover(args: FailoverArgs) -> Result<(), String> {
     let n = args.workers.max(3);
     let (mut verified, mut reconnects) = (Samples::default(), 0u64);
     for trial in 0..args.trials {
-        let (mut room, _) = form(n, &format!("failover-{trial}"))?;
-        let admin = room.workers[0].snapshot()["health"]["admin"].as_str().ok_or("no admin")?.to_string();
+        let (mut room, _) = form(n, &format!("failover-{trial}"), args.lab)?;
+        let admin = room.workers()[0].snapshot()["health"]["admin"].as_str().ok_or("no admin")?.to_string();
         let idx = (0..n).find(|i| format!("w{i}") == admin).ok_or("admin is not one of ours")?;
-        let gone = room.workers.remove(idx);
-        let before: u64 = room.workers.iter().map(|p| attempts(&p.snapshot())).sum();
-        let survivors: Vec<&WorkerProc> = room.workers.iter().collect();
+        let gone = room.workers().remove(idx);
+        let before: u64 = room.workers().iter().map(|p| attempts(&p.snapshot())).sum();
+        let survivors: Vec<&WorkerProc> = room.workers().iter().collect();
         let t = Instant::now();
         gone.signal(match args.mode.as_str() {
             "kill" => "-KILL",
@@ -76,12 +110,13 @@ pub fn failover(args: FailoverArgs) -> Result<(), String> {
         let first = survivors[0].snapshot()["health"]["admin"].clone();
         wait_all(&survivors, WAIT, "the same admin everywhere", |s| new_admin(s) && s["health"]["admin"] == first)?;
         verified.push(t.elapsed().as_secs_f64() * 1000.0);
-        reconnects += room.workers.iter().map(|p| attempts(&p.snapshot())).sum::<u64>() - before;
+        reconnects += room.workers().iter().map(|p| attempts(&p.snapshot())).sum::<u64>() - before;
         drop(gone); // resumed, then killed
     }
     println!(
-        "failover {n} workers, admin {} (processes, webrtc + relay,ws): ms to verified new admin  min/median/max {}  reconnects {reconnects}  trials {}",
+        "failover {n} workers, admin {} (processes{}, webrtc + relay,ws): ms to verified new admin  min/median/max {}  reconnects {reconnects}  trials {}",
         args.mode,
+        lab_label(args.lab),
         verified.summary(1),
         args.trials
     );
@@ -102,15 +137,15 @@ pub struct IdleArgs {
 /// CPU time each idle worker process uses, as a share of one core.
 pub fn idle(args: IdleArgs) -> Result<(), String> {
     let n = args.workers.max(2);
-    let (room, formed) = form(n, "idle")?;
+    let (mut room, formed) = form(n, "idle", None)?;
     std::thread::sleep(Duration::from_secs(2)); // let formation's work finish before measuring
     let cpu = |p: &WorkerProc| p.cpu_time().ok_or_else(|| format!("no /proc stat for pid {}", p.pid()));
-    let start: Vec<Duration> = room.workers.iter().map(cpu).collect::<Result<_, _>>()?;
+    let start: Vec<Duration> = room.workers().iter().map(cpu).collect::<Result<_, _>>()?;
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(args.secs.max(1)));
     let wall = t.elapsed().as_secs_f64();
     let mut share = Samples::default();
-    for (p, before) in room.workers.iter().zip(start) {
+    for (p, before) in room.workers().iter().zip(start) {
         share.push((cpu(p)? - before).as_secs_f64() / wall * 100.0);
     }
     println!(
@@ -119,5 +154,34 @@ pub fn idle(args: IdleArgs) -> Result<(), String> {
         share.summary(3),
         wall
     );
+    Ok(())
+}
+
+fn lab_label(lab: Option<WanSpec>) -> String {
+    match lab {
+        None => String::new(),
+        Some(w) => format!(" in the lab: rtt {:?}, jitter {:?}, loss {}%", w.rtt, w.jitter, w.loss_percent),
+    }
+}
+
+/// `mesh-bench formation --lab …`: worker processes in the lab, time to a full mesh.
+pub fn formation_lab(sizes: &[usize], trials: usize, wan: WanSpec) -> Result<(), String> {
+    for &n in sizes {
+        let (mut ms, mut failures) = (Samples::default(), 0);
+        for trial in 0..trials {
+            match form(n.max(2), &format!("formation-{trial}"), Some(wan)) {
+                Ok((_room, took)) => ms.push(took.as_secs_f64() * 1000.0),
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("formation of {n} in the lab failed: {e}");
+                }
+            }
+        }
+        println!(
+            "formation {n:>2} workers (processes{}, webrtc + relay,ws) ms to full mesh  min/median/max {}  trials {trials}  failures {failures}",
+            lab_label(Some(wan)),
+            ms.summary(1)
+        );
+    }
     Ok(())
 }
