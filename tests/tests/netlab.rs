@@ -278,3 +278,31 @@ fn a_worker_behind_a_symmetric_nat_links_out_and_the_snapshot_names_the_route() 
     assert!(public.ends_with("/prflx"), "{public}");
     assert!(natted.starts_with("host/"), "{natted}");
 }
+
+#[test]
+fn workers_behind_two_symmetric_nats_link_through_coturn() {
+    // Public LAN: the server (h0), coturn (h1), a public worker w0 (h2); w1 and w2 each behind
+    // their own NAT with random port mapping (h3, h4). Only a relay crosses two such NATs.
+    // With `ice_transport_policy = "all"` this relayed pair does not open in webrtc 0.21 (see
+    // README, "Running across hosts"); with `relay` it does, for every link.
+    let lab = Lab::with_nat(3, 2).expect("lab");
+    let turn = mesh_netlab::Turn::start(&lab, 1).expect("coturn starts");
+    let webrtc = format!("{}\nice_transport_policy = \"relay\"", turn.ice_servers_toml());
+    let room = Room::on(lab, vec![2, 3, 4], 3, &webrtc);
+    let t = Instant::now();
+    wait_all(&room.all(), WAIT, "full mesh across two symmetric NATs through TURN", full(2)).unwrap();
+    let formed = t.elapsed();
+    let routed = |s: &Value| s["routes"].as_object().is_some_and(|r| r.len() == 2);
+    wait_all(&room.all(), WAIT, "every link's route known", routed).unwrap();
+    let route = |i: usize, peer: &str| room.workers[i].snapshot()["routes"][peer].as_str().unwrap_or("?").to_string();
+    println!(
+        "netlab TURN: full mesh in {formed:?}; routes w1-w2 {}, w2-w1 {}, w0-w1 {}, w1-w0 {}",
+        route(1, "w2"),
+        route(2, "w1"),
+        route(0, "w1"),
+        route(1, "w0")
+    );
+    for (a, b) in [(1, "w2"), (2, "w1"), (0, "w1"), (1, "w0")] {
+        assert!(route(a, b).starts_with("relay/"), "w{a}-{b}: {}", route(a, b));
+    }
+}

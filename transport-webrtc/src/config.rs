@@ -52,11 +52,25 @@ pub struct WebRtcConfig {
     /// them where the host can join multicast and turns mDNS off (with one warning) where it
     /// cannot; `query` insists on it; `off` never opens the multicast socket.
     pub mdns: Mdns,
+    /// Which candidates a link may use: `all`, or `relay` (only TURN-relayed paths, which keeps
+    /// the workers' addresses from each other and tests a TURN set-up).
+    pub ice_transport_policy: IcePolicy,
+}
+
+/// Which ICE candidates links may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum IcePolicy {
+    /// Host, server-reflexive, peer-reflexive and relayed candidates.
+    #[default]
+    All,
+    /// Relayed candidates only (needs a TURN server in `ice_servers`).
+    Relay,
 }
 
 /// Whether links use mDNS to resolve the peer's `.local` candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "String")]
 pub enum Mdns {
     /// Resolve `.local` candidates when the host allows multicast; otherwise off, with a warning.
     #[default]
@@ -65,6 +79,29 @@ pub enum Mdns {
     Query,
     /// Never open the multicast socket; `.local` candidates are ignored.
     Off,
+}
+
+impl TryFrom<String> for Mdns {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "auto" => Ok(Self::Auto),
+            "query" => Ok(Self::Query),
+            "off" => Ok(Self::Off),
+            other => Err(format!("mdns: `{other}` is not auto, query or off")),
+        }
+    }
+}
+
+impl TryFrom<String> for IcePolicy {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "all" => Ok(Self::All),
+            "relay" => Ok(Self::Relay),
+            other => Err(format!("ice_transport_policy: `{other}` is not all or relay")),
+        }
+    }
 }
 
 impl Default for WebRtcConfig {
@@ -83,6 +120,7 @@ impl Default for WebRtcConfig {
             heartbeat_channel: true,
             udp_buffer_bytes: 4 * 1024 * 1024,
             mdns: Mdns::Auto,
+            ice_transport_policy: IcePolicy::All,
         }
     }
 }
@@ -134,6 +172,10 @@ impl WebRtcConfig {
                 return Err(format!("{key} must be greater than 0"));
             }
         }
+        let has_turn = self.ice_servers.iter().flat_map(|s| &s.urls).any(|u| u.starts_with("turn"));
+        if self.ice_transport_policy == IcePolicy::Relay && !has_turn {
+            return Err("ice_transport_policy = \"relay\" needs a turn: or turns: server in ice_servers".into());
+        }
         if self.send_buffer_bytes < 64 * 1024 {
             return Err("send_buffer_bytes must be at least 65536".into());
         }
@@ -179,6 +221,8 @@ mod tests {
             (json!({"connect_timeout_ms": 0}), "connect_timeout_ms"),
             (json!({"send_buffer_bytes": 10}), "send_buffer_bytes"),
             (json!({"udp_adrs": ["127.0.0.1:0"]}), "udp_adrs"),
+            (json!({"ice_transport_policy": "relay"}), "ice_transport_policy"),
+            (json!({"mdns": "sometimes"}), "mdns"),
         ] {
             let err = WebRtcConfig::from_section(&section).unwrap_err();
             assert!(err.contains(key), "{err} should name {key}");

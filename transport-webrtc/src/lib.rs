@@ -22,7 +22,7 @@ mod peer;
 pub mod runtime;
 pub mod testing;
 
-pub use config::{IceServer, Mdns, WebRtcConfig};
+pub use config::{IcePolicy, IceServer, Mdns, WebRtcConfig};
 pub use link::WebRtcLink;
 
 use async_trait::async_trait;

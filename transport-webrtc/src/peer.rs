@@ -1,7 +1,7 @@
 //! Building one peer connection with its two pre-negotiated data channels, and the event handler
 //! that turns the webrtc crate's callbacks into a queue the link task reads.
 
-use crate::config::{Mdns, WebRtcConfig};
+use crate::config::{IcePolicy, Mdns, WebRtcConfig};
 use crate::runtime::BufferedRuntime;
 use mesh_core::TransportError;
 use rtc_ice::mdns::MulticastDnsMode;
@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit,
-    RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
+    RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    SettingEngineBuilder,
 };
 
 /// Stream id of the reliable, ordered channel that carries mesh messages.
@@ -130,7 +131,15 @@ impl Peer {
             .with_multicast_dns_mode(if mdns { MulticastDnsMode::QueryOnly } else { MulticastDnsMode::Disabled })
             .build();
         let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
+            .with_configuration(
+                RTCConfigurationBuilder::new()
+                    .with_ice_servers(ice_servers)
+                    .with_ice_transport_policy(match config.ice_transport_policy {
+                        IcePolicy::All => RTCIceTransportPolicy::All,
+                        IcePolicy::Relay => RTCIceTransportPolicy::Relay,
+                    })
+                    .build(),
+            )
             .with_setting_engine(settings)
             .with_handler(Arc::new(Handler(tx)))
             .with_runtime(Arc::new(BufferedRuntime::new(config.udp_buffer_bytes)))
