@@ -171,10 +171,17 @@ impl Demo<'_> {
             .health
             .admin
             .ok_or("no new admin")?;
+        // A survivor may follow the new admin (from the others' heartbeats) a moment before it
+        // hears that the old one left: wait for both.
+        let others = self.nodes.len() - 1;
         for node in &self.nodes {
-            node.wait_for(STEP_TIMEOUT, |s| s.health.admin_verified && s.health.admin.as_ref() == Some(&new_admin))
-                .await
-                .map_err(|e| format!("{} does not agree on admin {new_admin}: {e}", node.peer_id()))?;
+            node.wait_for(STEP_TIMEOUT, |s| {
+                s.health.admin_verified
+                    && s.health.admin.as_ref() == Some(&new_admin)
+                    && s.health.links_expected == others
+            })
+            .await
+            .map_err(|e| format!("{} does not agree on admin {new_admin}: {e}", node.peer_id()))?;
         }
         let failover_ms = ms(t1);
         let reconnects = attempts(&self.nodes) - before;
