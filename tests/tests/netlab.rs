@@ -125,6 +125,11 @@ fn partition_and_heal(n: usize, keep: usize) {
     for w in &room.workers {
         assert_eq!(w.snapshot()["health"]["links_up"], n as u64 - 1, "one link per pair");
     }
+    // A newcomer is pointed at the admin the room settled on, and links to everyone.
+    let mut room = room;
+    room.start(n).expect("newcomer starts");
+    wait_all(&room.all(), WAIT, "the newcomer joined the healed room", |s| full(n as u64)(s) && admin_is(&admin)(s))
+        .unwrap();
 }
 
 #[test]
