@@ -152,3 +152,13 @@ pub fn full(links: u64) -> impl Fn(&Value) -> bool {
 pub fn attempts(s: &Value) -> u64 {
     s["counters"]["dials"].as_u64().unwrap_or(0) + s["counters"]["accepts"].as_u64().unwrap_or(0)
 }
+
+/// Waits until every one of `procs` reports the same verified admin, other than `old`; returns it.
+pub fn wait_new_admin(procs: &[&WorkerProc], timeout: Duration, old: &str) -> Result<Value, String> {
+    let new_admin =
+        |s: &Value| s["health"]["admin_verified"] == true && s["health"]["admin"].as_str().is_some_and(|a| a != old);
+    wait_all(procs, timeout, "a verified new admin", new_admin)?;
+    let first = procs.first().map(|p| p.snapshot()["health"]["admin"].clone()).unwrap_or_default();
+    wait_all(procs, timeout, "the same new admin everywhere", |s| new_admin(s) && s["health"]["admin"] == first)?;
+    Ok(first)
+}

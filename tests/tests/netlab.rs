@@ -5,7 +5,7 @@
 //! loss) for 5 and 10 workers. Figures are printed (`--nocapture`).
 
 use mesh_examples::labroom::{LabRoom, PORT};
-use mesh_examples::procs::{full, wait_all};
+use mesh_examples::procs::{full, wait_all, wait_new_admin};
 use mesh_netlab::Lab;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -163,14 +163,7 @@ fn an_admin_whose_udp_goes_silent_is_replaced_while_its_websocket_stays_up() {
             f.silent_udp.insert(room.host(a));
         })
         .unwrap();
-    let new_admin =
-        |s: &Value| s["health"]["admin_verified"] == true && s["health"]["admin"].as_str().is_some_and(|x| x != admin);
-    wait_all(&room.some(&survivors), WAIT, "a verified new admin", new_admin).unwrap();
-    let first = room.workers[survivors[0]].snapshot()["health"]["admin"].clone();
-    wait_all(&room.some(&survivors), WAIT, "the same new admin everywhere", |s| {
-        new_admin(s) && s["health"]["admin"] == first
-    })
-    .unwrap();
+    let first = wait_new_admin(&room.some(&survivors), WAIT, &admin).unwrap();
     let took = t.elapsed();
     println!("netlab silent admin (UDP dropped, WebSocket up): new verified admin {first} after {took:?}");
     // heartbeat timeout + admin_verify timeout + 500 ms
@@ -219,14 +212,7 @@ fn wan_formation_and_failover(n: usize) {
     let survivors: Vec<usize> = (0..n).filter(|i| *i != a).collect();
     let t = Instant::now();
     room.workers[a].signal("-KILL");
-    let new_admin =
-        |s: &Value| s["health"]["admin_verified"] == true && s["health"]["admin"].as_str().is_some_and(|x| x != admin);
-    wait_all(&room.some(&survivors), wait, "a verified new admin over the WAN", new_admin).unwrap();
-    let first = room.workers[survivors[0]].snapshot()["health"]["admin"].clone();
-    wait_all(&room.some(&survivors), wait, "one new admin everywhere", |s| {
-        new_admin(s) && s["health"]["admin"] == first
-    })
-    .unwrap();
+    let first = wait_new_admin(&room.some(&survivors), wait, &admin).unwrap();
     println!(
         "netlab WAN 80 ms RTT ±10 ms, 1 % loss, {n} workers: full mesh {formed:?} after start; admin killed, {first} verified by all {:?} later",
         t.elapsed()

@@ -6,7 +6,7 @@
 
 use crate::Samples;
 use mesh_examples::labroom::{LabRoom, WanSpec};
-use mesh_examples::procs::{attempts, full, sibling_binary, wait_all, worker_config, WorkerProc};
+use mesh_examples::procs::{attempts, full, sibling_binary, wait_all, wait_new_admin, worker_config, WorkerProc};
 use mesh_netlab::Lab;
 use signaling_ws::loadgen::ServerProcess;
 use std::path::{Path, PathBuf};
@@ -103,12 +103,7 @@ pub fn failover(args: FailoverArgs) -> Result<(), String> {
             "freeze" => "-STOP",
             _ => "-TERM",
         });
-        let new_admin = |s: &serde_json::Value| {
-            s["health"]["admin_verified"] == true && s["health"]["admin"].as_str().is_some_and(|a| a != admin)
-        };
-        wait_all(&survivors, WAIT, "a verified new admin", new_admin)?;
-        let first = survivors[0].snapshot()["health"]["admin"].clone();
-        wait_all(&survivors, WAIT, "the same admin everywhere", |s| new_admin(s) && s["health"]["admin"] == first)?;
+        wait_new_admin(&survivors, WAIT, &admin)?;
         verified.push(t.elapsed().as_secs_f64() * 1000.0);
         reconnects += room.workers().iter().map(|p| attempts(&p.snapshot())).sum::<u64>() - before;
         drop(gone); // resumed, then killed
