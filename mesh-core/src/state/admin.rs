@@ -206,8 +206,13 @@ impl MeshState {
 
     pub(super) fn on_admin_verify(&mut self, now: Instant, from: &PeerId, id: u64) {
         // A worker that asks has lost its admin and elected us: if we lost ours too, decide now
-        // instead of waiting for our own suspicion to run out.
-        if self.cfg.role == Role::Worker && !self.is_admin() && (self.suspect.is_some() || !self.admin_linked()) {
+        // instead of waiting for our own suspicion to run out. An admin we merely have not linked
+        // yet (a joiner's) is not lost: we answer with it.
+        let lost = match &self.admin {
+            None => true,
+            Some(a) => self.suspect.is_some() || (a != &self.cfg.me && !self.is_present_worker(a)),
+        };
+        if self.cfg.role == Role::Worker && !self.is_admin() && lost {
             self.suspect = None;
             self.elect_admin(now);
         }

@@ -234,3 +234,23 @@ fn b21_an_abort_for_an_open_link_closes_it() {
         "the transport session is closed too: {actions:?}"
     );
 }
+
+#[test]
+fn b16_a_joiner_asked_to_verify_before_its_admin_link_opens_does_not_take_the_role() {
+    let mut sim = formed(&["w0", "w1"]);
+    sim.cut("w9", "w0"); // the strong joiner cannot reach the admin (yet)
+    sim.join_as("w9", Role::Worker, 1000);
+    sim.advance(Duration::from_millis(3500)); // w1 dials it after offer_wait; w9's dial to w0 fails
+    assert!(sim.node("w9").is_linked(&peer("w1")));
+    assert!(!sim.node("w9").is_linked(&peer("w0")));
+    let now = sim.now;
+    let w9 = sim.nodes.get_mut(&peer("w9")).expect("w9");
+    w9.handle(now, Event::Message { from: peer("w1"), msg: crate::MeshMessage::AdminVerify { id: 5 } });
+    let actions: Vec<Action> = std::iter::from_fn(|| w9.poll_action()).collect();
+    assert_eq!(w9.admin().0, Some(&peer("w0")), "the room's admin is alive: w9 keeps following it");
+    let ack = actions.iter().find_map(|a| match a {
+        Action::Send { msg: crate::MeshMessage::AdminVerifyAck { admin, .. }, .. } => Some(admin.clone()),
+        _ => None,
+    });
+    assert_eq!(ack, Some(Some(peer("w0"))), "it answers with the admin it follows");
+}
