@@ -21,6 +21,10 @@ pub enum ClientMsg {
         /// The worker's record (metadata, status, priority); defaults to an empty record.
         #[serde(default)]
         record: Option<WorkerRecord>,
+        /// True when the peer registers again (the server restarted or the connection broke):
+        /// it is already in the room's mesh, so it is never taken for the first worker.
+        #[serde(default)]
+        rejoin: bool,
     },
     /// Forward `signal` to `to`, a member of the same room.
     Signal {

@@ -316,7 +316,7 @@ impl Connection {
             }
         };
         match (msg, self.registered.clone()) {
-            (ClientMsg::Register { room, peer, role, token, record }, None) => {
+            (ClientMsg::Register { room, peer, role, token, record, rejoin }, None) => {
                 if !self.token_ok(&room, token.as_deref()) {
                     tracing::warn!(%room, %peer, "bad token");
                     reply(ServerMsg::error(ErrorCode::BadToken, format!("wrong or missing token for room {room}")));
@@ -327,7 +327,7 @@ impl Connection {
                     record: record.unwrap_or_else(|| WorkerRecord::new(0, Default::default())),
                 };
                 let conn = Conn { id: self.id, tx: tx.clone() };
-                match self.store.join(&room, member, role, conn, self.config.max_workers_per_room) {
+                match self.store.join(&room, member, role, rejoin, conn, self.config.max_workers_per_room) {
                     Ok((members, admin)) => {
                         tracing::info!(%room, %peer, ?role, "registered");
                         self.registered = Some((room.clone(), peer.clone(), role));

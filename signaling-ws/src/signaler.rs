@@ -84,6 +84,8 @@ async fn session(
         role: id.role,
         token: token.clone(),
         record: Some(id.record.clone()),
+        // Once registered, every later registration is a rejoin.
+        rejoin: registered.is_none(),
     };
     let text = serde_json::to_string(&register).unwrap_or_default();
     if sink.send(Message::Text(text.into())).await.is_err() {

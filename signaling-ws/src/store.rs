@@ -18,12 +18,15 @@ pub struct Conn {
 
 /// Where rooms live.
 pub trait RoomStore: Send + Sync {
-    /// Adds `peer` to `room` (created on first registration) and tells the other members.
+    /// Adds `peer` to `room` (created on first registration) and tells the other members. The
+    /// first worker to join an empty room (not a `rejoin`) becomes its admin by the mesh's rule,
+    /// so until an admin announces itself, later registrations are pointed at it.
     fn join(
         &self,
         room: &RoomId,
         member: MemberInfo,
         role: Role,
+        rejoin: bool,
         conn: Conn,
         max_workers: usize,
     ) -> Result<(Vec<MemberInfo>, Option<PeerId>), ErrorCode>;
@@ -49,6 +52,8 @@ struct Member {
 struct Room {
     members: BTreeMap<PeerId, Member>,
     admin: Option<PeerId>,
+    /// The first worker of an empty room: admin by the mesh's rule, until one announces itself.
+    first: Option<PeerId>,
 }
 
 impl Room {
@@ -79,6 +84,7 @@ impl RoomStore for MemoryRoomStore {
         room_id: &RoomId,
         member: MemberInfo,
         role: Role,
+        rejoin: bool,
         conn: Conn,
         max_workers: usize,
     ) -> Result<(Vec<MemberInfo>, Option<PeerId>), ErrorCode> {
@@ -97,7 +103,11 @@ impl RoomStore for MemoryRoomStore {
         if role == Role::Worker {
             room.tell_others(&member.peer, &ServerMsg::PeerJoined { member: member.clone() });
         }
-        let admin = room.admin.clone();
+        let admin = room.admin.clone().or_else(|| room.first.clone());
+        let no_workers = !room.members.values().any(|m| m.role == Role::Worker);
+        if role == Role::Worker && !rejoin && no_workers && room.admin.is_none() {
+            room.first = Some(member.peer.clone());
+        }
         room.members.insert(member.peer.clone(), Member { info: member, role, conn });
         Ok((workers, admin))
     }
@@ -111,6 +121,9 @@ impl RoomStore for MemoryRoomStore {
         room.members.remove(peer);
         if room.admin.as_ref() == Some(peer) {
             room.admin = None;
+        }
+        if room.first.as_ref() == Some(peer) {
+            room.first = None;
         }
         room.tell_others(peer, &ServerMsg::PeerLeft { peer: peer.clone() });
         if room.members.is_empty() {
@@ -131,6 +144,7 @@ impl RoomStore for MemoryRoomStore {
         let mut rooms = self.rooms();
         if let Some(room) = rooms.get_mut(room_id) {
             room.admin = Some(peer.clone());
+            room.first = None;
             room.tell_others(peer, &ServerMsg::Admin { peer: peer.clone() });
         }
     }

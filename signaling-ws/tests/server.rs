@@ -222,3 +222,23 @@ async fn half_open_connection_is_closed_after_the_keepalive_timeout() {
     let (_again, r) = register(&s, "r", "silent", json!({})).await;
     assert_eq!(r["type"], "registered", "the stale registration was removed");
 }
+
+#[tokio::test]
+async fn before_any_announcement_newcomers_are_pointed_at_the_first_worker_but_never_at_a_rejoin() {
+    let s = server(ServerConfig::default()).await;
+    // A room forming: the first worker is its admin by rule, before it could announce itself.
+    let (_a, ra) = register(&s, "forming", "a", json!({})).await;
+    assert_eq!(ra["admin"], Value::Null);
+    let (mut b, rb) = register(&s, "forming", "b", json!({})).await;
+    assert_eq!(rb["admin"], "a", "pointed at the first worker");
+    // A room that restarted under a running mesh: a rejoining worker is not its first worker.
+    let (_c, _) = register(&s, "restarted", "c", json!({"rejoin": true})).await;
+    let (_d, rd) = register(&s, "restarted", "d", json!({})).await;
+    assert_eq!(rd["admin"], Value::Null, "nobody is named until the admin announces itself");
+    // The first worker leaving takes the guess with it.
+    drop(_a);
+    let left = recv(&mut b).await;
+    assert_eq!((left["type"].as_str(), left["peer"].as_str()), (Some("peer_left"), Some("a")));
+    let (_e, re) = register(&s, "forming", "e", json!({})).await;
+    assert_ne!(re["admin"], "a", "{re}");
+}
