@@ -2,7 +2,7 @@
 //! on chosen hosts, for the lab tests and `mesh-bench --lab`. Dropped in order: the processes
 //! first, then the lab and everything in it.
 
-use crate::procs::WorkerProc;
+use crate::procs::{worker_toml, WorkerProc};
 use mesh_netlab::{sibling_binary, Lab};
 use signaling_ws::loadgen::ServerProcess;
 use std::path::PathBuf;
@@ -77,10 +77,7 @@ impl LabRoom {
         let signal = sibling_binary("mesh-signal", "signaling-ws")?;
         let server = ServerProcess::spawn_command(lab.command(0, &signal), &format!("{server_ip}:{PORT}"))?;
         let config = std::env::temp_dir().join(format!("{}-worker.toml", lab.prefix()));
-        let text = format!(
-            "room = \"lab\"\nsignaling = [\"relay\", \"ws\"]\n[ws]\nurl = \"ws://{server_ip}:{PORT}\"\n\
-             [webrtc]\nudp_addrs = [\"0.0.0.0:0\"]\n{webrtc}\n"
-        );
+        let text = worker_toml("lab", &format!("ws://{server_ip}:{PORT}"), "0.0.0.0:0", webrtc);
         std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
         let mut room = Self { workers: Vec::new(), _server: server, config, hosts, lab };
         for i in 0..n {

@@ -10,15 +10,21 @@ use std::time::{Duration, Instant};
 
 pub use mesh_netlab::sibling_binary;
 
-/// A worker configuration file for the server at `url`, in a fresh temporary directory.
+/// A worker configuration (TOML): `room`, signals by relay then the server at `url`, links bound
+/// to `udp_addr`, and `webrtc_extra` lines in the `[webrtc]` section.
+pub fn worker_toml(room: &str, url: &str, udp_addr: &str, webrtc_extra: &str) -> String {
+    format!(
+        "room = \"{room}\"\nsignaling = [\"relay\", \"ws\"]\n[ws]\nurl = \"{url}\"\n\
+         [webrtc]\nudp_addrs = [\"{udp_addr}\"]\n{webrtc_extra}\n"
+    )
+}
+
+/// A loopback worker configuration file for the server at `url`, in a fresh temporary directory.
 pub fn worker_config(url: &str, room: &str, tag: &str) -> std::io::Result<(PathBuf, PathBuf)> {
     let dir = std::env::temp_dir().join(format!("mesh-proc-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("worker.toml");
-    let text = format!(
-        "room = \"{room}\"\nsignaling = [\"relay\", \"ws\"]\n[ws]\nurl = \"{url}\"\n[webrtc]\nudp_addrs = [\"127.0.0.1:0\"]\n"
-    );
-    std::fs::write(&config, text)?;
+    std::fs::write(&config, worker_toml(room, url, "127.0.0.1:0", ""))?;
     Ok((dir, config))
 }
 
