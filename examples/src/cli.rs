@@ -3,15 +3,17 @@
 
 use std::process::ExitCode;
 
-/// Logs to stderr: `RUST_LOG` if set, else warnings without the webrtc stack's benign chatter.
+/// Logs to stderr: `RUST_LOG` if set, else warnings without the webrtc stack's benign chatter;
+/// one JSON object per line (with the current span) when `MESH_LOG_FORMAT=json`.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| crate::stack::default_log_filter().into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| crate::stack::default_log_filter().into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("MESH_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        builder.init();
+    }
 }
 
 /// Exit status 0 on success; otherwise prints `program: error` to stderr and exits 1.

@@ -18,6 +18,10 @@ pub struct LabRoom {
     _server: ServerProcess,
     config: PathBuf,
     hosts: Vec<usize>,
+    /// Where each worker's JSON log with timeline marks goes (`w{i}.log`), if anywhere.
+    timeline: Option<PathBuf>,
+    /// When each worker was spawned, µs since the Unix epoch.
+    pub spawned_us: Vec<u64>,
     /// The lab (dropped last).
     pub lab: Lab,
 }
@@ -73,13 +77,25 @@ impl LabRoom {
     /// The server on host 0 of `lab`, workers `w0..w{n-1}` on `hosts` (in order; later entries
     /// are for newcomers), `webrtc` extra lines in their `[webrtc]` section.
     pub fn on(lab: Lab, hosts: Vec<usize>, n: usize, webrtc: &str) -> Result<Self, String> {
+        Self::logged(lab, hosts, n, webrtc, None)
+    }
+
+    /// [`LabRoom::on`], each worker logging its timeline marks as JSON to `timeline/w{i}.log`.
+    pub fn logged(
+        lab: Lab,
+        hosts: Vec<usize>,
+        n: usize,
+        webrtc: &str,
+        timeline: Option<PathBuf>,
+    ) -> Result<Self, String> {
         let server_ip = lab.host(0).ip;
         let signal = sibling_binary("mesh-signal", "signaling-ws")?;
         let server = ServerProcess::spawn_command(lab.command(0, &signal), &format!("{server_ip}:{PORT}"))?;
         let config = std::env::temp_dir().join(format!("{}-worker.toml", lab.prefix()));
         let text = worker_toml("lab", &format!("ws://{server_ip}:{PORT}"), "0.0.0.0:0", webrtc);
         std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
-        let mut room = Self { workers: Vec::new(), _server: server, config, hosts, lab };
+        let mut room =
+            Self { workers: Vec::new(), _server: server, config, hosts, timeline, spawned_us: Vec::new(), lab };
         for i in 0..n {
             room.start(i)?;
         }
@@ -90,7 +106,14 @@ impl LabRoom {
     pub fn start(&mut self, i: usize) -> Result<(), String> {
         let worker = sibling_binary("mesh-worker", "mesh-examples")?;
         let host = *self.hosts.get(i).ok_or(format!("no lab host for w{i}"))?;
-        let proc = WorkerProc::spawn_command(self.lab.command(host, &worker), &self.config, &format!("w{i}"))?;
+        let mut command = self.lab.command(host, &worker);
+        if let Some(dir) = &self.timeline {
+            let log = dir.join(format!("w{i}.log"));
+            let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+            command.env("RUST_LOG", "warn,mesh_timeline=info").env("MESH_LOG_FORMAT", "json").stderr(file);
+        }
+        self.spawned_us.push(mesh_core::timeline::unix_us());
+        let proc = WorkerProc::spawn_command(command, &self.config, &format!("w{i}"))?;
         self.workers.push(proc);
         Ok(())
     }

@@ -89,6 +89,7 @@ impl Signaler for SignalerChain {
 
     async fn send(&self, to: &PeerId, signal: Signal) -> Result<(), SignalError> {
         let mut last = None;
+        let queued_us = crate::timeline::unix_us();
         for (i, (member, timeout)) in self.members.iter().enumerate() {
             let result = match tokio::time::timeout(*timeout, member.send(to, signal.clone())).await {
                 Ok(result) => result,
@@ -97,6 +98,8 @@ impl Signaler for SignalerChain {
             match result {
                 Ok(()) => {
                     self.stats.update(member.name(), |c| c.sent += 1);
+                    let (kind, session) = (signal.body.kind(), &signal.session);
+                    crate::mark!("signal_out", peer = %to, %session, kind, path = member.name(), queued_us);
                     return Ok(());
                 }
                 Err(err) => {

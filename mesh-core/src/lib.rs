@@ -11,6 +11,7 @@
 //! - [`node`]: the async driver.
 //! - [`registry`], [`config`]: plugins by name, configuration by figment.
 //! - [`memory`]: in-memory plugins with fault injection, for tests and demos.
+//! - [`timeline`]: timestamped marks of each join and link step, for breakdowns.
 
 pub mod chain;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod room;
 pub mod signal;
 pub mod signaler;
 pub mod state;
+pub mod timeline;
 pub mod transport;
 pub mod wire;
 

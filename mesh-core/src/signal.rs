@@ -49,6 +49,18 @@ pub enum SignalBody {
     },
 }
 
+impl SignalBody {
+    /// The body's kind, for logs and timeline marks: `offer`, `answer`, `candidate` or `abort`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SignalBody::Offer { .. } => "offer",
+            SignalBody::Answer { .. } => "answer",
+            SignalBody::Candidate { .. } => "candidate",
+            SignalBody::Abort { .. } => "abort",
+        }
+    }
+}
+
 /// A signal: a body and the session it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signal {

@@ -456,6 +456,8 @@ async fn b15_a_flap_of_the_link_to_the_admin_does_not_move_the_role() {
     nodes.push(start(&net, "w3").await);
     for n in &nodes {
         wait_links(n, 3).await;
+        // Settled: everyone follows w0, verified (a flap before that is a different case).
+        n.wait_for(WAIT, |s| s.health.admin == Some(peer("w0")) && s.health.admin_verified).await.expect("w0 verified");
     }
     let mut events: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
     net.cut(&peer("w0"), &peer("w1"));

@@ -77,6 +77,7 @@ async fn session(
             return Ok(());
         }
     };
+    mesh_core::mark!("ws_connected", %url);
     let (mut sink, mut stream) = ws.split();
     let register = ClientMsg::Register {
         room: id.room.clone(),

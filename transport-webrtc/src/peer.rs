@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit,
-    RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    SettingEngineBuilder,
+    RTCIceConnectionState, RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, SettingEngineBuilder,
 };
 
 /// Stream id of the reliable, ordered channel that carries mesh messages.
@@ -32,6 +32,8 @@ pub(crate) enum PcEvent {
     State(RTCPeerConnectionState),
     /// Local candidate gathering finished.
     GatheringComplete,
+    /// ICE found a working candidate pair (a timeline mark).
+    IceConnected,
 }
 
 /// Forwards callbacks into an unbounded queue; returns at once, as the crate requires. The queue
@@ -52,6 +54,12 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete {
             let _ = self.0.send(PcEvent::GatheringComplete);
+        }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        if state == RTCIceConnectionState::Connected {
+            let _ = self.0.send(PcEvent::IceConnected);
         }
     }
 

@@ -119,6 +119,7 @@ impl Driver {
         let now = now();
         match inbound.event {
             SignalingEvent::Registered { members, admin } => {
+                crate::mark!("registered", path = inbound.path, members = members.len());
                 self.p.state.handle(now, Event::Registered { members, admin })
             }
             SignalingEvent::PeerJoined(member) => self.p.state.handle(now, Event::PeerJoined(member)),
@@ -127,6 +128,8 @@ impl Driver {
             SignalingEvent::Disconnected => tracing::info!(path = inbound.path, "signaling path disconnected"),
             SignalingEvent::Signal { from, signal } => {
                 self.p.chain.stats().received(inbound.path);
+                let (kind, session) = (signal.body.kind(), &signal.session);
+                crate::mark!("signal_in", peer = %from, %session, kind, path = inbound.path);
                 self.on_signal(now, from, signal);
             }
         }
@@ -168,12 +171,14 @@ impl Driver {
         match event {
             LinkEvent::Open => {
                 if let Some(s) = self.sessions.get_mut(&session) {
+                    crate::mark!("link_open", %peer, %session);
                     s.opened = true;
                     self.p.state.handle(now, Event::LinkOpened { peer, session });
                 }
             }
             LinkEvent::Message(bytes) => {
                 if self.p.state.link_session(&peer) != Some(&session) {
+                    tracing::debug!(%peer, %session, "message on an attempt that is not the link; dropped");
                     return; // an attempt that is not (or no longer) the link to this peer
                 }
                 match MeshMessage::decode(&bytes, self.p.max_message_bytes) {
@@ -183,6 +188,7 @@ impl Driver {
             }
             LinkEvent::Closed(reason) => {
                 if self.sessions.remove(&session).is_some() {
+                    crate::mark!("link_closed", %peer, %session, %reason);
                     self.fail_relays_via(&peer);
                     self.p.state.handle(now, Event::LinkClosed { peer, session, reason: reason.to_string() });
                 }
@@ -243,6 +249,7 @@ impl Driver {
                     }
                 },
                 Action::Reject { peer, session, reason } => {
+                    crate::mark!("reject", %peer, %session, %reason);
                     self.offers.remove(&session);
                     self.send_abort(peer, session, reason);
                 }
@@ -259,7 +266,10 @@ impl Driver {
                 }
                 Action::Send { to, msg } => {
                     let unordered = matches!(msg, MeshMessage::Heartbeat { .. });
-                    let _ = self.send(&to, msg, unordered);
+                    let kind = msg.kind();
+                    if let Err(err) = self.send(&to, msg, unordered) {
+                        tracing::debug!(%to, kind, error = %err, "mesh message not sent");
+                    }
                 }
                 Action::Announce(what) => {
                     let chain = self.p.chain.clone();
@@ -285,12 +295,15 @@ impl Driver {
     async fn start_session(&mut self, peer: PeerId, session: SessionId, offer: Option<SignalBody>) {
         let (sink, signals_out) = mpsc::channel(64);
         let transport = self.p.transport.clone();
+        // The transport's own tasks inherit this span, so its marks name the peer and session.
+        let span = crate::timeline::link_span(&peer, &session);
         let attempt = async {
             match offer {
                 None => transport.dial(&peer, sink).await,
                 Some(offer) => transport.accept(&peer, offer, sink).await,
             }
         };
+        let attempt = tracing::Instrument::instrument(attempt, span.clone());
         let result: Result<LinkHandle, String> = match tokio::time::timeout(SETUP_TIMEOUT, attempt).await {
             Ok(Ok(handle)) => Ok(handle),
             Ok(Err(err)) => Err(err.to_string()),
@@ -299,7 +312,7 @@ impl Driver {
         match result {
             Ok(handle) => {
                 let chain = self.p.chain.clone();
-                let s = Session::spawn(peer, session.clone(), handle, signals_out, chain, self.link_tx.clone());
+                let s = Session::spawn(peer, session.clone(), handle, signals_out, chain, self.link_tx.clone(), span);
                 self.sessions.insert(session, s);
             }
             Err(reason) => {

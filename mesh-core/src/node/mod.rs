@@ -180,6 +180,7 @@ impl MeshNode {
         signalers: Vec<Arc<dyn Signaler>>,
     ) -> Result<Self, NodeError> {
         let identity = options.identity.clone();
+        crate::mark!("start");
         let span = tracing::info_span!("mesh", room = %identity.room, peer = %identity.peer);
         let chain = Arc::new(SignalerChain::new(signalers, options.signal_timeout));
         let shared = Arc::new(Mutex::new(Shared::default()));

@@ -47,8 +47,8 @@ impl Session {
         signals_out: mpsc::Receiver<SignalBody>,
         chain: Arc<SignalerChain>,
         events_out: mpsc::Sender<(PeerId, SessionId, LinkEvent)>,
+        span: tracing::Span,
     ) -> Self {
-        let span = tracing::debug_span!("link", remote = %peer, session = %session);
         let LinkHandle { link, events } = handle;
         let mut tasks = JoinSet::new();
         tasks.spawn(forward_signals(peer.clone(), session.clone(), signals_out, chain).instrument(span.clone()));
@@ -131,7 +131,8 @@ async fn write(link: Arc<dyn Link>, mut queue: mpsc::Receiver<Outgoing>) {
             Outgoing::Reliable(bytes) => link.send(bytes).await,
             Outgoing::Unordered(bytes) => link.send_unordered(bytes).await,
         };
-        if result.is_err() {
+        if let Err(err) = result {
+            tracing::debug!(error = %err, "link writer stopped");
             return;
         }
     }

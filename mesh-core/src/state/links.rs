@@ -1,6 +1,7 @@
 //! Who dials whom, crossing offers, link loss and retries (docs/BEHAVIOUR.md 5–9, 21).
 //!
-//! - A newcomer dials the admin first, then every worker on the admin's peer list.
+//! - A newcomer dials every worker the rendezvous names when it registers (the admin first),
+//!   then any worker on the admin's peer list the rendezvous did not name.
 //! - Existing workers wait for the newcomer's offer; if none comes within `offer_wait` they dial
 //!   it themselves, so no pair is left unlinked whatever the timing.
 //! - Crossing offers: when both sides of a pair offer, the offer of the lower peer id wins; the
@@ -70,9 +71,16 @@ impl MeshState {
             // Registered again (the server restarted): tell it who the admin is.
             self.announce_admin(now);
         }
-        // Everyone else: dial when the peer list comes, or after `offer_wait` if it never does.
+        // A newcomer dials every worker the rendezvous named, at once: the rendezvous orders
+        // registrations, so of any two workers exactly one registered after the other and that
+        // one dials (no crossing offers). Registered again (the rendezvous restarted): the links
+        // are there; anyone missing is dialed after `offer_wait`.
         for peer in others {
-            self.expect(now, &peer);
+            if first {
+                self.ensure_dial(now, &peer, "rendezvous");
+            } else {
+                self.expect(now, &peer);
+            }
         }
     }
 
@@ -120,16 +128,18 @@ impl MeshState {
     }
 
     /// Dials `peer` unless a link or attempt to it exists; a pending retry keeps its backoff.
-    pub(super) fn ensure_dial(&mut self, now: Instant, peer: &PeerId) {
+    pub(super) fn ensure_dial(&mut self, now: Instant, peer: &PeerId, why: &'static str) {
         self.expect(now, peer);
         let idle = matches!(self.peers.get(peer).map(|e| &e.link), Some(LinkState::Waiting { .. }));
         if idle {
-            self.dial(peer);
+            self.dial(peer, why);
         }
     }
 
-    fn dial(&mut self, peer: &PeerId) {
+    /// Starts an attempt to `peer`; `why` names the rule that dials (a timeline field).
+    fn dial(&mut self, peer: &PeerId, why: &'static str) {
         let session = self.new_session();
+        crate::mark!("dial", %peer, %session, why);
         if let Some(entry) = self.peers.get_mut(peer) {
             entry.link = LinkState::Dialing { session: session.clone() };
         }
@@ -240,12 +250,13 @@ impl MeshState {
             tracing::warn!(%from, "peer list from a peer that is not the admin; ignored");
             return;
         }
+        crate::mark!("peer_list", peer = %from, members = peers.len());
         for m in &peers {
             self.room.merge(&m.peer, &m.record);
         }
         for m in peers {
             if m.peer != self.cfg.me && self.room.get(&m.peer).is_some() {
-                self.ensure_dial(now, &m.peer);
+                self.ensure_dial(now, &m.peer, "peer_list");
             }
         }
     }
@@ -300,18 +311,17 @@ impl MeshState {
 
     /// Dials every peer whose retry or offer wait is due.
     pub(super) fn fire_link_timers(&mut self, now: Instant) {
-        let due: Vec<PeerId> = self
+        let due: Vec<(PeerId, &'static str)> = self
             .peers
             .iter()
-            .filter(|(_, e)| match e.link {
-                LinkState::Waiting { dial_at } => dial_at <= now,
-                LinkState::Retrying { due } => due <= now,
-                _ => false,
+            .filter_map(|(p, e)| match e.link {
+                LinkState::Waiting { dial_at } if dial_at <= now => Some((p.clone(), "offer_wait")),
+                LinkState::Retrying { due } if due <= now => Some((p.clone(), "retry")),
+                _ => None,
             })
-            .map(|(p, _)| p.clone())
             .collect();
-        for peer in due {
-            self.dial(&peer);
+        for (peer, why) in due {
+            self.dial(&peer, why);
         }
     }
 
@@ -334,7 +344,7 @@ impl MeshState {
             Some(LinkState::Waiting { .. } | LinkState::Retrying { .. })
         );
         if idle {
-            self.dial(admin);
+            self.dial(admin, "admin");
         }
     }
 

@@ -114,7 +114,9 @@ pub(crate) fn spawn(peer: Peer, setup: LinkSetup) -> LinkHandle {
     });
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let task = Task::new(shared.clone(), events_tx, setup.signals, setup.max_message_bytes);
-    tokio::spawn(task.run(pc_events, setup.connect_timeout, setup.gather_timeout));
+    // In the caller's span (the node's `link` span), so the task's timeline marks name the link.
+    let run = task.run(pc_events, setup.connect_timeout, setup.gather_timeout);
+    tokio::spawn(tracing::Instrument::in_current_span(run));
     LinkHandle { link: Arc::new(WebRtcLink { shared }), events }
 }
 

@@ -186,7 +186,11 @@ impl Task {
                         Ok(candidate) => self.outgoing.push_back(SignalBody::Candidate { candidate }),
                         Err(err) => tracing::debug!(error = %err, "candidate not encodable"),
                     },
-                    Some(PcEvent::State(RTCPeerConnectionState::Connected)) => shared.nudge().await,
+                    Some(PcEvent::IceConnected) => mesh_core::mark!("ice_connected"),
+                    Some(PcEvent::State(RTCPeerConnectionState::Connected)) => {
+                        mesh_core::mark!("dtls_connected");
+                        shared.nudge().await
+                    }
                     Some(PcEvent::State(RTCPeerConnectionState::Failed)) => {
                         return CloseReason::Failed("ICE/DTLS connection failed".into())
                     }
@@ -197,6 +201,7 @@ impl Task {
                 },
                 event = reliable.poll() => match event {
                     Some(DataChannelEvent::OnOpen) if !channel_open => {
+                        mesh_core::mark!("sctp_open");
                         channel_open = true;
                         next_hello = tokio::time::Instant::now();
                     }
@@ -239,6 +244,7 @@ impl Task {
             }
             Reassembled::ByeAck => Ok(()),
             Reassembled::Hello => {
+                mesh_core::mark!("hello_heard");
                 self.send_hello().await; // the peer may not have heard ours yet
                 self.shared.opened.store(true, Ordering::Release);
                 self.deliver(LinkEvent::Open).await

@@ -3,6 +3,7 @@
 //! `messages` (whole meshes in one process), `failover` and `idle` (worker processes),
 //! `signaling` (the `mesh-signal` server under load).
 
+mod breakdown;
 mod link;
 mod mesh;
 mod procs;

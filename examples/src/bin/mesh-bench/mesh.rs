@@ -75,12 +75,18 @@ pub struct FormationArgs {
     /// needs root) instead of in this process.
     #[arg(long)]
     lab: Option<mesh_examples::labroom::WanSpec>,
+    /// With `--lab`: print where the time went (each join and link attempt, step by step, from
+    /// the workers' timeline marks) and the phases over every trial.
+    #[arg(long, requires = "lab")]
+    breakdown: bool,
 }
 
 /// Time from starting the first worker to every worker holding all its links.
 pub async fn formation(args: FormationArgs) -> Result<(), String> {
     if let Some(wan) = args.lab {
-        return tokio::task::block_in_place(|| crate::procs::formation_lab(&args.workers, args.trials, wan));
+        return tokio::task::block_in_place(|| {
+            crate::procs::formation_lab(&args.workers, args.trials, wan, args.breakdown)
+        });
     }
     for &n in &args.workers {
         let (mut ms, mut failures) = (Samples::default(), 0);

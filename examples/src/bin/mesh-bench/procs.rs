@@ -22,7 +22,7 @@ enum Room {
         _server: ServerProcess,
         dir: PathBuf,
     },
-    Lab(LabRoom),
+    Lab(Box<LabRoom>),
 }
 
 impl Room {
@@ -42,9 +42,10 @@ impl Drop for Room {
     }
 }
 
-/// Starts `n` workers (on loopback, or in a lab with `wan`) and waits for the full mesh; the
-/// time is from the first start to the last worker holding all its links.
-fn form(n: usize, tag: &str, wan: Option<WanSpec>) -> Result<(Room, Duration), String> {
+/// Starts `n` workers (on loopback, or in a lab with `wan`, logging timeline marks to `timeline`
+/// if given) and waits for the full mesh; the time is from the first worker's start to the last
+/// worker holding all its links.
+fn form(n: usize, tag: &str, wan: Option<WanSpec>, timeline: Option<&Path>) -> Result<(Room, Duration), String> {
     let (mut room, t) = match wan {
         None => {
             let server = ServerProcess::spawn(&sibling_binary("mesh-signal", "signaling-ws")?)?;
@@ -59,8 +60,10 @@ fn form(n: usize, tag: &str, wan: Option<WanSpec>) -> Result<(Room, Duration), S
         Some(wan) => {
             let lab = Lab::new(n + 1)?;
             wan.apply(&lab)?;
-            let t = Instant::now();
-            (Room::Lab(LabRoom::on(lab, (1..=n).collect(), n, "")?), t)
+            let room = LabRoom::logged(lab, (1..=n).collect(), n, "", timeline.map(Path::to_path_buf))?;
+            // The server is up before the first worker starts: count from that start.
+            let since_first = mesh_core::timeline::unix_us().saturating_sub(room.spawned_us[0]);
+            (Room::Lab(Box::new(room)), Instant::now() - Duration::from_micros(since_first))
         }
     };
     let workers: Vec<&WorkerProc> = room.workers().iter().collect();
@@ -91,7 +94,7 @@ pub fn failover(args: FailoverArgs) -> Result<(), String> {
     let n = args.workers.max(3);
     let (mut verified, mut reconnects) = (Samples::default(), 0u64);
     for trial in 0..args.trials {
-        let (mut room, _) = form(n, &format!("failover-{trial}"), args.lab)?;
+        let (mut room, _) = form(n, &format!("failover-{trial}"), args.lab, None)?;
         let admin = room.workers()[0].snapshot()["health"]["admin"].as_str().ok_or("no admin")?.to_string();
         let idx = (0..n).find(|i| format!("w{i}") == admin).ok_or("admin is not one of ours")?;
         let gone = room.workers().remove(idx);
@@ -132,7 +135,7 @@ pub struct IdleArgs {
 /// CPU time each idle worker process uses, as a share of one core.
 pub fn idle(args: IdleArgs) -> Result<(), String> {
     let n = args.workers.max(2);
-    let (mut room, formed) = form(n, "idle", None)?;
+    let (mut room, formed) = form(n, "idle", None, None)?;
     std::thread::sleep(Duration::from_secs(2)); // let formation's work finish before measuring
     let cpu = |p: &WorkerProc| p.cpu_time().ok_or_else(|| format!("no /proc stat for pid {}", p.pid()));
     let start: Vec<Duration> = room.workers().iter().map(cpu).collect::<Result<_, _>>()?;
@@ -159,13 +162,29 @@ fn lab_label(lab: Option<WanSpec>) -> String {
     }
 }
 
-/// `mesh-bench formation --lab …`: worker processes in the lab, time to a full mesh.
-pub fn formation_lab(sizes: &[usize], trials: usize, wan: WanSpec) -> Result<(), String> {
+/// `mesh-bench formation --lab …`: worker processes in the lab, time to a full mesh; with
+/// `breakdown`, each trial's joins and link attempts step by step, and the phases over all.
+pub fn formation_lab(sizes: &[usize], trials: usize, wan: WanSpec, breakdown: bool) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("mesh-breakdown-{}", std::process::id()));
+    if breakdown {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     for &n in sizes {
         let (mut ms, mut failures) = (Samples::default(), 0);
+        let mut totals = crate::breakdown::Totals::default();
         for trial in 0..trials {
-            match form(n.max(2), &format!("formation-{trial}"), Some(wan)) {
-                Ok((_room, took)) => ms.push(took.as_secs_f64() * 1000.0),
+            match form(n.max(2), &format!("formation-{trial}"), Some(wan), breakdown.then_some(dir.as_path())) {
+                Ok((room, took)) => {
+                    ms.push(took.as_secs_f64() * 1000.0);
+                    if let (true, Room::Lab(lab)) = (breakdown, &room) {
+                        println!(
+                            "breakdown: {n} workers, trial {}: full mesh in {:.0} ms",
+                            trial + 1,
+                            took.as_secs_f64() * 1000.0
+                        );
+                        crate::breakdown::report(&dir, &lab.spawned_us, &mut totals);
+                    }
+                }
                 Err(e) => {
                     failures += 1;
                     eprintln!("formation of {n} in the lab failed: {e}");
@@ -177,6 +196,10 @@ pub fn formation_lab(sizes: &[usize], trials: usize, wan: WanSpec) -> Result<(),
             lab_label(Some(wan)),
             ms.summary(1)
         );
+        if breakdown {
+            totals.print();
+        }
     }
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -56,6 +56,43 @@ fn b07_newcomer_dials_every_worker_on_the_peer_list() {
 }
 
 #[test]
+fn b07_newcomer_dials_every_worker_the_rendezvous_names_at_once() {
+    let cfg = StateConfig {
+        room: RoomId::new("r").unwrap(),
+        me: peer("w4"),
+        role: Role::Worker,
+        record: Sim::record(0),
+        timing: Timing::default(),
+        seed: 1,
+    };
+    let mut s = MeshState::new(cfg);
+    let members = NAMES[..4].iter().map(|n| crate::MemberInfo { peer: peer(n), record: Sim::record(0) }).collect();
+    s.handle(std::time::Instant::now(), Event::Registered { members, admin: Some(peer("w0")) });
+    // No link is open yet, and no peer list has come: the rendezvous' list is enough.
+    let dialed: Vec<String> = std::iter::from_fn(|| s.poll_action())
+        .filter_map(|a| match a {
+            Action::Dial { peer, .. } => Some(peer.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dialed, ["w0", "w1", "w2", "w3"], "the admin first, then everyone else, in one step");
+}
+
+#[test]
+fn b08_workers_starting_together_dial_each_pair_once_from_the_later_one() {
+    let mut sim = Sim::new();
+    for n in &NAMES {
+        sim.join(n); // every process starts at once; the rendezvous orders the registrations
+    }
+    sim.settle();
+    assert!(sim.is_full_mesh());
+    assert_eq!(sim.dials.len(), 45, "one attempt per pair: no crossing offers, nothing to reject");
+    for (_, from, to) in &sim.dials {
+        assert!(from > to, "{from} dialed {to}: the later registrant dials");
+    }
+}
+
+#[test]
 fn b08_crossing_offers_resolve_to_one_link_lower_id_wins() {
     let cfg = |me: &str| StateConfig {
         room: RoomId::new("r").unwrap(),
