@@ -11,7 +11,7 @@ fn run(args: &[&str]) -> (bool, serde_json::Value) {
 }
 
 #[test]
-fn the_default_demo_runs_the_real_stack_and_the_relay_carries_all_but_the_first_link() {
+fn the_default_demo_runs_the_real_stack_and_a_newcomer_dials_everyone_by_the_rendezvous() {
     let (ok, s) = run(&["--json"]);
     assert!(ok, "{s}");
     assert_eq!((s["transport"].as_str(), s["signaling"].clone()), (Some("webrtc"), serde_json::json!(["relay", "ws"])));
@@ -19,11 +19,11 @@ fn the_default_demo_runs_the_real_stack_and_the_relay_carries_all_but_the_first_
     assert_eq!(s["duplicate_links"], 0);
     assert_eq!(s["reconnects_after_admin_left"], 0);
     assert_eq!(s["links_after_join"], 10);
-    // The newcomer's first link (to the admin) is signalled over the WebSocket; its links to the
-    // three other survivors are signalled by relay.
+    // The newcomer dials all four survivors at once, by the WebSocket (the rendezvous that
+    // introduced them): no relay is linked to it yet, so none is tried.
     let joiner = &s["joiner_signals"];
-    assert!(joiner["ws"].as_u64().unwrap_or(0) > 0, "{s}");
-    assert!(joiner["relay"].as_u64().unwrap_or(0) >= 3, "{s}");
+    assert!(joiner["ws"].as_u64().unwrap_or(0) >= 4, "{s}");
+    assert_eq!(joiner["relay"].as_u64().unwrap_or(0), 0, "{s}");
 }
 
 #[test]

@@ -44,6 +44,18 @@ impl SignalStats {
     }
 }
 
+/// Which paths a signal tries first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathOrder {
+    /// The configured order.
+    #[default]
+    Configured,
+    /// Paths that need no open link (the rendezvous) first, then the others in configured order:
+    /// for a peer the rendezvous introduced and this node never linked, which no relay is known
+    /// to reach yet (a relay that is not linked to it costs a round trip to find out).
+    RendezvousFirst,
+}
+
 /// Signalers tried in order, each with its confirmation timeout.
 pub struct SignalerChain {
     members: Vec<(Arc<dyn Signaler>, Duration)>,
@@ -64,6 +76,37 @@ impl SignalerChain {
     /// Names of the members, in order.
     pub fn paths(&self) -> Vec<&'static str> {
         self.members.iter().map(|(s, _)| s.name()).collect()
+    }
+
+    /// Sends `signal` to `to` by the first path, in `order`, that confirms it.
+    pub async fn send_in(&self, order: PathOrder, to: &PeerId, signal: Signal) -> Result<(), SignalError> {
+        let mut members: Vec<&(Arc<dyn Signaler>, Duration)> = self.members.iter().collect();
+        if order == PathOrder::RendezvousFirst {
+            members.sort_by_key(|(m, _)| m.needs_open_links()); // stable: configured order within
+        }
+        let mut last = None;
+        let queued_us = crate::timeline::unix_us();
+        for (i, (member, timeout)) in members.iter().enumerate() {
+            let result = match tokio::time::timeout(*timeout, member.send(to, signal.clone())).await {
+                Ok(result) => result,
+                Err(_) => Err(SignalError::Timeout(*timeout)),
+            };
+            match result {
+                Ok(()) => {
+                    self.stats.update(member.name(), |c| c.sent += 1);
+                    let (kind, session) = (signal.body.kind(), &signal.session);
+                    crate::mark!("signal_out", peer = %to, %session, kind, path = member.name(), queued_us);
+                    return Ok(());
+                }
+                Err(err) => {
+                    self.stats.update(member.name(), |c| c.failed += 1);
+                    let next = members.get(i + 1).map(|(s, _)| s.name()).unwrap_or("none");
+                    tracing::info!(path = member.name(), %to, session = %signal.session, next, error = %err, "signal fallback");
+                    last = Some(err);
+                }
+            }
+        }
+        Err(last.unwrap_or(SignalError::Unreachable { peer: to.clone(), why: "no signaling path configured".into() }))
     }
 }
 
@@ -88,29 +131,7 @@ impl Signaler for SignalerChain {
     }
 
     async fn send(&self, to: &PeerId, signal: Signal) -> Result<(), SignalError> {
-        let mut last = None;
-        let queued_us = crate::timeline::unix_us();
-        for (i, (member, timeout)) in self.members.iter().enumerate() {
-            let result = match tokio::time::timeout(*timeout, member.send(to, signal.clone())).await {
-                Ok(result) => result,
-                Err(_) => Err(SignalError::Timeout(*timeout)),
-            };
-            match result {
-                Ok(()) => {
-                    self.stats.update(member.name(), |c| c.sent += 1);
-                    let (kind, session) = (signal.body.kind(), &signal.session);
-                    crate::mark!("signal_out", peer = %to, %session, kind, path = member.name(), queued_us);
-                    return Ok(());
-                }
-                Err(err) => {
-                    self.stats.update(member.name(), |c| c.failed += 1);
-                    let next = self.members.get(i + 1).map(|(s, _)| s.name()).unwrap_or("none");
-                    tracing::info!(path = member.name(), %to, session = %signal.session, next, error = %err, "signal fallback");
-                    last = Some(err);
-                }
-            }
-        }
-        Err(last.unwrap_or(SignalError::Unreachable { peer: to.clone(), why: "no signaling path configured".into() }))
+        self.send_in(PathOrder::Configured, to, signal).await
     }
 
     async fn announce(&self, what: Announcement) -> Result<(), SignalError> {

@@ -45,6 +45,8 @@ pub struct TimingConfig {
     pub retry_max_ms: u64,
     /// Wait for a known joiner's offer before dialing it.
     pub offer_wait_ms: u64,
+    /// Wait for the answer to an offer sent by the rendezvous before sending it again by relay.
+    pub answer_wait_ms: u64,
     /// Period of the health record.
     pub health_interval_ms: u64,
     /// How long one signaling path has to confirm a signal before the next is tried.
@@ -62,6 +64,7 @@ impl Default for TimingConfig {
             retry_initial_ms: ms(t.retry_initial),
             retry_max_ms: ms(t.retry_max),
             offer_wait_ms: ms(t.offer_wait),
+            answer_wait_ms: ms(t.answer_wait),
             health_interval_ms: ms(t.health_interval),
             signal_timeout_ms: 500,
         }
@@ -79,6 +82,7 @@ impl TimingConfig {
             retry_initial: ms(self.retry_initial_ms),
             retry_max: ms(self.retry_max_ms),
             offer_wait: ms(self.offer_wait_ms),
+            answer_wait: ms(self.answer_wait_ms),
             health_interval: ms(self.health_interval_ms),
         }
     }

@@ -28,7 +28,7 @@ pub mod timeline;
 pub mod transport;
 pub mod wire;
 
-pub use chain::{PathCounters, SignalStats, SignalerChain};
+pub use chain::{PathCounters, PathOrder, SignalStats, SignalerChain};
 pub use config::{ConfigError, MeshConfig};
 pub use node::{MeshNode, NodeError, NodeOptions, Snapshot};
 pub use registry::{PluginContext, PluginError, Registry, Resources, SignalerPlugin, TransportPlugin};

@@ -4,6 +4,7 @@
 use crate::config::{IcePolicy, Mdns, WebRtcConfig};
 use crate::runtime::BufferedRuntime;
 use mesh_core::TransportError;
+use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc_ice::mdns::MulticastDnsMode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -136,6 +137,11 @@ impl Peer {
             // A peer's check often lands before its trickled candidate, making the pair
             // peer-reflexive; the default 1 s wait before accepting such a pair only delays us.
             .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            // The offerer (ICE-controlling) is the DTLS client. It learns that ICE is connected
+            // last, half a round trip after the answerer, so its ClientHello always finds the
+            // answerer's DTLS started; the other way round, a ClientHello often reaches the
+            // offerer before its own ICE completes, is dropped, and waits out a retransmission.
+            .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_multicast_dns_mode(if mdns { MulticastDnsMode::QueryOnly } else { MulticastDnsMode::Disabled })
             .build();
         let pc = PeerConnectionBuilder::new()

@@ -5,6 +5,7 @@
 //! so the loop never waits on the network.
 
 use super::session::{Outgoing, Session};
+use super::starting::{self, Started, Starting};
 use super::{Command, Shared, Snapshot};
 use crate::chain::SignalerChain;
 use crate::id::PeerId;
@@ -12,7 +13,7 @@ use crate::query::RegistryPage;
 use crate::signal::{SessionId, Signal, SignalBody};
 use crate::signaler::{Inbound, RelayOutcome, Signaler, SignalingEvent};
 use crate::state::{Action, Event, MeshEvent, MeshState};
-use crate::transport::{LinkEvent, LinkHandle, Transport};
+use crate::transport::{LinkEvent, Transport};
 use crate::wire::MeshMessage;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,6 @@ use tokio::task::JoinSet;
 
 /// Offers waiting for the state machine's decision; more are refused (flood guard).
 const MAX_PENDING_OFFERS: usize = 64;
-/// Longest a transport may take to start an attempt.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) struct Parts {
     pub(super) state: MeshState,
@@ -41,6 +40,8 @@ pub(super) struct Parts {
 pub(super) struct Driver {
     p: Parts,
     sessions: HashMap<SessionId, Session>,
+    /// Attempts whose transport is still being set up.
+    starting: Starting,
     offers: HashMap<SessionId, (PeerId, SignalBody)>,
     link_tx: mpsc::Sender<(PeerId, SessionId, LinkEvent)>,
     link_rx: mpsc::Receiver<(PeerId, SessionId, LinkEvent)>,
@@ -61,6 +62,7 @@ impl Driver {
         Self {
             p,
             sessions: HashMap::new(),
+            starting: Starting::default(),
             offers: HashMap::new(),
             link_tx,
             link_rx,
@@ -86,6 +88,7 @@ impl Driver {
                     None => self.p.state.handle(now(), Event::Leave), // the handle was dropped
                 },
                 Some(_) = self.background.join_next(), if !self.background.is_empty() => {}
+                Some(started) = self.starting.next(), if !self.starting.is_empty() => self.on_started(started),
                 _ = tokio::time::sleep_until(deadline) => self.p.state.handle(now(), Event::Tick),
             }
             self.carry_out().await;
@@ -144,7 +147,8 @@ impl Driver {
         }
         match body {
             SignalBody::Offer { .. } if session.offerer == from => {
-                if self.offers.len() >= MAX_PENDING_OFFERS || self.sessions.contains_key(&session) {
+                let known = self.sessions.contains_key(&session) || self.starting.contains(&session);
+                if self.offers.len() >= MAX_PENDING_OFFERS || known {
                     tracing::warn!(%from, %session, "offer dropped (duplicate or too many pending)");
                     return;
                 }
@@ -155,14 +159,26 @@ impl Driver {
                 self.offers.remove(&session);
                 self.p.state.handle(now, Event::SessionAborted { from, session });
             }
-            body => match self.sessions.get(&session) {
-                Some(s) if s.peer == from => {
-                    if s.signals_in.try_send(body).is_err() {
-                        tracing::warn!(%from, %session, "signal queue full; signal dropped");
-                    }
+            body => {
+                if matches!(body, SignalBody::Answer { .. }) && session.offerer == me {
+                    let event = Event::AnswerReceived { from: from.clone(), session: session.clone() };
+                    self.p.state.handle(now, event);
                 }
-                _ => tracing::debug!(%from, %session, "signal for an unknown session; dropped"),
-            },
+                self.hand_to_session(from, session, body)
+            }
+        }
+    }
+
+    /// Hands a signal to its attempt (running, or still starting).
+    fn hand_to_session(&mut self, from: PeerId, session: SessionId, body: SignalBody) {
+        match self.sessions.get(&session) {
+            Some(s) if s.peer == from => {
+                if s.signals_in.try_send(body).is_err() {
+                    tracing::warn!(%from, %session, "signal queue full; signal dropped");
+                }
+            }
+            None if self.starting.hold(&session, &from, body) => {}
+            _ => tracing::debug!(%from, %session, "signal for an unknown session; dropped"),
         }
     }
 
@@ -241,9 +257,9 @@ impl Driver {
     async fn carry_out(&mut self) {
         while let Some(action) = self.p.state.poll_action() {
             match action {
-                Action::Dial { peer, session } => self.start_session(peer, session, None).await,
+                Action::Dial { peer, session } => self.start_session(peer, session, None),
                 Action::Accept { peer, session } => match self.offers.remove(&session) {
-                    Some((_, offer)) => self.start_session(peer, session, Some(offer)).await,
+                    Some((_, offer)) => self.start_session(peer, session, Some(offer)),
                     None => {
                         self.p.state.handle(now(), Event::LinkClosed { peer, session, reason: "offer gone".into() })
                     }
@@ -262,6 +278,8 @@ impl Driver {
                             self.send_abort(peer.clone(), session, reason);
                         }
                         self.background.spawn(s.close());
+                    } else if self.starting.cancel(&session) {
+                        self.send_abort(peer, session, reason);
                     }
                 }
                 Action::Send { to, msg } => {
@@ -292,33 +310,45 @@ impl Driver {
         }
     }
 
-    async fn start_session(&mut self, peer: PeerId, session: SessionId, offer: Option<SignalBody>) {
+    /// Starts setting up an attempt (dialing, or answering `offer`) without waiting for it.
+    fn start_session(&mut self, peer: PeerId, session: SessionId, offer: Option<SignalBody>) {
         let (sink, signals_out) = mpsc::channel(64);
         let transport = self.p.transport.clone();
         // The transport's own tasks inherit this span, so its marks name the peer and session.
         let span = crate::timeline::link_span(&peer, &session);
-        let attempt = async {
+        let order = self.p.state.path_order(&peer);
+        let to = peer.clone();
+        let attempt = async move {
             match offer {
-                None => transport.dial(&peer, sink).await,
-                Some(offer) => transport.accept(&peer, offer, sink).await,
+                None => transport.dial(&to, sink).await,
+                Some(offer) => transport.accept(&to, offer, sink).await,
             }
         };
-        let attempt = tracing::Instrument::instrument(attempt, span.clone());
-        let result: Result<LinkHandle, String> = match tokio::time::timeout(SETUP_TIMEOUT, attempt).await {
-            Ok(Ok(handle)) => Ok(handle),
-            Ok(Err(err)) => Err(err.to_string()),
-            Err(_) => Err("transport setup timed out".into()),
-        };
-        match result {
-            Ok(handle) => {
-                let chain = self.p.chain.clone();
-                let s = Session::spawn(peer, session.clone(), handle, signals_out, chain, self.link_tx.clone(), span);
+        self.starting.start(peer, session, (signals_out, order), span, attempt);
+    }
+
+    /// An attempt's transport is ready (or failed): run it, or close it if it was abandoned.
+    fn on_started(&mut self, started: Started) {
+        let Started { peer, session, signals_out: (signals_out, order), span, result } = started;
+        match (result, self.starting.finish(&session)) {
+            (Ok(handle), Some(early)) => {
+                let (chain, events) = (self.p.chain.clone(), self.link_tx.clone());
+                let s = Session::spawn(peer, session.clone(), handle, (signals_out, order), chain, events, span);
+                for body in early {
+                    if s.signals_in.try_send(body).is_err() {
+                        tracing::warn!(%session, "signal queue full; signal dropped");
+                    }
+                }
                 self.sessions.insert(session, s);
             }
-            Err(reason) => {
+            (Ok(handle), None) => {
+                self.background.spawn(starting::discard(handle.link));
+            }
+            (Err(reason), Some(_)) => {
                 tracing::warn!(%peer, %session, %reason, "could not start link attempt");
                 self.p.state.handle(now(), Event::LinkClosed { peer, session, reason });
             }
+            (Err(_), None) => {}
         }
     }
 

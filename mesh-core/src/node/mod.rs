@@ -6,6 +6,7 @@
 
 mod driver;
 mod session;
+mod starting;
 
 use crate::chain::{PathCounters, SignalerChain};
 use crate::config::MeshConfig;

@@ -4,7 +4,6 @@
 use crate::chain::SignalerChain;
 use crate::id::PeerId;
 use crate::signal::{SessionId, Signal, SignalBody};
-use crate::signaler::Signaler;
 use crate::transport::{CloseReason, Link, LinkEvent, LinkHandle};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -44,14 +43,14 @@ impl Session {
         peer: PeerId,
         session: SessionId,
         handle: LinkHandle,
-        signals_out: mpsc::Receiver<SignalBody>,
+        (signals_out, order): (mpsc::Receiver<SignalBody>, crate::PathOrder),
         chain: Arc<SignalerChain>,
         events_out: mpsc::Sender<(PeerId, SessionId, LinkEvent)>,
         span: tracing::Span,
     ) -> Self {
         let LinkHandle { link, events } = handle;
         let mut tasks = JoinSet::new();
-        tasks.spawn(forward_signals(peer.clone(), session.clone(), signals_out, chain).instrument(span.clone()));
+        tasks.spawn(forward_signals(peer.clone(), session.clone(), signals_out, order, chain).instrument(span.clone()));
         let (signals_in, signals_in_rx) = mpsc::channel(SIGNAL_QUEUE);
         tasks.spawn(
             pump(peer.clone(), session, link.clone(), events, signals_in_rx, events_out).instrument(span.clone()),
@@ -87,11 +86,12 @@ async fn forward_signals(
     peer: PeerId,
     session: SessionId,
     mut signals: mpsc::Receiver<SignalBody>,
+    order: crate::PathOrder,
     chain: Arc<SignalerChain>,
 ) {
     while let Some(body) = signals.recv().await {
         let signal = Signal { session: session.clone(), body };
-        match chain.send(&peer, signal).await {
+        match chain.send_in(order, &peer, signal).await {
             Ok(()) => {}
             Err(crate::SignalError::NotRunning) => tracing::debug!("signal dropped: signaling stopped"),
             Err(err) => tracing::warn!(error = %err, "signal lost: no path delivered it"),

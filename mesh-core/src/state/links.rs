@@ -76,6 +76,7 @@ impl MeshState {
         // one dials (no crossing offers). Registered again (the rendezvous restarted): the links
         // are there; anyone missing is dialed after `offer_wait`.
         for peer in others {
+            self.introduce(now, &peer);
             if first {
                 self.ensure_dial(now, &peer, "rendezvous");
             } else {
@@ -90,7 +91,7 @@ impl MeshState {
         }
         self.room.merge(&member.peer, &member.record);
         if self.cfg.role == Role::Worker {
-            self.expect(now, &member.peer);
+            self.introduce(now, &member.peer);
             self.maybe_send_peer_list(&member.peer);
         }
     }
@@ -121,10 +122,21 @@ impl MeshState {
         self.peers.entry(peer.clone()).or_insert(PeerEntry {
             link: LinkState::Waiting { dial_at },
             ever_linked: false,
+            introduced: false,
+            relay_first: false,
+            answer_due: None,
             retry_attempt: 0,
             peer_list_sent: false,
             view: None,
         });
+    }
+
+    /// Registers `peer` as a worker the rendezvous named (see [`MeshState::path_order`]).
+    fn introduce(&mut self, now: Instant, peer: &PeerId) {
+        self.expect(now, peer);
+        if let Some(entry) = self.peers.get_mut(peer) {
+            entry.introduced = true;
+        }
     }
 
     /// Dials `peer` unless a link or attempt to it exists; a pending retry keeps its backoff.
@@ -132,16 +144,19 @@ impl MeshState {
         self.expect(now, peer);
         let idle = matches!(self.peers.get(peer).map(|e| &e.link), Some(LinkState::Waiting { .. }));
         if idle {
-            self.dial(peer, why);
+            self.dial(now, peer, why);
         }
     }
 
     /// Starts an attempt to `peer`; `why` names the rule that dials (a timeline field).
-    fn dial(&mut self, peer: &PeerId, why: &'static str) {
+    fn dial(&mut self, now: Instant, peer: &PeerId, why: &'static str) {
         let session = self.new_session();
         crate::mark!("dial", %peer, %session, why);
+        let by_rendezvous = self.path_order(peer) == crate::PathOrder::RendezvousFirst;
+        let answer_due = by_rendezvous.then(|| now + self.cfg.timing.answer_wait);
         if let Some(entry) = self.peers.get_mut(peer) {
             entry.link = LinkState::Dialing { session: session.clone() };
+            entry.answer_due = answer_due;
         }
         self.counters.dials += 1;
         self.push(Action::Dial { peer: peer.clone(), session });
@@ -309,8 +324,43 @@ impl MeshState {
         self.emit(MeshEvent::RetryScheduled { peer: peer.clone(), attempt, delay });
     }
 
+    /// The answer to our offer for `session` arrived: the rendezvous reached the peer.
+    pub(super) fn on_answer(&mut self, from: &PeerId, session: &SessionId) {
+        if let Some(entry) = self.peers.get_mut(from) {
+            if matches!(&entry.link, LinkState::Dialing { session: s } if s == session) {
+                entry.answer_due = None;
+            }
+        }
+    }
+
+    /// Offers sent by the rendezvous and still unanswered at their due time: the peer may be
+    /// cut off from the rendezvous, so the attempt is made again at once, by relay first.
+    fn fire_answer_waits(&mut self, now: Instant) {
+        let unanswered: Vec<(PeerId, SessionId)> = self
+            .peers
+            .iter()
+            .filter_map(|(p, e)| match &e.link {
+                LinkState::Dialing { session } if e.answer_due.is_some_and(|t| t <= now) => {
+                    Some((p.clone(), session.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (peer, session) in unanswered {
+            tracing::info!(%peer, after = ?self.cfg.timing.answer_wait, "no answer by the rendezvous; asking again by relay");
+            let reason = "no answer by the rendezvous; dialing again by relay".to_string();
+            self.push(Action::Close { peer: peer.clone(), session, reason });
+            if let Some(entry) = self.peers.get_mut(&peer) {
+                entry.relay_first = true;
+                entry.answer_due = None;
+            }
+            self.dial(now, &peer, "answer_wait");
+        }
+    }
+
     /// Dials every peer whose retry or offer wait is due.
     pub(super) fn fire_link_timers(&mut self, now: Instant) {
+        self.fire_answer_waits(now);
         let due: Vec<(PeerId, &'static str)> = self
             .peers
             .iter()
@@ -321,7 +371,7 @@ impl MeshState {
             })
             .collect();
         for (peer, why) in due {
-            self.dial(&peer, why);
+            self.dial(now, &peer, why);
         }
     }
 
@@ -344,7 +394,7 @@ impl MeshState {
             Some(LinkState::Waiting { .. } | LinkState::Retrying { .. })
         );
         if idle {
-            self.dial(admin, "admin");
+            self.dial(now, admin, "admin");
         }
     }
 

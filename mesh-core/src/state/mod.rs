@@ -42,6 +42,9 @@ pub struct Timing {
     pub retry_max: Duration,
     /// How long to wait for a known joiner's offer before dialing it ourselves.
     pub offer_wait: Duration,
+    /// How long an offer sent by the rendezvous waits for its answer before the attempt is made
+    /// again by relay (the rendezvous may not reach the peer: its connection can be cut).
+    pub answer_wait: Duration,
     /// How often a health record is produced while nothing changes.
     pub health_interval: Duration,
 }
@@ -55,6 +58,7 @@ impl Default for Timing {
             retry_initial: Duration::from_millis(1000),
             retry_max: Duration::from_millis(32000),
             offer_wait: Duration::from_millis(3000),
+            answer_wait: Duration::from_millis(1000),
             health_interval: Duration::from_millis(5000),
         }
     }
@@ -94,6 +98,13 @@ pub enum Event {
     /// The rendezvous says this worker announced itself admin (a hint: clients follow it,
     /// workers keep their own election).
     AdminAnnounced(PeerId),
+    /// The answer to one of this node's offers arrived.
+    AnswerReceived {
+        /// Sender.
+        from: PeerId,
+        /// The session it answers.
+        session: SessionId,
+    },
     /// An offer arrived for a new session (the driver keeps the offer body).
     OfferReceived {
         /// Sender.
@@ -307,6 +318,12 @@ enum LinkState {
 struct PeerEntry {
     link: LinkState,
     ever_linked: bool,
+    /// The rendezvous named this peer (registration list or a join notice).
+    introduced: bool,
+    /// An offer sent by the rendezvous went unanswered: signal this peer by relay first.
+    relay_first: bool,
+    /// When the pending offer, sent by the rendezvous, must have been answered.
+    answer_due: Option<Instant>,
     retry_attempt: u32,
     peer_list_sent: bool,
     /// The peer's view of the admin from its latest heartbeat.
@@ -395,6 +412,7 @@ impl MeshState {
             Event::PeerLeft(peer) => self.on_peer_left(now, &peer),
             Event::AdminAnnounced(peer) => self.on_admin_announced(now, peer),
             Event::OfferReceived { from, session } => self.on_offer(now, from, session),
+            Event::AnswerReceived { from, session } => self.on_answer(&from, &session),
             Event::SessionAborted { from, session } => self.on_aborted(now, &from, &session),
             Event::LinkOpened { peer, session } => self.on_link_opened(now, peer, session),
             Event::LinkClosed { peer, session, reason } => self.on_link_closed(now, &peer, &session, reason),
@@ -433,6 +451,7 @@ impl MeshState {
                 LinkState::Waiting { dial_at } => times.push(*dial_at),
                 LinkState::Retrying { due } => times.push(*due),
                 LinkState::Up { last_seen, .. } => times.push(*last_seen + self.cfg.timing.heartbeat_timeout),
+                LinkState::Dialing { .. } => times.extend(entry.answer_due),
                 _ => {}
             }
         }
@@ -474,6 +493,17 @@ impl MeshState {
         match self.peers.get(peer).map(|e| &e.link) {
             Some(LinkState::Up { session, .. }) => Some(session),
             _ => None,
+        }
+    }
+
+    /// How the signals of a new attempt with `peer` should travel: the rendezvous first for a
+    /// peer it introduced and this node never linked (no relay is known to reach it yet), the
+    /// configured order (relay first) otherwise: a peer linked before, or one only the admin's
+    /// peer list named (the admin, which is linked to it, relays).
+    pub fn path_order(&self, peer: &PeerId) -> crate::PathOrder {
+        match self.peers.get(peer) {
+            Some(e) if e.introduced && !e.ever_linked && !e.relay_first => crate::PathOrder::RendezvousFirst,
+            _ => crate::PathOrder::Configured,
         }
     }
 

@@ -52,6 +52,9 @@ struct Attempt {
     answerer: String,
     why: String,
     dial: Option<f64>,
+    /// When the transport handed over its offer (or answer): the set-up time of each side.
+    offer_out: Option<f64>,
+    answer_out: Option<f64>,
     offer_in: Option<(f64, String)>,
     answer_in: Option<(f64, String)>,
     candidates_in: usize,
@@ -150,6 +153,11 @@ pub fn report(dir: &Path, spawned_us: &[u64], totals: &mut Totals) {
             "signal_in" if kind == "candidate" => a.candidates_in += 1,
             "signal_out" => {
                 let queued = m.fields["queued_us"].as_u64().map(at).unwrap_or(t);
+                match kind {
+                    "offer" => a.offer_out = a.offer_out.or(Some(queued)),
+                    "answer" => a.answer_out = a.answer_out.or(Some(queued)),
+                    _ => {}
+                }
                 totals.phase(
                     if path == "relay" { "signal send wait (relay)" } else { "signal send wait (ws)" },
                     Some(queued),
@@ -194,7 +202,12 @@ pub fn report(dir: &Path, spawned_us: &[u64], totals: &mut Totals) {
             continue;
         }
         let answer_in = a.answer_in.as_ref().map(|(t, _)| *t);
-        totals.phase("link: dial -> offer in", a.dial, a.offer_in.as_ref().map(|(t, _)| *t));
+        let offer_in = a.offer_in.as_ref().map(|(t, _)| *t);
+        totals.phase("link: dial -> offer out (set-up)", a.dial, a.offer_out);
+        totals.phase("link: offer out -> in", a.offer_out, offer_in);
+        totals.phase("link: offer in -> answer out (set-up)", offer_in, a.answer_out);
+        totals.phase("link: answer out -> in", a.answer_out, a.answer_in.as_ref().map(|(t, _)| *t));
+        totals.phase("link: dial -> offer in", a.dial, offer_in);
         totals.phase("link: dial -> answer in", a.dial, answer_in);
         totals.phase("link: answer in -> ICE (both)", answer_in, both(&a.ice));
         totals.phase("link: ICE -> DTLS (both)", both(&a.ice), both(&a.dtls));

@@ -79,6 +79,49 @@ fn b07_newcomer_dials_every_worker_the_rendezvous_names_at_once() {
 }
 
 #[test]
+fn b07_an_offer_the_rendezvous_did_not_get_answered_is_made_again_by_relay() {
+    let timing = Timing::default();
+    let cfg = StateConfig {
+        room: RoomId::new("r").unwrap(),
+        me: peer("w4"),
+        role: Role::Worker,
+        record: Sim::record(0),
+        timing: timing.clone(),
+        seed: 1,
+    };
+    let mut s = MeshState::new(cfg);
+    let now = std::time::Instant::now();
+    let members = NAMES[..3].iter().map(|n| crate::MemberInfo { peer: peer(n), record: Sim::record(0) }).collect();
+    s.handle(now, Event::Registered { members, admin: Some(peer("w0")) });
+    let dials: Vec<(String, SessionId)> = std::iter::from_fn(|| s.poll_action())
+        .filter_map(|a| match a {
+            Action::Dial { peer, session } => Some((peer.to_string(), session)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(s.path_order(&peer("w1")), crate::PathOrder::RendezvousFirst, "introduced, never linked");
+    // w0 and w1 answer; w2 (its server connection cut, say) never hears the offer.
+    for (name, session) in &dials[..2] {
+        s.handle(now, Event::AnswerReceived { from: peer(name), session: session.clone() });
+    }
+    s.handle(now + timing.answer_wait - Duration::from_millis(1), Event::Tick);
+    assert!(std::iter::from_fn(|| s.poll_action()).all(|a| !matches!(a, Action::Dial { .. })), "not yet");
+    s.handle(now + timing.answer_wait, Event::Tick);
+    let actions: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+    let redialed: Vec<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Dial { peer, .. } => Some(peer.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(redialed, ["w2"], "only the unanswered offer is made again, without waiting out a backoff");
+    assert!(actions.iter().any(|a| matches!(a, Action::Close { session, .. } if *session == dials[2].1)));
+    assert_eq!(s.path_order(&peer("w2")), crate::PathOrder::Configured, "this time by relay first");
+    assert_eq!(s.path_order(&peer("w1")), crate::PathOrder::RendezvousFirst);
+}
+
+#[test]
 fn b08_workers_starting_together_dial_each_pair_once_from_the_later_one() {
     let mut sim = Sim::new();
     for n in &NAMES {
