@@ -198,7 +198,11 @@ impl DTLSConn {
                 srv_cli_str(self.state.is_client),
                 self.current_flight
             );
-            self.current_retransmit_timer = None;
+            // mesh patch: the retransmission timer is cancelled only when the peer's flight is
+            // complete (below). Cancelling it on any packet, as upstream did, wedged the
+            // handshake whenever a flight arrived in part or a stale one arrived again (a lost
+            // ServerHello flight, then the client's repeated ClientHello): nobody retransmitted
+            // again, and the link failed at its connect timeout.
             let result = self.current_flight.parse(
                 /*&mut self.handle_queue_tx,*/ &mut self.state,
                 &self.cache,
@@ -228,6 +232,7 @@ impl DTLSConn {
                         self.current_flight,
                         next_flight
                     );
+                    self.current_retransmit_timer = None;
                     if next_flight.is_last_recv_flight()
                         && self.current_flight.to_string() == next_flight.to_string()
                     {

@@ -18,8 +18,9 @@ struct Mark {
     fields: Value,
 }
 
-/// Reads every worker's marks (`w{i}.log` in `dir`).
-fn read(dir: &Path, n: usize) -> Vec<Mark> {
+/// Reads every worker's marks (`w{i}.log` in `dir`), and counts its other log lines (warnings
+/// and errors) by message into `logged`.
+fn read(dir: &Path, n: usize, logged: &mut BTreeMap<String, u64>) -> Vec<Mark> {
     let mut marks = Vec::new();
     for i in 0..n {
         let me = format!("w{i}");
@@ -27,6 +28,13 @@ fn read(dir: &Path, n: usize) -> Vec<Mark> {
         for line in text.lines() {
             let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
             if v["target"] != mesh_core::timeline::TARGET {
+                let message = v["fields"]["message"].as_str().unwrap_or("");
+                // The lab's loss emulation drops packets at send: EPERM from the stack is expected.
+                if !message.contains("Operation not permitted") {
+                    let level = v["level"].as_str().unwrap_or("");
+                    let text: String = message.chars().take(100).collect();
+                    *logged.entry(format!("{level} {}: {text}", v["target"].as_str().unwrap_or(""))).or_default() += 1;
+                }
                 continue;
             }
             let f = &v["fields"];
@@ -105,7 +113,11 @@ impl Totals {
 /// Prints one trial's joins and link attempts, and adds them to `totals`.
 pub fn report(dir: &Path, spawned_us: &[u64], totals: &mut Totals) {
     let n = spawned_us.len();
-    let marks = read(dir, n);
+    let mut logged = BTreeMap::new();
+    let marks = read(dir, n, &mut logged);
+    for (line, count) in &logged {
+        println!("  logged {count}x: {line}");
+    }
     let t0 = spawned_us.iter().copied().min().unwrap_or(0);
     let at = |us: u64| (us.saturating_sub(t0)) as f64 / 1000.0;
     let mut attempts: BTreeMap<String, Attempt> = BTreeMap::new();
@@ -196,6 +208,10 @@ pub fn report(dir: &Path, spawned_us: &[u64], totals: &mut Totals) {
             ms(both(&a.open)),
             a.end.as_deref().map(|e| format!("  {e}")).unwrap_or_default()
         );
+        if a.end.is_some() && both(&a.open).is_none() {
+            let side = |i: usize| format!("ice {} dtls {} sctp {}", ms(a.ice[i]), ms(a.dtls[i]), ms(a.sctp[i]));
+            println!("      offerer: {}; answerer: {}", side(0), side(1));
+        }
         totals.count(format!("dials by {}", if a.why.is_empty() { "?" } else { &a.why }));
         if both(&a.open).is_none() {
             totals.count("attempts that did not open".into());
