@@ -144,3 +144,58 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, (ErrorCode, String)> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| (ErrorCode::BadJson, e.to_string()))?;
     serde_json::from_value(value).map_err(|e| (ErrorCode::InvalidMessage, e.to_string()))
 }
+
+/// Request header of the WebSocket upgrade that may carry the `register` message, so the server
+/// answers `registered` right after the upgrade: one round trip less than a first frame.
+pub const REGISTER_HEADER: &str = "x-mesh-register";
+/// Response header by which the server says it took the `register` of [`REGISTER_HEADER`]
+/// (absent: an older server; the client then sends `register` as its first frame).
+pub const REGISTER_TAKEN_HEADER: &str = "x-mesh-register-taken";
+/// Largest `register` carried in the header; a larger one (a big record) goes as a frame.
+pub const MAX_HEADER_REGISTER: usize = 4096;
+
+/// Encodes text for a header value: `%XX` for `%`, control characters and every non-ASCII byte.
+pub fn header_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b == b'%' || !(0x20..0x7f).contains(&b) {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    out
+}
+
+/// Decodes [`header_encode`]; `None` for a malformed escape or a result that is not UTF-8.
+pub fn header_decode(value: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        if value[i] == b'%' {
+            let hex = std::str::from_utf8(value.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(value[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_text_round_trips_any_unicode_and_refuses_bad_escapes() {
+        let text = r#"{"type":"register","room":"r","peer":"w1","record":{"name":"café 100% ☃"}}"#;
+        let encoded = header_encode(text);
+        assert!(encoded.bytes().all(|b| (0x20..0x7f).contains(&b)), "{encoded}");
+        assert_eq!(header_decode(encoded.as_bytes()).as_deref(), Some(text));
+        assert_eq!(header_decode(b"%zz"), None);
+        assert_eq!(header_decode(b"%4"), None);
+        assert_eq!(header_decode(b"%FF%FE"), None, "not UTF-8");
+    }
+}

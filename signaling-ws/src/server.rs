@@ -2,7 +2,10 @@
 //! signals within a room, and guards every connection (size limit, rate limit, keep-alive).
 //! A bad connection gets an error frame or a close with a reason; nobody else notices.
 
-use crate::protocol::{parse_client, ClientMsg, ErrorCode, ServerMsg};
+use crate::protocol::{
+    header_decode, parse_client, ClientMsg, ErrorCode, ServerMsg, MAX_HEADER_REGISTER, REGISTER_HEADER,
+    REGISTER_TAKEN_HEADER,
+};
 use crate::store::{Conn, MemoryRoomStore, RoomStore};
 use futures::{SinkExt, StreamExt};
 use mesh_core::{MemberInfo, PeerId, Role, RoomId, WorkerRecord};
@@ -17,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -189,14 +194,26 @@ impl Connection {
             .max_write_buffer_size(hard_cap.max(1024 * 1024));
         let _ = tcp.set_nodelay(true); // signals are small and latency-bound
         let handshake = Duration::from_millis(self.config.handshake_timeout_ms);
-        let ws =
-            match tokio::time::timeout(handshake, tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config)))
-                .await
-            {
-                Ok(Ok(ws)) => ws,
-                Ok(Err(err)) => return tracing::info!(error = %err, "handshake failed"),
-                Err(_) => return tracing::info!("handshake timed out"),
-            };
+        // A `register` in the upgrade request is taken as the first frame (and said so).
+        let header_register = Arc::new(std::sync::Mutex::new(None::<String>));
+        let slot = header_register.clone();
+        let take_register = move |request: &Request, mut response: Response| {
+            let value = request.headers().get(REGISTER_HEADER).map(|v| v.as_bytes());
+            if let Some(text) = value.filter(|v| v.len() <= 3 * MAX_HEADER_REGISTER).and_then(header_decode) {
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(text);
+                }
+                response.headers_mut().insert(REGISTER_TAKEN_HEADER, HeaderValue::from_static("1"));
+            }
+            Ok(response)
+        };
+        let accept = tokio_tungstenite::accept_hdr_async_with_config(tcp, take_register, Some(ws_config));
+        let ws = match tokio::time::timeout(handshake, accept).await {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(err)) => return tracing::info!(error = %err, "handshake failed"),
+            Err(_) => return tracing::info!("handshake timed out"),
+        };
+        let first = header_register.lock().ok().and_then(|mut s| s.take());
         let (mut sink, mut stream) = ws.split();
         let (tx, mut rx) = mpsc::channel::<ServerMsg>(256);
         let idle = Duration::from_millis(self.config.idle_timeout_ms);
@@ -210,7 +227,20 @@ impl Connection {
             burst: self.config.rate_burst as f64,
         };
         let mut strikes = 0u32;
+        let mut refused = match first {
+            Some(text) => match self.on_text(&text, &tx).await {
+                Next::Close(code, reason) => Some((code, reason)),
+                Next::Continue => None,
+            },
+            None => None,
+        };
         let closing: Option<Message> = loop {
+            if let Some((code, reason)) = refused.take() {
+                while let Ok(msg) = rx.try_recv() {
+                    let _ = sink.send(Message::Text(msg.to_text().into())).await;
+                }
+                break Some(close(code, reason));
+            }
             tokio::select! {
                 _ = shutdown.changed() => break Some(close(CloseCode::Away, "server shutting down")),
                 Some(msg) = rx.recv() => {

@@ -2,7 +2,9 @@
 //! If the server goes away it reconnects with exponential backoff (250 ms doubling to 10 s, with
 //! jitter) and registers again under the same identity; the mesh is not disturbed meanwhile.
 
-use crate::protocol::{ClientMsg, ServerMsg};
+use crate::protocol::{
+    header_encode, ClientMsg, ServerMsg, MAX_HEADER_REGISTER, REGISTER_HEADER, REGISTER_TAKEN_HEADER,
+};
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
 use mesh_core::{
@@ -11,6 +13,9 @@ use mesh_core::{
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The plugin name.
@@ -51,6 +56,18 @@ impl WsSignaler {
     }
 }
 
+/// The upgrade request for `url`, carrying `register` in a header when it is small enough (the
+/// server then answers `registered` without waiting for a frame: one round trip less).
+fn upgrade_request(url: &str, register: &str) -> Option<Request> {
+    let mut request = url.into_client_request().ok()?;
+    if register.len() <= MAX_HEADER_REGISTER {
+        if let Ok(value) = HeaderValue::from_str(&header_encode(register)) {
+            request.headers_mut().insert(REGISTER_HEADER, value);
+        }
+    }
+    Some(request)
+}
+
 /// One connection: connect, register, pump until it breaks. `Err` carries a refusal (no retry).
 async fn session(
     url: &str,
@@ -61,24 +78,6 @@ async fn session(
     registered: &mut Option<oneshot::Sender<Result<(), String>>>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let (ws, _) = match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio_tungstenite::connect_async_with_config(url, None, true),
-    )
-    .await
-    {
-        Ok(Ok(ok)) => ok,
-        Ok(Err(err)) => {
-            tracing::debug!(%url, error = %err, "signaling connect failed");
-            return Ok(());
-        }
-        Err(_) => {
-            tracing::debug!(%url, "signaling connect timed out");
-            return Ok(());
-        }
-    };
-    mesh_core::mark!("ws_connected", %url);
-    let (mut sink, mut stream) = ws.split();
     let register = ClientMsg::Register {
         room: id.room.clone(),
         peer: id.peer.clone(),
@@ -89,7 +88,27 @@ async fn session(
         rejoin: registered.is_none(),
     };
     let text = serde_json::to_string(&register).unwrap_or_default();
-    if sink.send(Message::Text(text.into())).await.is_err() {
+    let Some(request) = upgrade_request(url, &text) else {
+        return Err(format!("{url} is not a WebSocket URL"));
+    };
+    let (ws, response) =
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async_with_config(request, None, true))
+            .await
+        {
+            Ok(Ok(ok)) => ok,
+            Ok(Err(err)) => {
+                tracing::debug!(%url, error = %err, "signaling connect failed");
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::debug!(%url, "signaling connect timed out");
+                return Ok(());
+            }
+        };
+    mesh_core::mark!("ws_connected", %url);
+    let (mut sink, mut stream) = ws.split();
+    // A server that took the registration from the upgrade request answers it without a frame.
+    if !response.headers().contains_key(REGISTER_TAKEN_HEADER) && sink.send(Message::Text(text.into())).await.is_err() {
         return Ok(());
     }
     let mut ping = tokio::time::interval(PING_EVERY);

@@ -242,3 +242,43 @@ async fn before_any_announcement_newcomers_are_pointed_at_the_first_worker_but_n
     let (_e, re) = register(&s, "forming", "e", json!({})).await;
     assert_ne!(re["admin"], "a", "{re}");
 }
+
+/// Connects with `register` in the upgrade request; the response's headers and the socket.
+async fn connect_registering(s: &SignalingServer, register: &Value) -> (Ws, bool) {
+    use signaling_ws::protocol::{header_encode, REGISTER_HEADER, REGISTER_TAKEN_HEADER};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = s.url().into_client_request().expect("request");
+    let value = header_encode(&register.to_string()).parse().expect("header value");
+    request.headers_mut().insert(REGISTER_HEADER, value);
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("connects");
+    (ws, response.headers().contains_key(REGISTER_TAKEN_HEADER))
+}
+
+#[tokio::test]
+async fn a_register_in_the_upgrade_request_is_answered_without_a_frame() {
+    let s = server(ServerConfig::default()).await;
+    let (_w0, _) = register(&s, "r", "w0", json!({})).await;
+    let register = json!({"type": "register", "room": "r", "peer": "w1", "role": "worker",
+                          "record": {"status": "available", "priority": 0, "version": 1, "metadata": {"name": "café ☃ 100%"}}});
+    let (mut ws, taken) = connect_registering(&s, &register).await;
+    assert!(taken, "the server says it took the registration");
+    // No frame sent: the first thing on the socket is the answer, naming the member already in.
+    let answer = recv(&mut ws).await;
+    assert_eq!((answer["type"].as_str(), answer["peer"].as_str()), (Some("registered"), Some("w1")), "{answer}");
+    assert_eq!(answer["members"][0]["peer"], "w0", "{answer}");
+    // It counts as the connection's registration: a second one is refused.
+    send(&mut ws, json!({"type": "register", "room": "r", "peer": "w1", "role": "worker"})).await;
+    assert_eq!(recv(&mut ws).await["code"], "already_registered");
+}
+
+#[tokio::test]
+async fn a_bad_register_in_the_upgrade_request_gets_the_same_refusals_as_a_frame() {
+    let config = ServerConfig { shared_secret: Some("s3cret".into()), ..ServerConfig::default() };
+    let s = server(config).await;
+    let register = json!({"type": "register", "room": "r", "peer": "w1", "role": "worker", "token": "wrong"});
+    let (mut ws, _) = connect_registering(&s, &register).await;
+    assert_eq!(recv(&mut ws).await["code"], "bad_token");
+    assert!(recv(&mut ws).await.is_null(), "closed after the refusal");
+    let (mut ws, _) = connect_registering(&s, &json!({"type": "register", "room": "r"})).await;
+    assert_eq!(recv(&mut ws).await["code"], "invalid_message", "a malformed header register is refused by name");
+}
