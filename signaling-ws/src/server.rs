@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -175,6 +175,24 @@ enum Next {
     Close(CloseCode, &'static str),
 }
 
+/// The upgrade callback: takes a `register` from the request header into `slot` and says so in
+/// the response. (Its error type is tungstenite's, large by design.)
+#[allow(clippy::result_large_err)]
+fn take_register(
+    slot: Arc<std::sync::Mutex<Option<String>>>,
+) -> impl FnOnce(&Request, Response) -> Result<Response, ErrorResponse> + Unpin {
+    move |request: &Request, mut response: Response| {
+        let value = request.headers().get(REGISTER_HEADER).map(|v| v.as_bytes());
+        if let Some(text) = value.filter(|v| v.len() <= 3 * MAX_HEADER_REGISTER).and_then(header_decode) {
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(text);
+            }
+            response.headers_mut().insert(REGISTER_TAKEN_HEADER, HeaderValue::from_static("1"));
+        }
+        Ok(response)
+    }
+}
+
 fn close(code: CloseCode, reason: &str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: reason.into() }))
 }
@@ -196,18 +214,8 @@ impl Connection {
         let handshake = Duration::from_millis(self.config.handshake_timeout_ms);
         // A `register` in the upgrade request is taken as the first frame (and said so).
         let header_register = Arc::new(std::sync::Mutex::new(None::<String>));
-        let slot = header_register.clone();
-        let take_register = move |request: &Request, mut response: Response| {
-            let value = request.headers().get(REGISTER_HEADER).map(|v| v.as_bytes());
-            if let Some(text) = value.filter(|v| v.len() <= 3 * MAX_HEADER_REGISTER).and_then(header_decode) {
-                if let Ok(mut slot) = slot.lock() {
-                    *slot = Some(text);
-                }
-                response.headers_mut().insert(REGISTER_TAKEN_HEADER, HeaderValue::from_static("1"));
-            }
-            Ok(response)
-        };
-        let accept = tokio_tungstenite::accept_hdr_async_with_config(tcp, take_register, Some(ws_config));
+        let take = take_register(header_register.clone());
+        let accept = tokio_tungstenite::accept_hdr_async_with_config(tcp, take, Some(ws_config));
         let ws = match tokio::time::timeout(handshake, accept).await {
             Ok(Ok(ws)) => ws,
             Ok(Err(err)) => return tracing::info!(error = %err, "handshake failed"),

@@ -170,12 +170,22 @@ pub fn formation_lab(sizes: &[usize], trials: usize, wan: WanSpec, breakdown: bo
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     for &n in sizes {
-        let (mut ms, mut failures) = (Samples::default(), 0);
+        let (mut ms, mut failures, mut duplicates) = (Samples::default(), 0, 0u64);
         let mut totals = crate::breakdown::Totals::default();
         for trial in 0..trials {
             match form(n.max(2), &format!("formation-{trial}"), Some(wan), breakdown.then_some(dir.as_path())) {
-                Ok((room, took)) => {
+                Ok((mut room, took)) => {
                     ms.push(took.as_secs_f64() * 1000.0);
+                    // Each worker opens a first link to each peer once (re-links count as
+                    // reconnects): first opens above n·(n−1) are pairs linked twice.
+                    let count = |s: &serde_json::Value, k: &str| s["counters"][k].as_u64().unwrap_or(0);
+                    let first_opens: u64 = room
+                        .workers()
+                        .iter()
+                        .map(|p| p.snapshot())
+                        .map(|s| count(&s, "links_opened") - count(&s, "reconnects"))
+                        .sum();
+                    duplicates += first_opens.saturating_sub((n * (n - 1)) as u64) / 2;
                     if let (true, Room::Lab(lab)) = (breakdown, &room) {
                         println!(
                             "breakdown: {n} workers, trial {}: full mesh in {:.0} ms",
@@ -192,7 +202,7 @@ pub fn formation_lab(sizes: &[usize], trials: usize, wan: WanSpec, breakdown: bo
             }
         }
         println!(
-            "formation {n:>2} workers (processes{}, webrtc + relay,ws) ms to full mesh  min/median/max {}  trials {trials}  failures {failures}",
+            "formation {n:>2} workers (processes{}, webrtc + relay,ws) ms to full mesh  min/median/max {}  trials {trials}  failures {failures}  duplicate links {duplicates}",
             lab_label(Some(wan)),
             ms.summary(1)
         );
