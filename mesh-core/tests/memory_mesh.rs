@@ -273,6 +273,25 @@ async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
         vec![b'x'; 70 * 1024],
         vec![0xff; 10],
     ];
+    // The attack of issue 13: signals handed to w0 in w1's name (aborts for guessable sessions),
+    // and discovery a client may not speak: a newer, leaving record for w1, w1 gone, a peer list.
+    let forged_record = r#"{"version":999999,"status":"leaving","priority":1,"metadata":{}}"#;
+    let mut hostile = hostile;
+    for seq in 0..4 {
+        for offerer in ["w0", "w1"] {
+            let relay = format!(
+                r#"{{"type":"relay","id":{seq},"to":"w0","from":"w1","signal":{{"session":{{"offerer":"{offerer}","seq":{seq}}},"body":{{"kind":"abort","reason":"x"}}}}}}"#
+            );
+            hostile.push(relay.into_bytes());
+        }
+    }
+    hostile.push(format!(r#"{{"type":"peer_joined","member":{{"peer":"w1","record":{forged_record}}}}}"#).into_bytes());
+    hostile.push(
+        format!(r#"{{"type":"peer_list","admin":"rogue","peers":[{{"peer":"w1","record":{forged_record}}}]}}"#)
+            .into_bytes(),
+    );
+    hostile.push(br#"{"type":"registry_answer","id":1,"workers":[],"total_count":0,"matched_count":0}"#.to_vec());
+    let attempts_before = nodes[0].snapshot().counters.attempts() + nodes[1].snapshot().counters.attempts();
     for bytes in hostile {
         handle.link.send(bytes.into()).await.expect("sent");
     }
@@ -293,6 +312,12 @@ async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
     let s = nodes[0].snapshot();
     assert_eq!(s.health.links_expected, 1, "w1 is still in w0's room state");
     assert!(s.health.peers.iter().any(|p| p.peer.as_str() == "w1" && p.state == "up"));
+    assert!(s.counters.refused >= 12, "each forgery refused and counted: {:?}", s.counters);
+    let attempts_after = s.counters.attempts() + nodes[1].snapshot().counters.attempts();
+    assert_eq!(attempts_after, attempts_before, "no link torn down and dialed again");
+    let page = nodes[1].query_registry(RegistryFilter::default(), WAIT).await.expect("registry");
+    let w1 = page.workers.iter().find(|m| m.peer.as_str() == "w1").expect("w1 in the registry");
+    assert_eq!((page.total_count, w1.record.version, w1.record.status), (2, 1, mesh_core::WorkerStatus::Available));
     let mut ev = nodes[1].subscribe();
     nodes[0].send(&peer("w1"), serde_json::json!({"hello": 2})).await.expect("app send");
     let got = tokio::time::timeout(WAIT, async {

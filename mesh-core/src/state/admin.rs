@@ -23,6 +23,10 @@ use crate::signaler::{Announcement, Role};
 use crate::wire::MeshMessage;
 use std::time::Instant;
 
+/// Candidates chased through acks naming another admin before this node stops and asks again
+/// later (admins naming each other in a cycle would otherwise be chased forever).
+const MAX_VERIFY_HOPS: usize = 8;
+
 /// A verification in flight.
 #[derive(Debug, Clone)]
 pub(super) struct PendingVerify {
@@ -234,16 +238,24 @@ impl MeshState {
         match admin {
             Some(a) if &a == from => {
                 self.verify = None;
+                self.verify_hops.clear();
                 self.epoch = self.epoch.max(epoch);
                 self.set_admin(Some(a), true);
             }
-            Some(a) if a != self.cfg.me && (self.is_present_worker(&a) || self.cfg.role == Role::Client) => {
+            Some(a)
+                if a != self.cfg.me
+                    && (self.is_present_worker(&a) || self.cfg.role == Role::Client)
+                    && !self.verify_hops.contains(&a)
+                    && self.verify_hops.len() < MAX_VERIFY_HOPS =>
+            {
                 tracing::info!(candidate = %from, admin = %a, "the candidate follows another admin; following it too");
+                self.verify_hops.push(from.clone());
                 self.verify = None;
                 self.follow(now, a, epoch);
             }
             _ => {
-                // Alive, but not (yet) holding the role: ask again shortly, within the deadline.
+                // Alive, but not (yet) holding the role, or the admins named form a cycle (each
+                // names the next): ask again shortly, within the deadline, rather than chase.
                 let resend_at = now + self.cfg.timing.admin_verify_timeout / 40;
                 if let Some(v) = &mut self.verify {
                     v.answered = true;
@@ -326,7 +338,10 @@ impl MeshState {
         }
         let priority = |s: &Self, p: &PeerId| s.room.get(p).map(|r| r.priority).unwrap_or(0);
         let key = |s: &Self, p: &PeerId, e: u64| (e, priority(s, p), std::cmp::Reverse(p.clone()));
-        if key(self, &theirs, epoch) > key(self, &ours, self.epoch) {
+        // The admin hands the role over only to a rival that claims it itself: a third party's
+        // word (a stale view, or a rogue member's) must not make the room headless.
+        let may_follow = !self.is_admin() || &theirs == from;
+        if may_follow && key(self, &theirs, epoch) > key(self, &ours, self.epoch) {
             tracing::info!(%from, admin = %theirs, epoch, "two admins: following the later or stronger one");
             self.follow(now, theirs, epoch);
         } else if self.is_admin() && self.last_announce.is_none_or(|t| now >= t + self.cfg.timing.heartbeat_interval) {

@@ -85,13 +85,18 @@ impl MeshState {
         }
     }
 
-    pub(super) fn on_peer_joined(&mut self, now: Instant, member: MemberInfo) {
+    /// A worker joined: the rendezvous says so (`by_rendezvous`), or the admin over the mesh.
+    pub(super) fn on_peer_joined(&mut self, now: Instant, member: MemberInfo, by_rendezvous: bool) {
         if member.peer == self.cfg.me {
             return;
         }
         self.room.merge(&member.peer, &member.record);
         if self.cfg.role == Role::Worker {
-            self.introduce(now, &member.peer);
+            if by_rendezvous {
+                self.introduce(now, &member.peer);
+            } else {
+                self.expect(now, &member.peer);
+            }
             self.maybe_send_peer_list(&member.peer);
         }
     }
@@ -260,11 +265,8 @@ impl MeshState {
         self.send(peer, MeshMessage::PeerList { admin: self.cfg.me.clone(), peers });
     }
 
-    pub(super) fn on_peer_list(&mut self, now: Instant, from: &PeerId, admin: PeerId, peers: Vec<MemberInfo>) {
-        if &admin != from || self.admin.as_ref().is_some_and(|a| a != from) {
-            tracing::warn!(%from, "peer list from a peer that is not the admin; ignored");
-            return;
-        }
+    /// The admin's peer list (its sender checked by the caller).
+    pub(super) fn on_peer_list(&mut self, now: Instant, from: &PeerId, peers: Vec<MemberInfo>) {
         crate::mark!("peer_list", peer = %from, members = peers.len());
         for m in &peers {
             self.room.merge(&m.peer, &m.record);

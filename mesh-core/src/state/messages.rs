@@ -20,12 +20,16 @@ impl MeshState {
         }
         self.heard_from(now, &from);
         match msg {
-            MeshMessage::PeerList { admin, peers } => self.on_peer_list(now, &from, admin, peers),
-            MeshMessage::PeerJoined { member } => self.on_peer_joined(now, member),
-            MeshMessage::PeerLeft { peer } if peer == from => self.on_peer_left(now, &peer),
-            MeshMessage::PeerLeft { peer } => {
-                tracing::warn!(%from, %peer, "peer_left for another peer; only the leaver may say so")
+            MeshMessage::PeerList { admin, peers } if admin == from && self.speaks_for_admin(&from) => {
+                self.on_peer_list(now, &from, peers)
             }
+            MeshMessage::PeerList { .. } => self.refuse(&from, "peer_list", "only the admin this node follows"),
+            MeshMessage::PeerJoined { member } if self.speaks_for_admin(&from) => {
+                self.on_peer_joined(now, member, false)
+            }
+            MeshMessage::PeerJoined { .. } => self.refuse(&from, "peer_joined", "only the admin this node follows"),
+            MeshMessage::PeerLeft { peer } if peer == from => self.on_peer_left(now, &peer),
+            MeshMessage::PeerLeft { .. } => self.refuse(&from, "peer_left", "only the leaver may say it left"),
             MeshMessage::Relay { id, to, from: origin, signal } => self.on_relay(from, id, to, origin, signal),
             MeshMessage::RelayAck { id } => {
                 self.push(Action::RelayAnswered { relay: from, id, outcome: RelayOutcome::Delivered })
@@ -41,9 +45,7 @@ impl MeshState {
             MeshMessage::RoomState { peer, record } if peer == from => {
                 self.room.merge(&peer, &record);
             }
-            MeshMessage::RoomState { peer, .. } => {
-                tracing::warn!(%from, %peer, "room_state for another peer; only the owner may update it")
-            }
+            MeshMessage::RoomState { .. } => self.refuse(&from, "room_state", "only the owner may update a record"),
             MeshMessage::RegistryQuery { id, filter } => {
                 let RegistryPage { workers, total_count, matched_count } = filter.apply(&self.room);
                 self.send(&from, MeshMessage::RegistryAnswer { id, workers, total_count, matched_count });
@@ -59,14 +61,16 @@ impl MeshState {
     fn on_relay(&mut self, link_peer: PeerId, id: u64, to: PeerId, origin: PeerId, signal: Signal) {
         if to == self.cfg.me {
             if origin == self.cfg.me {
-                tracing::warn!(%link_peer, "relay envelope claiming to come from this node; dropped");
-                return;
+                return self.refuse(&link_peer, "relay", "a relayed signal claiming to come from this node");
+            }
+            if origin != link_peer && !self.is_present_worker(&link_peer) {
+                return self.refuse(&link_peer, "relay", "only workers relay signals of others");
             }
             self.push(Action::DeliverSignal { from: origin, signal });
             return;
         }
         let reason = if origin != link_peer {
-            tracing::warn!(%link_peer, claimed = %origin, "relay envelope with a spoofed sender; refused");
+            self.refuse(&link_peer, "relay", "an envelope to forward must come from its sender");
             Some(RelayErrorReason::SpoofedSender)
         } else if to == link_peer {
             Some(RelayErrorReason::Invalid)

@@ -9,6 +9,7 @@
 //! health record).
 
 mod admin;
+mod authority;
 mod health;
 mod links;
 mod messages;
@@ -290,6 +291,8 @@ pub struct Counters {
     pub links_opened: u64,
     /// Links that opened to a peer this node had been linked to before.
     pub reconnects: u64,
+    /// Messages refused because their sender may not say them (see `docs/BEHAVIOUR.md` 25).
+    pub refused: u64,
 }
 
 impl Counters {
@@ -341,6 +344,8 @@ pub struct MeshState {
     /// healed partition the majority's admin wins.
     epoch: u64,
     verify: Option<admin::PendingVerify>,
+    /// Candidates that answered `admin_verify` naming another admin, in this chase.
+    verify_hops: Vec<PeerId>,
     /// The link to the admin was lost while it is still in the room: flap or death, to be told
     /// apart by what the other workers report.
     suspect: Option<admin::Suspect>,
@@ -363,6 +368,8 @@ pub struct MeshState {
     next_health: Option<Instant>,
     rng: u64,
     counters: Counters,
+    /// Refusals already logged at WARN, by sender and reason.
+    refusals_logged: std::collections::BTreeSet<(PeerId, &'static str)>,
     actions: std::collections::VecDeque<Action>,
 }
 
@@ -382,6 +389,7 @@ impl MeshState {
             admin_verified: false,
             epoch: 0,
             verify: None,
+            verify_hops: Vec::new(),
             suspect: None,
             announced_admin: None,
             last_announce: None,
@@ -397,6 +405,7 @@ impl MeshState {
             next_health: None,
             rng,
             counters: Counters::default(),
+            refusals_logged: Default::default(),
             actions: Default::default(),
         }
     }
@@ -408,7 +417,7 @@ impl MeshState {
         }
         match event {
             Event::Registered { members, admin } => self.on_registered(now, members, admin),
-            Event::PeerJoined(member) => self.on_peer_joined(now, member),
+            Event::PeerJoined(member) => self.on_peer_joined(now, member, true),
             Event::PeerLeft(peer) => self.on_peer_left(now, &peer),
             Event::AdminAnnounced(peer) => self.on_admin_announced(now, peer),
             Event::OfferReceived { from, session } => self.on_offer(now, from, session),

@@ -74,7 +74,7 @@ impl MeshState {
             self.queries.remove(&id);
             self.emit(MeshEvent::Registry { id, page });
         } else {
-            tracing::warn!(%from, id, "registry answer for no query sent to that peer; ignored");
+            self.refuse(from, "registry_answer", "only the peer asked may answer a query");
         }
     }
 

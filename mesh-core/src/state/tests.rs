@@ -4,6 +4,7 @@
 //! registrations and sends joined/left notices, links that open when an offer is accepted, and
 //! fault injection (cut a pair, crash a node). Time only moves when a test advances it.
 
+mod authority;
 mod behaviour;
 mod failover;
 mod sim;
