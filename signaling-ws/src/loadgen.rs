@@ -181,6 +181,8 @@ impl ServerProcess {
             .args(["--listen", listen])
             .env("RUST_LOG", "warn")
             .env("MESH_SIGNAL_RATE_BURST", "1000")
+            // Load tests open every connection from this one address.
+            .env("MESH_SIGNAL_MAX_CONNECTIONS_PER_ADDRESS", "100000")
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {command:?}: {e}"))?;

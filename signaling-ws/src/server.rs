@@ -42,8 +42,12 @@ pub struct ServerConfig {
     pub keepalive_interval_ms: u64,
     /// A connection silent this long is closed (half-open detection).
     pub idle_timeout_ms: u64,
-    /// Time a new connection has to complete the WebSocket handshake.
+    /// Time a new connection has to complete the WebSocket handshake and register.
     pub handshake_timeout_ms: u64,
+    /// Connections open at once; more are refused with a close reason.
+    pub max_connections: usize,
+    /// Connections open at once from one source address; more are refused with a close reason.
+    pub max_connections_per_address: usize,
     /// Per-room access tokens.
     pub tokens: BTreeMap<String, String>,
     /// Token for rooms without their own; none means open rooms.
@@ -60,6 +64,8 @@ impl Default for ServerConfig {
             keepalive_interval_ms: 15_000,
             idle_timeout_ms: 45_000,
             handshake_timeout_ms: 10_000,
+            max_connections: 20_000,
+            max_connections_per_address: 256,
             tokens: BTreeMap::new(),
             shared_secret: None,
         }
@@ -118,17 +124,31 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
+    let mut refusing = JoinSet::new();
+    let addresses = crate::limits::Addresses::default();
     let next_id = Arc::new(AtomicU64::new(1));
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(_) = refusing.join_next(), if !refusing.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((tcp, remote)) => {
+                    let slot = match addresses.admit(remote.ip(), connections.len(), &config) {
+                        Ok(slot) => slot,
+                        Err(why) => {
+                            tracing::warn!(%remote, why, "connection refused");
+                            if refusing.len() < crate::limits::MAX_REFUSING {
+                                refusing.spawn(crate::limits::refuse(tcp, why));
+                            }
+                            continue;
+                        }
+                    };
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     let span = tracing::info_span!("conn", id, %remote);
                     let c = Connection { id, config: config.clone(), store: store.clone(), registered: None };
-                    connections.spawn(tracing::Instrument::instrument(c.run(tcp, shutdown.clone()), span));
+                    let run = c.run(tcp, shutdown.clone());
+                    connections.spawn(tracing::Instrument::instrument(async move { run.await; drop(slot) }, span));
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "accept failed; backing off");
@@ -212,6 +232,8 @@ impl Connection {
             .max_write_buffer_size(hard_cap.max(1024 * 1024));
         let _ = tcp.set_nodelay(true); // signals are small and latency-bound
         let handshake = Duration::from_millis(self.config.handshake_timeout_ms);
+        // The upgrade and the registration together must come within the handshake timeout.
+        let register_by = Instant::now() + handshake;
         // A `register` in the upgrade request is taken as the first frame (and said so).
         let header_register = Arc::new(std::sync::Mutex::new(None::<String>));
         let take = take_register(header_register.clone());
@@ -261,6 +283,12 @@ impl Connection {
                         break None;
                     }
                 }
+                _ = tokio::time::sleep_until(register_by), if self.registered.is_none() => {
+                    tracing::info!("no registration in time; closing");
+                    let error = ServerMsg::error(ErrorCode::NotRegistered, "no register within the handshake timeout");
+                    let _ = sink.send(Message::Text(error.to_text().into())).await;
+                    break Some(close(CloseCode::Policy, "no registration in time"));
+                }
                 _ = tokio::time::sleep_until(last_heard + idle) => {
                     tracing::info!("keep-alive timeout; closing");
                     break Some(close(CloseCode::Policy, "keep-alive timeout"));
@@ -278,6 +306,20 @@ impl Connection {
                             tracing::info!(error = %err, "connection error");
                             break None;
                         }
+                        // Every frame counts against the rate (binary, ping and pong too).
+                        Some(Ok(_)) if !rate.allow() => {
+                            strikes += 1;
+                            tracing::warn!(strikes, "rate limit exceeded");
+                            let error = ServerMsg::error(ErrorCode::RateLimited, "too many frames; slow down");
+                            if strikes == 1 {
+                                // Straight to the socket: a flood fills the queue, and the
+                                // flooder must still learn why it is being cut off.
+                                let _ = sink.send(Message::Text(error.to_text().into())).await;
+                            } else {
+                                let _ = tx.try_send(error);
+                            }
+                            if strikes > self.config.rate_burst { Next::Close(CloseCode::Policy, "rate limit exceeded") } else { Next::Continue }
+                        }
                         Some(Ok(Message::Text(text))) if text.len() > self.config.max_frame_bytes => {
                             tracing::warn!(len = text.len(), "oversized frame; closing");
                             let message = format!("frame of {} bytes exceeds the {}-byte limit", text.len(), self.config.max_frame_bytes);
@@ -285,28 +327,15 @@ impl Connection {
                             Next::Close(CloseCode::Size, "frame too large")
                         }
                         Some(Ok(Message::Text(text))) => {
-                            if rate.allow() {
-                                strikes = 0;
-                                self.on_text(&text, &tx).await
-                            } else {
-                                strikes += 1;
-                                tracing::warn!(strikes, "rate limit exceeded");
-                                let error = ServerMsg::error(ErrorCode::RateLimited, "too many frames; slow down");
-                                if strikes == 1 {
-                                    // Straight to the socket: a flood fills the queue, and the
-                                    // flooder must still learn why it is being cut off.
-                                    let _ = sink.send(Message::Text(error.to_text().into())).await;
-                                } else {
-                                    let _ = tx.try_send(error);
-                                }
-                                if strikes > self.config.rate_burst { Next::Close(CloseCode::Policy, "rate limit exceeded") } else { Next::Continue }
-                            }
+                            strikes = 0;
+                            self.on_text(&text, &tx).await
                         }
                         Some(Ok(Message::Binary(_))) => {
+                            strikes = 0;
                             let _ = tx.try_send(ServerMsg::error(ErrorCode::InvalidMessage, "binary frames are not part of the protocol"));
                             Next::Continue
                         }
-                        Some(Ok(_)) => Next::Continue, // ping/pong: liveness only
+                        Some(Ok(_)) => { strikes = 0; Next::Continue } // ping/pong: liveness only
                     };
                     if let Next::Close(code, reason) = next {
                         while let Ok(msg) = rx.try_recv() {

@@ -282,3 +282,84 @@ async fn a_bad_register_in_the_upgrade_request_gets_the_same_refusals_as_a_frame
     let (mut ws, _) = connect_registering(&s, &json!({"type": "register", "room": "r"})).await;
     assert_eq!(recv(&mut ws).await["code"], "invalid_message", "a malformed header register is refused by name");
 }
+
+/// Sends `n` copies of `frame` (stopping when the socket closes) and returns the close reason,
+/// and whether a `rate_limited` error frame came first.
+async fn flood_with(ws: &mut Ws, frame: Message, n: usize) -> (bool, String) {
+    for _ in 0..n {
+        if ws.send(frame.clone()).await.is_err() {
+            break;
+        }
+    }
+    let mut limited = false;
+    let reason = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => limited |= t.contains("rate_limited"),
+                Some(Ok(Message::Close(f))) => return f.map(|f| f.reason.to_string()).unwrap_or_default(),
+                None | Some(Err(_)) => return String::new(),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("flood connection closed");
+    (limited, reason)
+}
+
+#[tokio::test]
+async fn binary_and_ping_floods_are_rate_limited_like_any_frame() {
+    let config = ServerConfig { rate_per_sec: 10, rate_burst: 20, ..ServerConfig::default() };
+    let s = server(config).await;
+    let (mut good, _) = register(&s, "r", "good", json!({})).await;
+    for frame in [Message::Binary(vec![1u8; 16].into()), Message::Ping(vec![1u8; 16].into())] {
+        let mut flood = connect(&s).await;
+        let (limited, reason) = flood_with(&mut flood, frame, 500).await;
+        assert!(limited, "rate_limited error frames came first");
+        assert_eq!(reason, "rate limit exceeded");
+    }
+    send(&mut good, json!({"type": "ping", "id": 1})).await;
+    assert_eq!(recv(&mut good).await["type"], "pong", "the others are served on");
+}
+
+#[tokio::test]
+async fn a_connection_that_never_registers_is_closed_after_the_handshake_timeout() {
+    let s = server(ServerConfig { handshake_timeout_ms: 300, ..ServerConfig::default() }).await;
+    let mut silent = connect(&s).await;
+    assert_eq!(recv(&mut silent).await["code"], "not_registered");
+    assert_eq!(closed(&mut silent).await, "no registration in time");
+    // Registering in time keeps the connection.
+    let (mut ok, answer) = register(&s, "r", "w0", json!({})).await;
+    assert_eq!(answer["type"], "registered");
+    tokio::time::sleep(Duration::from_millis(600)).await; // past the timeout: a wait for nothing to happen
+    send(&mut ok, json!({"type": "ping", "id": 1})).await;
+    assert_eq!(recv(&mut ok).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_caps_are_refused_with_a_reason() {
+    let per_address = ServerConfig { max_connections_per_address: 2, ..ServerConfig::default() };
+    let s = server(per_address).await;
+    let (_a, _) = register(&s, "r", "a", json!({})).await;
+    let (_b, _) = register(&s, "r", "b", json!({})).await;
+    let mut third = connect(&s).await;
+    assert_eq!(closed(&mut third).await, "too many connections from your address");
+    drop(_a);
+    let (_c, answer) = tokio::time::timeout(WAIT, async {
+        loop {
+            // The slot frees once the server has seen the first connection go.
+            let (ws, answer) = register(&s, "r", "c", json!({})).await;
+            if answer["type"] == "registered" {
+                return (ws, answer);
+            }
+        }
+    })
+    .await
+    .expect("a freed slot is reused");
+    assert_eq!(answer["type"], "registered");
+    let total = ServerConfig { max_connections: 1, ..ServerConfig::default() };
+    let s = server(total).await;
+    let (_a, _) = register(&s, "r", "a", json!({})).await;
+    let mut second = connect(&s).await;
+    assert_eq!(closed(&mut second).await, "server full: too many connections");
+}
