@@ -56,16 +56,34 @@ pub enum PathOrder {
     RendezvousFirst,
 }
 
+/// Who signs the chain's signals: the node's key, room and id.
+struct Signer {
+    key: Arc<crate::identity::NodeKey>,
+    room: crate::RoomId,
+    me: PeerId,
+}
+
 /// Signalers tried in order, each with its confirmation timeout.
 pub struct SignalerChain {
     members: Vec<(Arc<dyn Signaler>, Duration)>,
     stats: SignalStats,
+    signer: Option<Signer>,
 }
 
 impl SignalerChain {
     /// A chain of `members` (tried first to last), each allowed `timeout` to confirm.
     pub fn new(members: Vec<Arc<dyn Signaler>>, timeout: Duration) -> Self {
-        Self { members: members.into_iter().map(|s| (s, timeout)).collect(), stats: SignalStats::default() }
+        Self {
+            members: members.into_iter().map(|s| (s, timeout)).collect(),
+            stats: SignalStats::default(),
+            signer: None,
+        }
+    }
+
+    /// The chain, signing every signal it sends as `me` in `room` with `key`.
+    pub fn signed(mut self, key: Arc<crate::identity::NodeKey>, room: crate::RoomId, me: PeerId) -> Self {
+        self.signer = Some(Signer { key, room, me });
+        self
     }
 
     /// The chain's counters.
@@ -79,7 +97,10 @@ impl SignalerChain {
     }
 
     /// Sends `signal` to `to` by the first path, in `order`, that confirms it.
-    pub async fn send_in(&self, order: PathOrder, to: &PeerId, signal: Signal) -> Result<(), SignalError> {
+    pub async fn send_in(&self, order: PathOrder, to: &PeerId, mut signal: Signal) -> Result<(), SignalError> {
+        if let Some(s) = &self.signer {
+            signal.sig = Some(s.key.sign(&s.room, &s.me, to, &signal));
+        }
         let mut members: Vec<&(Arc<dyn Signaler>, Duration)> = self.members.iter().collect();
         if order == PathOrder::RendezvousFirst {
             members.sort_by_key(|(m, _)| m.needs_open_links()); // stable: configured order within
@@ -184,7 +205,7 @@ mod tests {
 
     fn signal() -> Signal {
         let peer = PeerId::new("a").unwrap();
-        Signal { session: SessionId { offerer: peer, seq: 1 }, body: SignalBody::Candidate { candidate: "c".into() } }
+        Signal::new(SessionId { offerer: peer, seq: 1 }, SignalBody::Candidate { candidate: "c".into() })
     }
 
     #[tokio::test(start_paused = true)]

@@ -111,6 +111,9 @@ pub struct MeshConfig {
     pub timing: TimingConfig,
     /// Largest mesh message accepted off a link, in bytes.
     pub max_message_bytes: usize,
+    /// File holding this node's Ed25519 secret key (hex), created if missing: a stable identity
+    /// across restarts. Without it each start makes a fresh key.
+    pub key_file: Option<std::path::PathBuf>,
     /// Plugin sections (`[ws]`, `[webrtc]`, `[memory]` ...), handed to the plugin of that name.
     #[serde(flatten)]
     pub plugins: BTreeMap<String, serde_json::Value>,
@@ -128,6 +131,7 @@ impl Default for MeshConfig {
             metadata: Metadata::new(),
             timing: TimingConfig::default(),
             max_message_bytes: crate::wire::DEFAULT_MAX_MESSAGE_BYTES,
+            key_file: None,
             plugins: BTreeMap::new(),
         }
     }

@@ -6,6 +6,7 @@
 //!
 //! Layout, one idea per module:
 //! - [`id`], [`signal`], [`wire`], [`room`], [`query`]: data, no I/O.
+//! - [`identity`]: node keys and signal signatures.
 //! - [`transport`], [`signaler`], [`chain`]: the plugin traits and the ordered fallback.
 //! - [`state`]: the state machine (formation, election, health, retries).
 //! - [`node`]: the async driver.
@@ -16,6 +17,7 @@
 pub mod chain;
 pub mod config;
 pub mod id;
+pub mod identity;
 pub mod memory;
 pub mod node;
 pub mod query;

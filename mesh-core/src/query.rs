@@ -53,7 +53,7 @@ impl RegistryFilter {
     /// Applies the filter to the present workers of `room`.
     pub fn apply(&self, room: &RoomState) -> RegistryPage {
         let present: Vec<MemberInfo> =
-            room.present().map(|(peer, record)| MemberInfo { peer: peer.clone(), record: record.clone() }).collect();
+            room.present().map(|(peer, record)| MemberInfo::new(peer.clone(), record.clone())).collect();
         let total_count = present.len();
         let mut workers: Vec<MemberInfo> = present.into_iter().filter(|m| self.matches(m)).collect();
         workers.sort_by(|a, b| b.record.priority.cmp(&a.record.priority).then_with(|| a.peer.cmp(&b.peer)));

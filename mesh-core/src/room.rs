@@ -53,6 +53,16 @@ pub struct MemberInfo {
     pub peer: PeerId,
     /// Its record.
     pub record: WorkerRecord,
+    /// Its public key (hex), as the rendezvous bound it at registration; absent if unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl MemberInfo {
+    /// A member without a known key.
+    pub fn new(peer: PeerId, record: WorkerRecord) -> Self {
+        Self { peer, record, key: None }
+    }
 }
 
 /// The replicated state of one room.
@@ -97,7 +107,7 @@ impl RoomState {
 
     /// Every record, tombstones included, as member infos.
     pub fn members(&self) -> Vec<MemberInfo> {
-        self.workers.iter().map(|(peer, record)| MemberInfo { peer: peer.clone(), record: record.clone() }).collect()
+        self.workers.iter().map(|(peer, record)| MemberInfo::new(peer.clone(), record.clone())).collect()
     }
 
     /// Number of records (tombstones included).

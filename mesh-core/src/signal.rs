@@ -68,9 +68,18 @@ pub struct Signal {
     pub session: SessionId,
     /// What it says.
     pub body: SignalBody,
+    /// The origin's Ed25519 signature over (room, from, to, session, body), as hex
+    /// (`crate::identity`). Absent only from peers that have no key (tests, tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
 }
 
 impl Signal {
+    /// An unsigned signal (the node's signaler chain signs it on the way out).
+    pub fn new(session: SessionId, body: SignalBody) -> Self {
+        Self { session, body, sig: None }
+    }
+
     /// True for the first signal of a session.
     pub fn is_offer(&self) -> bool {
         matches!(self.body, SignalBody::Offer { .. })

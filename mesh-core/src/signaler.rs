@@ -37,6 +37,9 @@ pub struct Identity {
     pub role: Role,
     /// This worker's record (metadata, status, priority).
     pub record: WorkerRecord,
+    /// This node's public key (hex), given at registration so the rendezvous binds it to the
+    /// peer id; the node fills it in at start.
+    pub key: Option<String>,
 }
 
 /// Something a signaler received and hands to the node.

@@ -252,7 +252,7 @@ async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
     let mut handle = transport.dial(&peer("w0"), sink).await.unwrap();
     let session = SessionId { offerer: peer("rogue"), seq: 1 };
     let offer = out.recv().await.unwrap();
-    rogue.send(&peer("w0"), Signal { session: session.clone(), body: offer }).await.unwrap();
+    rogue.send(&peer("w0"), Signal::new(session.clone(), offer)).await.unwrap();
     let answer = tokio::time::timeout(WAIT, async {
         loop {
             if let Some(Inbound { event: SignalingEvent::Signal { signal, .. }, .. }) = rx.recv().await {
@@ -497,4 +497,81 @@ async fn b15_a_flap_of_the_link_to_the_admin_does_not_move_the_role() {
             }
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn b25_a_rogue_worker_cannot_hand_over_signals_in_another_workers_name() {
+    use mesh_core::identity::NodeKey;
+    use mesh_core::memory::{MemorySignaler, MemoryTransport};
+    use mesh_core::{
+        Identity, Inbound, MeshMessage, NoLinks, SessionId, Signal, SignalBody, Signaler, SignalerContext,
+    };
+    use mesh_core::{SignalingEvent, Transport};
+    use std::sync::Arc;
+    let net = MemoryNetwork::new();
+    let nodes = spawn_mesh(&net, 2).await;
+    let before: Vec<_> = nodes.iter().map(|n| n.snapshot().counters).collect();
+    // A worker with its own key joins and links to w0 as any newcomer would.
+    let key = NodeKey::generate();
+    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
+    let rogue = MemorySignaler::new(net.clone());
+    let o = options("rogue", Role::Worker, 0);
+    let identity = Identity { key: Some(key.public_hex()), ..o.identity };
+    rogue.start(SignalerContext { identity, inbox, mesh: Arc::new(NoLinks) }).await.expect("registered");
+    let transport = MemoryTransport::new(net.clone(), peer("rogue"), Duration::from_secs(5));
+    let (sink, mut out) = tokio::sync::mpsc::channel(8);
+    let mut handle = transport.dial(&peer("w0"), sink).await.unwrap();
+    let session = SessionId { offerer: peer("rogue"), seq: 1 };
+    let offer = out.recv().await.unwrap();
+    let room = o_room();
+    let mut signal = Signal::new(session.clone(), offer);
+    signal.sig = Some(key.sign(&room, &peer("rogue"), &peer("w0"), &signal));
+    rogue.send(&peer("w0"), signal).await.unwrap();
+    let answer = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Inbound { event: SignalingEvent::Signal { signal, .. }, .. }) = rx.recv().await {
+                return signal.body;
+            }
+        }
+    })
+    .await
+    .expect("answer");
+    handle.link.apply_signal(answer).await.unwrap();
+    assert_eq!(handle.events.recv().await, Some(mesh_core::LinkEvent::Open));
+    // It hands w0 aborts "from w1" for every guessable session: unsigned, and signed by itself.
+    for seq in 0..4 {
+        for offerer in ["w0", "w1"] {
+            let mut forged =
+                Signal::new(SessionId { offerer: peer(offerer), seq }, SignalBody::Abort { reason: "forged".into() });
+            for sig in [None, Some(key.sign(&room, &peer("w1"), &peer("w0"), &forged))] {
+                forged.sig = sig;
+                let msg = MeshMessage::Relay { id: seq, to: peer("w0"), from: peer("w1"), signal: forged.clone() };
+                handle.link.send(msg.encode().into()).await.expect("sent");
+            }
+        }
+    }
+    // A ping-pong over the same link proves w0 read all of the above first.
+    let query = MeshMessage::RegistryQuery { id: 99, filter: RegistryFilter::default() };
+    handle.link.send(query.encode().into()).await.expect("sent");
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(mesh_core::LinkEvent::Message(m)) = handle.events.recv().await {
+                if matches!(MeshMessage::decode(&m, 1 << 20), Ok(MeshMessage::RegistryAnswer { id: 99, .. })) {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("registry answer");
+    let s = nodes[0].snapshot();
+    assert!(s.health.peers.iter().any(|p| p.peer.as_str() == "w1" && p.state == "up"), "{:?}", s.health);
+    assert!(s.counters.refused >= 16, "every forgery refused and counted: {:?}", s.counters);
+    for (n, b) in nodes.iter().zip(before) {
+        assert_eq!(n.snapshot().counters.reconnects, b.reconnects, "{}: no link was made again", n.peer_id());
+    }
+}
+
+fn o_room() -> mesh_core::RoomId {
+    options("x", Role::Worker, 0).identity.room
 }

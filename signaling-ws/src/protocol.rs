@@ -25,6 +25,10 @@ pub enum ClientMsg {
         /// it is already in the room's mesh, so it is never taken for the first worker.
         #[serde(default)]
         rejoin: bool,
+        /// The peer's Ed25519 public key (64 hex digits). The server binds it to the peer id and
+        /// hands it out with the member, so others can check the peer's signed signals.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// Forward `signal` to `to`, a member of the same room.
     Signal {

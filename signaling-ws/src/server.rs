@@ -383,7 +383,14 @@ impl Connection {
             }
         };
         match (msg, self.registered.clone()) {
-            (ClientMsg::Register { room, peer, role, token, record, rejoin }, None) => {
+            (ClientMsg::Register { room, peer, role, token, record, rejoin, key }, None) => {
+                if key.as_ref().is_some_and(|k| k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit())) {
+                    reply(ServerMsg::error(
+                        ErrorCode::InvalidMessage,
+                        "key: expected 64 hex digits (an Ed25519 public key)",
+                    ));
+                    return Next::Continue;
+                }
                 if !self.token_ok(&room, token.as_deref()) {
                     tracing::warn!(%room, %peer, "bad token");
                     reply(ServerMsg::error(ErrorCode::BadToken, format!("wrong or missing token for room {room}")));
@@ -392,6 +399,7 @@ impl Connection {
                 let member = MemberInfo {
                     peer: peer.clone(),
                     record: record.unwrap_or_else(|| WorkerRecord::new(0, Default::default())),
+                    key,
                 };
                 let conn = Conn { id: self.id, tx: tx.clone() };
                 match self.store.join(&room, member, role, rejoin, conn, self.config.max_workers_per_room) {

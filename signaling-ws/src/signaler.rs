@@ -86,6 +86,7 @@ async fn session(
         record: Some(id.record.clone()),
         // Once registered, every later registration is a rejoin.
         rejoin: registered.is_none(),
+        key: id.key.clone(),
     };
     let text = serde_json::to_string(&register).unwrap_or_default();
     let Some(request) = upgrade_request(url, &text) else {

@@ -24,7 +24,7 @@ fn every_example_in_protocol_md_parses() {
             other => panic!("unknown block kind {other}"),
         }
     }
-    assert_eq!(counts, (8, 7), "client and server examples found");
+    assert_eq!(counts, (9, 7), "client and server examples found");
 }
 
 #[test]

@@ -363,3 +363,30 @@ async fn connections_beyond_the_caps_are_refused_with_a_reason() {
     let mut second = connect(&s).await;
     assert_eq!(closed(&mut second).await, "server full: too many connections");
 }
+
+#[tokio::test]
+async fn a_registered_key_is_bound_to_the_peer_and_handed_out_and_a_bad_one_refused() {
+    let s = server(ServerConfig::default()).await;
+    let key = "ab".repeat(32);
+    let (mut w0, answer) = register(&s, "r", "w0", json!({"key": key})).await;
+    assert_eq!(answer["type"], "registered");
+    let (_w1, answer) = register(&s, "r", "w1", json!({})).await;
+    assert_eq!(answer["members"][0]["key"], key.as_str(), "members carry their key: {answer}");
+    assert!(answer["members"][0].get("key").is_some());
+    let (_w2, _) = register(&s, "r", "w2", json!({"key": "cd".repeat(32)})).await;
+    let joined = loop {
+        let v = recv(&mut w0).await;
+        if v["type"] == "peer_joined" && v["member"]["peer"] == "w2" {
+            break v;
+        }
+    };
+    assert_eq!(joined["member"]["key"], "cd".repeat(32).as_str());
+    for bad in ["short", &"zz".repeat(32)] {
+        let (_, answer) = register(&s, "r", "w9", json!({ "key": bad })).await;
+        assert_eq!(
+            (answer["type"].as_str(), answer["code"].as_str()),
+            (Some("error"), Some("invalid_message")),
+            "{bad}"
+        );
+    }
+}

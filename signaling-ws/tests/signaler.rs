@@ -19,6 +19,7 @@ async fn try_node(net: &MemoryNetwork, url: &str, name: &str) -> Result<MeshNode
             peer: peer.clone(),
             role: Role::Worker,
             record: WorkerRecord::new(0, Metadata::new()),
+            key: None,
         },
         timing: Timing::default(),
         signal_timeout: Duration::from_millis(500),

@@ -200,6 +200,7 @@ async fn a_relay_envelope_with_a_spoofed_sender_is_refused_and_never_forwarded()
         peer: rogue.clone(),
         role: Role::Client,
         record: WorkerRecord::new(0, Default::default()),
+        key: None,
     };
     signaler.start(SignalerContext { identity, inbox, mesh: Arc::new(mesh_core::NoLinks) }).await.expect("registered");
     let transport = transport_webrtc::WebRtcTransport::new(transport_webrtc::WebRtcConfig::loopback(), 1 << 20);
@@ -211,7 +212,7 @@ async fn a_relay_envelope_with_a_spoofed_sender_is_refused_and_never_forwarded()
     let outgoing = signaler.clone();
     tokio::spawn(async move {
         while let Some(body) = out.recv().await {
-            let _ = outgoing.send(&PeerId::new("w0").unwrap(), Signal { session: s.clone(), body }).await;
+            let _ = outgoing.send(&PeerId::new("w0").unwrap(), Signal::new(s.clone(), body)).await;
         }
     });
     tokio::spawn(async move {
@@ -229,10 +230,10 @@ async fn a_relay_envelope_with_a_spoofed_sender_is_refused_and_never_forwarded()
         id: 7,
         to: PeerId::new("w1").unwrap(),
         from: PeerId::new("w2").unwrap(),
-        signal: Signal {
-            session: SessionId { offerer: PeerId::new("w2").unwrap(), seq: 99 },
-            body: mesh_core::SignalBody::Abort { reason: "forged".into() },
-        },
+        signal: Signal::new(
+            SessionId { offerer: PeerId::new("w2").unwrap(), seq: 99 },
+            mesh_core::SignalBody::Abort { reason: "forged".into() },
+        ),
     };
     link.link.send(spoofed.encode().into()).await.unwrap();
     let reply = tokio::time::timeout(WAIT, async {
@@ -268,6 +269,7 @@ async fn rendezvous_admin(url: &str, probe: &str) -> Option<mesh_core::PeerId> {
         peer: PeerId::new(probe).unwrap(),
         role: Role::Client,
         record: WorkerRecord::new(0, Default::default()),
+        key: None,
     };
     let ctx = SignalerContext { identity, inbox, mesh: std::sync::Arc::new(mesh_core::NoLinks) };
     signaler.start(ctx).await.expect("probe registered");

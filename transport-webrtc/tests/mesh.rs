@@ -16,6 +16,7 @@ fn options(name: &str, timing: Timing) -> NodeOptions {
             peer: PeerId::new(name).unwrap(),
             role: Role::Worker,
             record: WorkerRecord::new(0, Metadata::new()),
+            key: None,
         },
         timing,
         signal_timeout: Duration::from_millis(500),

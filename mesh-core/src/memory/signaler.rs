@@ -39,7 +39,7 @@ impl Signaler for MemorySignaler {
 
     async fn start(&self, ctx: SignalerContext) -> Result<(), SignalError> {
         let id = ctx.identity;
-        let info = MemberInfo { peer: id.peer.clone(), record: id.record.clone() };
+        let info = MemberInfo { key: id.key.clone(), ..MemberInfo::new(id.peer.clone(), id.record.clone()) };
         let (members, admin) = self
             .net
             .register(&id.room, id.role, info, ctx.inbox.clone())

@@ -131,6 +131,10 @@ impl Driver {
             SignalingEvent::Disconnected => tracing::info!(path = inbound.path, "signaling path disconnected"),
             SignalingEvent::Signal { from, signal } => {
                 self.p.chain.stats().received(inbound.path);
+                // Relayed signals were checked by the state machine on the relay's link.
+                if inbound.path != "relay" && !self.p.state.accepts_signal(&from, &signal, None) {
+                    return;
+                }
                 let (kind, session) = (signal.body.kind(), &signal.session);
                 crate::mark!("signal_in", peer = %from, %session, kind, path = inbound.path);
                 self.on_signal(now, from, signal);
@@ -140,7 +144,7 @@ impl Driver {
 
     fn on_signal(&mut self, now: Instant, from: PeerId, signal: Signal) {
         let me = self.p.state.me().clone();
-        let Signal { session, body } = signal;
+        let Signal { session, body, .. } = signal;
         if session.offerer != from && session.offerer != me {
             tracing::warn!(%from, %session, "signal for a session between other peers; dropped");
             return;
@@ -355,7 +359,7 @@ impl Driver {
     fn send_abort(&mut self, peer: PeerId, session: SessionId, reason: String) {
         let chain = self.p.chain.clone();
         self.background.spawn(async move {
-            let _ = chain.send(&peer, Signal { session, body: SignalBody::Abort { reason } }).await;
+            let _ = chain.send(&peer, Signal::new(session, SignalBody::Abort { reason })).await;
         });
     }
 

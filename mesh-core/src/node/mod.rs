@@ -11,6 +11,7 @@ mod starting;
 use crate::chain::{PathCounters, SignalerChain};
 use crate::config::MeshConfig;
 use crate::id::{PeerId, RoomId};
+use crate::identity::NodeKey;
 use crate::query::{RegistryFilter, RegistryPage};
 use crate::registry::{PluginError, Registry};
 use crate::room::WorkerRecord;
@@ -40,6 +41,9 @@ pub enum NodeError {
     /// The signaling chain could not start (registration refused, server unreachable...).
     #[error("signaling: {0}")]
     Signaling(#[from] SignalError),
+    /// The identity key could not be loaded or created.
+    #[error("identity key: {0}")]
+    Identity(String),
     /// No open link to that peer.
     #[error("no open link to {0}")]
     NotLinked(PeerId),
@@ -166,24 +170,42 @@ impl MeshNode {
                 peer: config.peer_id(),
                 role: config.role,
                 record: config.record(),
+                key: None,
             },
             timing: config.timing.timing(),
             signal_timeout: Duration::from_millis(config.timing.signal_timeout_ms),
             max_message_bytes: config.max_message_bytes,
         };
-        Self::start(options, transport, signalers).await
+        let key = match &config.key_file {
+            Some(path) => NodeKey::load_or_create(path).map_err(NodeError::Identity)?,
+            None => NodeKey::generate(),
+        };
+        Self::start_with_key(options, Arc::new(key), transport, signalers).await
     }
 
-    /// Starts a node over `transport` and the chain of `signalers` (tried in order).
+    /// Starts a node over `transport` and the chain of `signalers` (tried in order), with a
+    /// fresh identity key.
     pub async fn start(
         options: NodeOptions,
         transport: Arc<dyn Transport>,
         signalers: Vec<Arc<dyn Signaler>>,
     ) -> Result<Self, NodeError> {
-        let identity = options.identity.clone();
+        Self::start_with_key(options, Arc::new(NodeKey::generate()), transport, signalers).await
+    }
+
+    /// Starts a node whose signals are signed with `key` (its public half goes in `register`).
+    pub async fn start_with_key(
+        options: NodeOptions,
+        key: Arc<NodeKey>,
+        transport: Arc<dyn Transport>,
+        signalers: Vec<Arc<dyn Signaler>>,
+    ) -> Result<Self, NodeError> {
+        let mut identity = options.identity.clone();
+        identity.key = Some(key.public_hex());
         crate::mark!("start");
         let span = tracing::info_span!("mesh", room = %identity.room, peer = %identity.peer);
-        let chain = Arc::new(SignalerChain::new(signalers, options.signal_timeout));
+        let chain = SignalerChain::new(signalers, options.signal_timeout);
+        let chain = Arc::new(chain.signed(key, identity.room.clone(), identity.peer.clone()));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
         let access = Arc::new(Access { me: identity.peer.clone(), shared: shared.clone() });

@@ -90,7 +90,7 @@ async fn forward_signals(
     chain: Arc<SignalerChain>,
 ) {
     while let Some(body) = signals.recv().await {
-        let signal = Signal { session: session.clone(), body };
+        let signal = Signal::new(session.clone(), body);
         match chain.send_in(order, &peer, signal).await {
             Ok(()) => {}
             Err(crate::SignalError::NotRunning) => tracing::debug!("signal dropped: signaling stopped"),

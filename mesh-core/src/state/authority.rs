@@ -16,6 +16,42 @@ impl MeshState {
         from != &self.cfg.me && self.admin.as_ref() == Some(from)
     }
 
+    /// Remembers `peer`'s public key: the rendezvous' binding (`authoritative`) replaces any,
+    /// the admin's word only fills a gap.
+    pub(super) fn learn_key(&mut self, peer: &PeerId, key: Option<&String>, authoritative: bool) {
+        if let Some(key) = key {
+            if authoritative || !self.keys.contains_key(peer) {
+                self.keys.insert(peer.clone(), key.clone());
+            }
+        }
+    }
+
+    /// The public key this node knows for `peer`.
+    pub fn key_of(&self, peer: &PeerId) -> Option<&str> {
+        self.keys.get(peer).map(String::as_str)
+    }
+
+    /// Checks the signature of a signal from `from` to this node (handed over by `via`, the peer
+    /// of a relay link, if any): it must verify when `from`'s key is known; an unknown key is
+    /// accepted only from the rendezvous or `from`'s own link. A refusal is counted and logged.
+    pub fn accepts_signal(&mut self, from: &PeerId, signal: &crate::Signal, via: Option<&PeerId>) -> bool {
+        let (room, me) = (self.cfg.room.clone(), self.cfg.me.clone());
+        match self.keys.get(from) {
+            Some(key) if crate::identity::verify(key, &room, from, &me, signal) => true,
+            Some(_) => {
+                self.refuse(via.unwrap_or(from), "signal", "a signature that does not verify");
+                false
+            }
+            None => match via {
+                Some(via) if via != from => {
+                    self.refuse(via, "relay", "a relayed signal from a peer with no known key");
+                    false
+                }
+                _ => true,
+            },
+        }
+    }
+
     /// Counts and logs a refused message from `from`; `kind` is the message, `why` the rule.
     pub(super) fn refuse(&mut self, from: &PeerId, kind: &'static str, why: &'static str) {
         self.counters.refused += 1;

@@ -38,6 +38,7 @@ impl MeshState {
         self.registered = true;
         for m in &members {
             self.room.merge(&m.peer, &m.record);
+            self.learn_key(&m.peer, m.key.as_ref(), true);
         }
         if let Some(a) = &admin {
             self.announced_admin = Some(a.clone());
@@ -91,6 +92,16 @@ impl MeshState {
             return;
         }
         self.room.merge(&member.peer, &member.record);
+        self.learn_key(&member.peer, member.key.as_ref(), by_rendezvous);
+        if by_rendezvous && self.is_admin() {
+            // Workers whose own server connection is gone learn of the newcomer (and its key, to
+            // check the signals it will relay to them) from the admin.
+            let others: Vec<PeerId> =
+                self.linked_peers().into_iter().filter(|p| p != &member.peer && self.is_present_worker(p)).collect();
+            for p in others {
+                self.send(&p, MeshMessage::PeerJoined { member: member.clone() });
+            }
+        }
         if self.cfg.role == Role::Worker {
             if by_rendezvous {
                 self.introduce(now, &member.peer);
@@ -106,6 +117,7 @@ impl MeshState {
             return;
         }
         self.room.remove(peer);
+        self.keys.remove(peer);
         if let Some(entry) = self.peers.remove(peer) {
             if let Some(session) = session_of(&entry.link) {
                 let reason = "peer left the room".to_string();
@@ -270,6 +282,7 @@ impl MeshState {
         crate::mark!("peer_list", peer = %from, members = peers.len());
         for m in &peers {
             self.room.merge(&m.peer, &m.record);
+            self.learn_key(&m.peer, m.key.as_ref(), false);
         }
         for m in peers {
             if m.peer != self.cfg.me && self.room.get(&m.peer).is_some() {

@@ -66,6 +66,9 @@ impl MeshState {
             if origin != link_peer && !self.is_present_worker(&link_peer) {
                 return self.refuse(&link_peer, "relay", "only workers relay signals of others");
             }
+            if !self.accepts_signal(&origin, &signal, Some(&link_peer)) {
+                return;
+            }
             self.push(Action::DeliverSignal { from: origin, signal });
             return;
         }

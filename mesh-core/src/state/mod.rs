@@ -368,6 +368,8 @@ pub struct MeshState {
     next_health: Option<Instant>,
     rng: u64,
     counters: Counters,
+    /// Public keys of peers, as the rendezvous bound them (or the admin's peer list told).
+    keys: BTreeMap<PeerId, String>,
     /// Refusals already logged at WARN, by sender and reason.
     refusals_logged: std::collections::BTreeSet<(PeerId, &'static str)>,
     actions: std::collections::VecDeque<Action>,
@@ -406,6 +408,7 @@ impl MeshState {
             rng,
             counters: Counters::default(),
             refusals_logged: Default::default(),
+            keys: BTreeMap::new(),
             actions: Default::default(),
         }
     }
@@ -576,7 +579,11 @@ impl MeshState {
     }
 
     fn present_members(&self) -> Vec<MemberInfo> {
-        self.room.present().map(|(peer, record)| MemberInfo { peer: peer.clone(), record: record.clone() }).collect()
+        let key = |p: &PeerId| self.keys.get(p).cloned();
+        self.room
+            .present()
+            .map(|(peer, record)| MemberInfo { key: key(peer), ..MemberInfo::new(peer.clone(), record.clone()) })
+            .collect()
     }
 
     fn on_leave(&mut self) {

@@ -65,7 +65,7 @@ impl MeshState {
     pub(super) fn on_registry_answer(&mut self, from: &PeerId, id: u64, page: RegistryPage) {
         if self.sync_query == Some(id) && self.admin.as_ref() == Some(from) {
             self.sync_query = None;
-            for MemberInfo { peer, record } in &page.workers {
+            for MemberInfo { peer, record, .. } in &page.workers {
                 self.room.merge(peer, record);
             }
             return;

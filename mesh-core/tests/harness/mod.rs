@@ -23,6 +23,7 @@ pub fn options(name: &str, role: Role, gpu: u64) -> NodeOptions {
             peer: peer(name),
             role,
             record: WorkerRecord::new(gpu, metadata),
+            key: None,
         },
         timing: Timing::default(),
         signal_timeout: Duration::from_millis(500),

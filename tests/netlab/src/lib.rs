@@ -89,10 +89,21 @@ pub fn sibling_binary(name: &str, package: &str) -> Result<std::path::PathBuf, S
     }
     let path = dir.join(name);
     // Built when missing, and when older than the test itself: `cargo test -p` alone does not
-    // rebuild other packages' binaries, and a stale one would test old code (a no-op when current).
+    // rebuild other packages' binaries, and a stale one would test old code. Checked once per
+    // binary and process: the cargo call is a no-op when current, but it takes a while.
+    static CHECKED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let first = CHECKED
+        .lock()
+        .map(|mut c| {
+            !c.contains(&name.to_string()) && {
+                c.push(name.into());
+                true
+            }
+        })
+        .unwrap_or(true);
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let stale = match (modified(&path), modified(&exe)) {
-        (Some(binary), Some(test)) => binary < test,
+        (Some(binary), Some(test)) => first && binary < test,
         _ => true,
     };
     if stale {

@@ -35,7 +35,7 @@ fn admin_linked(now: Instant) -> MeshState {
     let mut s = state("w0", Role::Worker);
     s.handle(now, Event::Registered { members: vec![], admin: None });
     for w in ["w2", "w3"] {
-        s.handle(now, Event::PeerJoined(MemberInfo { peer: peer(w), record: Sim::record(0) }));
+        s.handle(now, Event::PeerJoined(MemberInfo::new(peer(w), Sim::record(0))));
     }
     for p in ["w2", "w3", "c"] {
         let session = SessionId { offerer: peer(p), seq: 1 };
@@ -50,7 +50,7 @@ fn admin_linked(now: Instant) -> MeshState {
 /// Worker `w1` following admin `w0`, linked to it and to worker `w2`.
 fn worker_linked(now: Instant) -> MeshState {
     let mut s = state("w1", Role::Worker);
-    let members = ["w0", "w2"].iter().map(|n| MemberInfo { peer: peer(n), record: Sim::record(0) }).collect();
+    let members = ["w0", "w2"].iter().map(|n| MemberInfo::new(peer(n), Sim::record(0))).collect();
     s.handle(now, Event::Registered { members, admin: Some(peer("w0")) });
     for a in drain(&mut s) {
         if let Action::Dial { peer, session } = a {
@@ -63,7 +63,7 @@ fn worker_linked(now: Instant) -> MeshState {
 }
 
 fn abort(offerer: &str) -> Signal {
-    Signal { session: SessionId { offerer: peer(offerer), seq: 1 }, body: SignalBody::Abort { reason: "x".into() } }
+    Signal::new(SessionId { offerer: peer(offerer), seq: 1 }, SignalBody::Abort { reason: "x".into() })
 }
 
 #[test]
@@ -71,8 +71,8 @@ fn b25_discovery_is_taken_only_from_the_admin_this_node_follows() {
     let now = Instant::now();
     let mut s = worker_linked(now);
     let before = s.room_state().get(&peer("w0")).cloned();
-    let forged_member = MemberInfo { peer: peer("w0"), record: forged() };
-    let newcomer = MemberInfo { peer: peer("w9"), record: Sim::record(0) };
+    let forged_member = MemberInfo::new(peer("w0"), forged());
+    let newcomer = MemberInfo::new(peer("w9"), Sim::record(0));
     for msg in [
         MeshMessage::PeerJoined { member: forged_member.clone() },
         MeshMessage::PeerJoined { member: newcomer.clone() },
@@ -155,10 +155,9 @@ fn random_message(r: &mut Rng, sender: &str) -> MeshMessage {
         priority: r.next() % 100,
         ..Sim::record(0)
     };
-    let member = |r: &mut Rng| MemberInfo { peer: name(r), record: record(r) };
-    let signal = |r: &mut Rng| Signal {
-        session: SessionId { offerer: name(r), seq: r.next() % 4 },
-        body: SignalBody::Abort { reason: "storm".into() },
+    let member = |r: &mut Rng| MemberInfo::new(name(r), record(r));
+    let signal = |r: &mut Rng| {
+        Signal::new(SessionId { offerer: name(r), seq: r.next() % 4 }, SignalBody::Abort { reason: "storm".into() })
     };
     match r.next() % 12 {
         0 => MeshMessage::PeerList { admin: name(r), peers: vec![member(r), member(r)] },
@@ -241,4 +240,46 @@ fn b18_the_admin_hands_the_role_only_to_a_rival_that_claims_it_itself() {
     for name in ["w0", "w1", "w2"] {
         assert_eq!(sim.node(name).admin(), (Some(&peer("w0")), true), "{name}");
     }
+}
+
+#[test]
+fn b25_a_relayed_signal_must_carry_its_origins_signature() {
+    use crate::identity::NodeKey;
+    let now = Instant::now();
+    let (w2_key, w3_key) = (NodeKey::generate(), NodeKey::generate());
+    // Admin w0 knows w2's and w3's keys from the rendezvous; both are linked workers.
+    let mut s = state("w0", Role::Worker);
+    s.handle(now, Event::Registered { members: vec![], admin: None });
+    for (w, key) in [("w2", &w2_key), ("w3", &w3_key)] {
+        let member = MemberInfo { key: Some(key.public_hex()), ..MemberInfo::new(peer(w), Sim::record(0)) };
+        s.handle(now, Event::PeerJoined(member));
+        let session = SessionId { offerer: peer(w), seq: 1 };
+        s.handle(now, Event::OfferReceived { from: peer(w), session: session.clone() });
+        s.handle(now, Event::LinkOpened { peer: peer(w), session });
+    }
+    drain(&mut s);
+    let room = RoomId::new("r").unwrap();
+    let relay = |signal: Signal| MeshMessage::Relay { id: 1, to: peer("w0"), from: peer("w2"), signal };
+    let delivered = |s: &mut MeshState| drain(s).iter().any(|a| matches!(a, Action::DeliverSignal { .. }));
+    // w3 hands over an abort "from w2": unsigned, signed by w3 itself, or w2's signature on
+    // another body. None is delivered.
+    let unsigned = abort("w2");
+    let mut by_w3 = abort("w2");
+    by_w3.sig = Some(w3_key.sign(&room, &peer("w2"), &peer("w0"), &by_w3));
+    let mut altered = Signal::new(SessionId { offerer: peer("w2"), seq: 1 }, SignalBody::Offer { sdp: "v=0".into() });
+    altered.sig = Some(w2_key.sign(&room, &peer("w2"), &peer("w0"), &altered));
+    altered.body = SignalBody::Offer { sdp: "v=0 with the relay's own fingerprint".into() };
+    for forged in [unsigned, by_w3, altered] {
+        s.handle(now, Event::Message { from: peer("w3"), msg: relay(forged) });
+        assert!(!delivered(&mut s));
+    }
+    assert_eq!(s.counters().refused, 3);
+    assert!(s.is_linked(&peer("w2")), "the link w3 tried to abort is up");
+    // The same check on the rendezvous path: a signal from w2 must verify against w2's key.
+    assert!(!s.accepts_signal(&peer("w2"), &abort("w2"), None), "unsigned, though w2's key is known");
+    // w2's own signature, relayed by w3 untouched: delivered.
+    let mut genuine = abort("w2");
+    genuine.sig = Some(w2_key.sign(&room, &peer("w2"), &peer("w0"), &genuine));
+    s.handle(now, Event::Message { from: peer("w3"), msg: relay(genuine) });
+    assert!(delivered(&mut s));
 }

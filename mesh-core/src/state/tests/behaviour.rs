@@ -66,7 +66,7 @@ fn b07_newcomer_dials_every_worker_the_rendezvous_names_at_once() {
         seed: 1,
     };
     let mut s = MeshState::new(cfg);
-    let members = NAMES[..4].iter().map(|n| crate::MemberInfo { peer: peer(n), record: Sim::record(0) }).collect();
+    let members = NAMES[..4].iter().map(|n| crate::MemberInfo::new(peer(n), Sim::record(0))).collect();
     s.handle(std::time::Instant::now(), Event::Registered { members, admin: Some(peer("w0")) });
     // No link is open yet, and no peer list has come: the rendezvous' list is enough.
     let dialed: Vec<String> = std::iter::from_fn(|| s.poll_action())
@@ -91,7 +91,7 @@ fn b07_an_offer_the_rendezvous_did_not_get_answered_is_made_again_by_relay() {
     };
     let mut s = MeshState::new(cfg);
     let now = std::time::Instant::now();
-    let members = NAMES[..3].iter().map(|n| crate::MemberInfo { peer: peer(n), record: Sim::record(0) }).collect();
+    let members = NAMES[..3].iter().map(|n| crate::MemberInfo::new(peer(n), Sim::record(0))).collect();
     s.handle(now, Event::Registered { members, admin: Some(peer("w0")) });
     let dials: Vec<(String, SessionId)> = std::iter::from_fn(|| s.poll_action())
         .filter_map(|a| match a {
@@ -149,7 +149,7 @@ fn b08_crossing_offers_resolve_to_one_link_lower_id_wins() {
     for (me, other, mine_wins) in [("a", "b", true), ("b", "a", false)] {
         let mut s = MeshState::new(cfg(me));
         s.handle(now, Event::Registered { members: vec![], admin: None });
-        s.handle(now, Event::PeerJoined(crate::MemberInfo { peer: peer(other), record: Sim::record(0) }));
+        s.handle(now, Event::PeerJoined(crate::MemberInfo::new(peer(other), Sim::record(0))));
         s.handle(now + Timing::default().offer_wait, Event::Tick); // offer wait over: we dial
         let mine = std::iter::from_fn(|| s.poll_action())
             .find_map(|a| match a {
@@ -465,10 +465,8 @@ fn b23_client_links_to_admin_only_and_gets_the_registry() {
 fn b25_relay_stamps_sender_and_rejects_spoofed_from() {
     let mut sim = formed(3);
     let now = sim.now;
-    let signal = crate::Signal {
-        session: SessionId { offerer: peer("w1"), seq: 5 },
-        body: crate::SignalBody::Abort { reason: "x".into() },
-    };
+    let signal =
+        crate::Signal::new(SessionId { offerer: peer("w1"), seq: 5 }, crate::SignalBody::Abort { reason: "x".into() });
     let admin = sim.nodes.get_mut(&peer("w0")).unwrap();
     // Honest envelope from w1 for w2: forwarded and acknowledged.
     admin.handle(

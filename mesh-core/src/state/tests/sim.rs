@@ -71,13 +71,13 @@ impl Sim {
             .registered
             .iter()
             .filter(|(_, r)| *r == Role::Worker)
-            .map(|(p, _)| MemberInfo { peer: p.clone(), record: self.nodes[p].room_state().get(p).unwrap().clone() })
+            .map(|(p, _)| MemberInfo::new(p.clone(), self.nodes[p].room_state().get(p).unwrap().clone()))
             .collect();
         self.nodes.insert(me.clone(), MeshState::new(cfg));
         let admin = self.rendezvous_admin.clone();
         self.queue.push_back((me.clone(), Event::Registered { members, admin }));
         if role == Role::Worker {
-            let member = MemberInfo { peer: me.clone(), record: Self::record(priority) };
+            let member = MemberInfo::new(me.clone(), Self::record(priority));
             for (p, _) in self.registered.clone() {
                 self.queue.push_back((p, Event::PeerJoined(member.clone())));
             }
@@ -150,7 +150,7 @@ impl Sim {
                 .iter()
                 .filter(|(q, r)| q != p && *r == Role::Worker)
                 .filter_map(|(q, _)| self.nodes.get(q).and_then(|n| n.room_state().get(q)).map(|rec| (q, rec)))
-                .map(|(q, record)| MemberInfo { peer: q.clone(), record: record.clone() })
+                .map(|(q, record)| MemberInfo::new(q.clone(), record.clone()))
                 .collect();
             let admin = self.rendezvous_admin.clone();
             self.queue.push_back((p.clone(), Event::Registered { members, admin }));
