@@ -3,9 +3,11 @@
 //! The public key travels in `register`; the rendezvous binds it to the peer id and hands it out
 //! with the room's members. A signal is signed by its origin over (room, from, to, session, body),
 //! so a peer that relays it can drop it but never forge or alter it (the SDP it carries holds the
-//! DTLS fingerprint: a relay cannot put itself in the middle of a link either).
+//! DTLS fingerprint: a relay cannot put itself in the middle of a link either). A worker signs its
+//! own record the same way, so a peer list or registry answer cannot alter it.
 
 use crate::id::{PeerId, RoomId};
+use crate::room::WorkerRecord;
 use crate::signal::Signal;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use std::path::Path;
@@ -54,16 +56,69 @@ impl NodeKey {
     }
 }
 
+impl NodeKey {
+    /// Signs `record` as `owner`'s in `room`.
+    pub fn sign_record(&self, room: &RoomId, owner: &PeerId, record: &WorkerRecord) -> String {
+        to_hex(&self.0.sign(&record_bytes(room, owner, record)).to_bytes())
+    }
+}
+
+/// A peer's public key, parsed once (checking a signature then skips the key's decoding).
+#[derive(Debug, Clone)]
+pub struct PublicKey {
+    hex: String,
+    key: VerifyingKey,
+}
+
+impl PublicKey {
+    /// Parses 64 hex digits; `None` if they are not an Ed25519 public key.
+    pub fn parse(hex: &str) -> Option<Self> {
+        let bytes: [u8; 32] = from_hex(hex)?.try_into().ok()?;
+        Some(Self { hex: hex.to_string(), key: VerifyingKey::from_bytes(&bytes).ok()? })
+    }
+
+    /// The key as hex.
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+
+    /// True if `signal` from `from` to `to` in `room` carries this key's valid signature.
+    pub fn signed_signal(&self, room: &RoomId, from: &PeerId, to: &PeerId, signal: &Signal) -> bool {
+        self.check(signal.sig.as_deref(), &signed_bytes(room, from, to, signal))
+    }
+
+    /// True if `record`, as `owner`'s in `room`, carries this key's valid signature.
+    pub fn signed_record(&self, room: &RoomId, owner: &PeerId, record: &WorkerRecord) -> bool {
+        self.check(record.sig.as_deref(), &record_bytes(room, owner, record))
+    }
+
+    fn check(&self, sig: Option<&str>, bytes: &[u8]) -> bool {
+        match sig.and_then(from_hex).and_then(|b| <[u8; 64]>::try_from(b).ok()) {
+            Some(sig) => self.key.verify(bytes, &Signature::from_bytes(&sig)).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// True if `record` carries a valid signature by `public_hex` as `owner`'s record in `room`.
+pub fn verify_record(public_hex: &str, room: &RoomId, owner: &PeerId, record: &WorkerRecord) -> bool {
+    check(public_hex, record.sig.as_deref(), &record_bytes(room, owner, record))
+}
+
+fn record_bytes(room: &RoomId, owner: &PeerId, r: &WorkerRecord) -> Vec<u8> {
+    let value = serde_json::json!([room, owner, r.version, r.status, r.priority, r.metadata]);
+    let mut bytes = b"mesh-record-v1\n".to_vec();
+    bytes.extend(value.to_string().into_bytes());
+    bytes
+}
+
+fn check(public_hex: &str, sig: Option<&str>, bytes: &[u8]) -> bool {
+    PublicKey::parse(public_hex).is_some_and(|k| k.check(sig, bytes))
+}
+
 /// True if `signal` carries a valid signature by `public_hex` over (room, from, to, session, body).
 pub fn verify(public_hex: &str, room: &RoomId, from: &PeerId, to: &PeerId, signal: &Signal) -> bool {
-    let key = from_hex(public_hex).and_then(|b| <[u8; 32]>::try_from(b).ok());
-    let sig = signal.sig.as_deref().and_then(from_hex).and_then(|b| <[u8; 64]>::try_from(b).ok());
-    match (key.and_then(|k| VerifyingKey::from_bytes(&k).ok()), sig) {
-        (Some(key), Some(sig)) => {
-            key.verify(&signed_bytes(room, from, to, signal), &Signature::from_bytes(&sig)).is_ok()
-        }
-        _ => false,
-    }
+    check(public_hex, signal.sig.as_deref(), &signed_bytes(room, from, to, signal))
 }
 
 /// What a signature covers: a JSON array (room, from, to, session, body), with a domain prefix.

@@ -37,12 +37,16 @@ pub struct WorkerRecord {
     pub priority: u64,
     /// Free-form metadata.
     pub metadata: Metadata,
+    /// The owner's Ed25519 signature over (room, owner, version, status, priority, metadata), as
+    /// hex (`crate::identity`): no other member can forge or alter the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
 }
 
 impl WorkerRecord {
-    /// A first-version record for a worker that just joined.
+    /// A first-version record for a worker that just joined (unsigned).
     pub fn new(priority: u64, metadata: Metadata) -> Self {
-        Self { version: 1, status: WorkerStatus::Available, priority, metadata }
+        Self { version: 1, status: WorkerStatus::Available, priority, metadata, sig: None }
     }
 }
 
@@ -81,6 +85,11 @@ impl RoomState {
                 true
             }
         }
+    }
+
+    /// True if [`RoomState::merge`] would take `record` for `peer` (it is newer than the one held).
+    pub fn would_take(&self, peer: &PeerId, record: &WorkerRecord) -> bool {
+        self.workers.get(peer).is_none_or(|current| wins(record, current))
     }
 
     /// Merges every record of `other`.
@@ -169,7 +178,7 @@ mod tests {
                 [WorkerStatus::Available, WorkerStatus::Busy, WorkerStatus::Reserved, WorkerStatus::Leaving][status];
             let mut metadata = Metadata::new();
             metadata.insert("m".into(), m.into());
-            WorkerRecord { version, status, priority, metadata }
+            WorkerRecord { version, status, priority, metadata, sig: None }
         })
     }
 

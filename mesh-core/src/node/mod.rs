@@ -202,10 +202,11 @@ impl MeshNode {
     ) -> Result<Self, NodeError> {
         let mut identity = options.identity.clone();
         identity.key = Some(key.public_hex());
+        identity.record.sig = Some(key.sign_record(&identity.room, &identity.peer, &identity.record));
         crate::mark!("start");
         let span = tracing::info_span!("mesh", room = %identity.room, peer = %identity.peer);
         let chain = SignalerChain::new(signalers, options.signal_timeout);
-        let chain = Arc::new(chain.signed(key, identity.room.clone(), identity.peer.clone()));
+        let chain = Arc::new(chain.signed(key.clone(), identity.room.clone(), identity.peer.clone()));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
         let access = Arc::new(Access { me: identity.peer.clone(), shared: shared.clone() });
@@ -221,6 +222,7 @@ impl MeshNode {
             record: identity.record.clone(),
             timing: options.timing.clone(),
             seed: rand::random(),
+            key: Some(key.clone()),
         });
         let (commands, commands_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);

@@ -21,14 +21,34 @@ impl MeshState {
     pub(super) fn learn_key(&mut self, peer: &PeerId, key: Option<&String>, authoritative: bool) {
         if let Some(key) = key {
             if authoritative || !self.keys.contains_key(peer) {
-                self.keys.insert(peer.clone(), key.clone());
+                match crate::identity::PublicKey::parse(key) {
+                    Some(key) => {
+                        self.keys.insert(peer.clone(), key);
+                    }
+                    None => tracing::warn!(%peer, "a member's key is not an Ed25519 public key; ignored"),
+                }
             }
         }
     }
 
     /// The public key this node knows for `peer`.
     pub fn key_of(&self, peer: &PeerId) -> Option<&str> {
-        self.keys.get(peer).map(String::as_str)
+        self.keys.get(peer).map(|k| k.hex())
+    }
+
+    /// Merges `record` as `owner`'s if its owner signed it (when `owner`'s key is known; a
+    /// peer without a known key cannot be checked). A record that does not verify is refused.
+    pub(super) fn merge_record(&mut self, from: &PeerId, owner: &PeerId, record: &crate::WorkerRecord) -> bool {
+        if !self.room.would_take(owner, record) {
+            return false; // nothing new: no need to check it
+        }
+        if let Some(key) = self.keys.get(owner) {
+            if !key.signed_record(&self.cfg.room, owner, record) {
+                self.refuse(from, "record", "a record its owner did not sign");
+                return false;
+            }
+        }
+        self.room.merge(owner, record)
     }
 
     /// Checks the signature of a signal from `from` to this node (handed over by `via`, the peer
@@ -37,7 +57,7 @@ impl MeshState {
     pub fn accepts_signal(&mut self, from: &PeerId, signal: &crate::Signal, via: Option<&PeerId>) -> bool {
         let (room, me) = (self.cfg.room.clone(), self.cfg.me.clone());
         match self.keys.get(from) {
-            Some(key) if crate::identity::verify(key, &room, from, &me, signal) => true,
+            Some(key) if key.signed_signal(&room, from, &me, signal) => true,
             Some(_) => {
                 self.refuse(via.unwrap_or(from), "signal", "a signature that does not verify");
                 false

@@ -37,8 +37,8 @@ impl MeshState {
         let first = !self.registered;
         self.registered = true;
         for m in &members {
-            self.room.merge(&m.peer, &m.record);
             self.learn_key(&m.peer, m.key.as_ref(), true);
+            self.merge_record(&m.peer, &m.peer, &m.record);
         }
         if let Some(a) = &admin {
             self.announced_admin = Some(a.clone());
@@ -91,8 +91,10 @@ impl MeshState {
         if member.peer == self.cfg.me {
             return;
         }
-        self.room.merge(&member.peer, &member.record);
         self.learn_key(&member.peer, member.key.as_ref(), by_rendezvous);
+        if !self.merge_record(&member.peer, &member.peer, &member.record) && self.room.get(&member.peer).is_none() {
+            return; // a newcomer whose record does not verify is not taken in
+        }
         if by_rendezvous && self.is_admin() {
             // Workers whose own server connection is gone learn of the newcomer (and its key, to
             // check the signals it will relay to them) from the admin.
@@ -281,8 +283,8 @@ impl MeshState {
     pub(super) fn on_peer_list(&mut self, now: Instant, from: &PeerId, peers: Vec<MemberInfo>) {
         crate::mark!("peer_list", peer = %from, members = peers.len());
         for m in &peers {
-            self.room.merge(&m.peer, &m.record);
             self.learn_key(&m.peer, m.key.as_ref(), false);
+            self.merge_record(from, &m.peer, &m.record);
         }
         for m in peers {
             if m.peer != self.cfg.me && self.room.get(&m.peer).is_some() {

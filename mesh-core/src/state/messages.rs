@@ -43,7 +43,7 @@ impl MeshState {
             MeshMessage::AdminVerify { id } => self.on_admin_verify(now, &from, id),
             MeshMessage::AdminVerifyAck { id, admin, epoch } => self.on_admin_verify_ack(now, &from, id, admin, epoch),
             MeshMessage::RoomState { peer, record } if peer == from => {
-                self.room.merge(&peer, &record);
+                self.merge_record(&from, &peer, &record);
             }
             MeshMessage::RoomState { .. } => self.refuse(&from, "room_state", "only the owner may update a record"),
             MeshMessage::RegistryQuery { id, filter } => {

@@ -80,6 +80,8 @@ pub struct StateConfig {
     pub timing: Timing,
     /// Seed of the retry jitter, so runs are reproducible.
     pub seed: u64,
+    /// This node's key: it signs the node's own record (none: records go unsigned, as in tests).
+    pub key: Option<std::sync::Arc<crate::identity::NodeKey>>,
 }
 
 /// Something that happened, fed to [`MeshState::handle`].
@@ -369,7 +371,7 @@ pub struct MeshState {
     rng: u64,
     counters: Counters,
     /// Public keys of peers, as the rendezvous bound them (or the admin's peer list told).
-    keys: BTreeMap<PeerId, String>,
+    keys: BTreeMap<PeerId, crate::identity::PublicKey>,
     /// Refusals already logged at WARN, by sender and reason.
     refusals_logged: std::collections::BTreeSet<(PeerId, &'static str)>,
     actions: std::collections::VecDeque<Action>,
@@ -378,6 +380,10 @@ pub struct MeshState {
 impl MeshState {
     /// A node that has not registered yet.
     pub fn new(cfg: StateConfig) -> Self {
+        let mut cfg = cfg;
+        if let Some(key) = &cfg.key {
+            cfg.record.sig = Some(key.sign_record(&cfg.room, &cfg.me, &cfg.record));
+        }
         let mut room = RoomState::default();
         if cfg.role == Role::Worker {
             room.merge(&cfg.me, &cfg.record);
@@ -571,6 +577,7 @@ impl MeshState {
     fn publish_record(&mut self, mut record: WorkerRecord) {
         let current = self.room.get(&self.cfg.me).map(|r| r.version).unwrap_or(0);
         record.version = current.max(self.cfg.record.version) + 1;
+        record.sig = self.cfg.key.as_ref().map(|k| k.sign_record(&self.cfg.room, &self.cfg.me, &record));
         self.cfg.record = record.clone();
         self.room.merge(&self.cfg.me, &record);
         for peer in self.linked_peers() {
@@ -579,7 +586,7 @@ impl MeshState {
     }
 
     fn present_members(&self) -> Vec<MemberInfo> {
-        let key = |p: &PeerId| self.keys.get(p).cloned();
+        let key = |p: &PeerId| self.keys.get(p).map(|k| k.hex().to_string());
         self.room
             .present()
             .map(|(peer, record)| MemberInfo { key: key(peer), ..MemberInfo::new(peer.clone(), record.clone()) })

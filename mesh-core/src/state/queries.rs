@@ -66,12 +66,22 @@ impl MeshState {
         if self.sync_query == Some(id) && self.admin.as_ref() == Some(from) {
             self.sync_query = None;
             for MemberInfo { peer, record, .. } in &page.workers {
-                self.room.merge(peer, record);
+                self.merge_record(from, peer, record);
             }
             return;
         }
         if self.queries.get(&id).is_some_and(|q| q.sent_to.as_ref() == Some(from)) {
             self.queries.remove(&id);
+            // Records their owners did not sign (where the owner's key is known) are left out.
+            let mut page = page;
+            let (room, before) = (self.cfg.room.clone(), page.workers.len());
+            page.workers.retain(|m| match self.keys.get(&m.peer) {
+                Some(key) => key.signed_record(&room, &m.peer, &m.record),
+                None => true,
+            });
+            for _ in page.workers.len()..before {
+                self.refuse(from, "registry_answer", "a record its owner did not sign");
+            }
             self.emit(MeshEvent::Registry { id, page });
         } else {
             self.refuse(from, "registry_answer", "only the peer asked may answer a query");

@@ -18,6 +18,7 @@ fn state(me: &str, role: Role) -> MeshState {
         record: Sim::record(0),
         timing: Timing::default(),
         seed: 1,
+        key: None,
     })
 }
 
@@ -250,15 +251,17 @@ fn b25_a_relayed_signal_must_carry_its_origins_signature() {
     // Admin w0 knows w2's and w3's keys from the rendezvous; both are linked workers.
     let mut s = state("w0", Role::Worker);
     s.handle(now, Event::Registered { members: vec![], admin: None });
+    let room = RoomId::new("r").unwrap();
     for (w, key) in [("w2", &w2_key), ("w3", &w3_key)] {
-        let member = MemberInfo { key: Some(key.public_hex()), ..MemberInfo::new(peer(w), Sim::record(0)) };
+        let mut record = Sim::record(0);
+        record.sig = Some(key.sign_record(&room, &peer(w), &record));
+        let member = MemberInfo { key: Some(key.public_hex()), ..MemberInfo::new(peer(w), record) };
         s.handle(now, Event::PeerJoined(member));
         let session = SessionId { offerer: peer(w), seq: 1 };
         s.handle(now, Event::OfferReceived { from: peer(w), session: session.clone() });
         s.handle(now, Event::LinkOpened { peer: peer(w), session });
     }
     drain(&mut s);
-    let room = RoomId::new("r").unwrap();
     let relay = |signal: Signal| MeshMessage::Relay { id: 1, to: peer("w0"), from: peer("w2"), signal };
     let delivered = |s: &mut MeshState| drain(s).iter().any(|a| matches!(a, Action::DeliverSignal { .. }));
     // w3 hands over an abort "from w2": unsigned, signed by w3 itself, or w2's signature on
@@ -282,4 +285,65 @@ fn b25_a_relayed_signal_must_carry_its_origins_signature() {
     genuine.sig = Some(w2_key.sign(&room, &peer("w2"), &peer("w0"), &genuine));
     s.handle(now, Event::Message { from: peer("w3"), msg: relay(genuine) });
     assert!(delivered(&mut s));
+}
+
+#[test]
+fn b25_a_record_counts_only_as_its_owner_signed_it_even_from_the_admin() {
+    use crate::identity::NodeKey;
+    let now = Instant::now();
+    let room = RoomId::new("r").unwrap();
+    let (w0_key, w2_key) = (NodeKey::generate(), NodeKey::generate());
+    let signed = |key: &NodeKey, who: &str, record: WorkerRecord| {
+        let mut record = record;
+        record.sig = Some(key.sign_record(&room, &peer(who), &record));
+        MemberInfo { key: Some(key.public_hex()), ..MemberInfo::new(peer(who), record) }
+    };
+    // Worker w1 follows admin w0 and knows w2, each with its key and signed record.
+    let mut s = state("w1", Role::Worker);
+    let (w0, w2) = (signed(&w0_key, "w0", Sim::record(0)), signed(&w2_key, "w2", Sim::record(0)));
+    s.handle(now, Event::Registered { members: vec![w0, w2.clone()], admin: Some(peer("w0")) });
+    for a in drain(&mut s) {
+        if let Action::Dial { peer, session } = a {
+            s.handle(now, Event::LinkOpened { peer, session });
+        }
+    }
+    // w0 answers the verification: w1's queries go to a verified admin.
+    for a in drain(&mut s) {
+        if let Action::Send { msg: MeshMessage::AdminVerify { id }, .. } = a {
+            let ack = MeshMessage::AdminVerifyAck { id, admin: Some(peer("w0")), epoch: 0 };
+            s.handle(now, Event::Message { from: peer("w0"), msg: ack });
+        }
+    }
+    assert_eq!(s.admin(), (Some(&peer("w0")), true));
+    drain(&mut s);
+    let genuine = s.room_state().get(&peer("w2")).cloned();
+    // The admin's peer list and registry answer carry w2's record altered (its signature kept).
+    let mut altered = w2.clone();
+    altered.record.version = 99;
+    altered.record.status = WorkerStatus::Leaving;
+    s.handle(
+        now,
+        Event::Message {
+            from: peer("w0"),
+            msg: MeshMessage::PeerList { admin: peer("w0"), peers: vec![altered.clone()] },
+        },
+    );
+    assert_eq!(s.room_state().get(&peer("w2")).cloned(), genuine, "the record stays as w2 signed it");
+    s.handle(now, Event::QueryRegistry { id: 1, filter: Default::default(), deadline: now + Duration::from_secs(5) });
+    drain(&mut s);
+    let answer = MeshMessage::RegistryAnswer { id: 1, workers: vec![altered], total_count: 1, matched_count: 1 };
+    s.handle(now, Event::Message { from: peer("w0"), msg: answer });
+    let page = drain(&mut s).into_iter().find_map(|a| match a {
+        Action::Emit(crate::MeshEvent::Registry { page, .. }) => Some(page),
+        _ => None,
+    });
+    assert_eq!(page.map(|p| p.workers.len()), Some(0), "the altered record is left out of the answer");
+    assert_eq!(s.counters().refused, 2);
+    // A newer record w2 signed itself is taken, whoever carries it.
+    let newer = signed(&w2_key, "w2", WorkerRecord { version: 2, status: WorkerStatus::Busy, ..Sim::record(0) });
+    s.handle(
+        now,
+        Event::Message { from: peer("w0"), msg: MeshMessage::PeerList { admin: peer("w0"), peers: vec![newer] } },
+    );
+    assert_eq!(s.room_state().get(&peer("w2")).map(|r| r.status), Some(WorkerStatus::Busy));
 }

@@ -64,6 +64,7 @@ fn b07_newcomer_dials_every_worker_the_rendezvous_names_at_once() {
         record: Sim::record(0),
         timing: Timing::default(),
         seed: 1,
+        key: None,
     };
     let mut s = MeshState::new(cfg);
     let members = NAMES[..4].iter().map(|n| crate::MemberInfo::new(peer(n), Sim::record(0))).collect();
@@ -88,6 +89,7 @@ fn b07_an_offer_the_rendezvous_did_not_get_answered_is_made_again_by_relay() {
         record: Sim::record(0),
         timing: timing.clone(),
         seed: 1,
+        key: None,
     };
     let mut s = MeshState::new(cfg);
     let now = std::time::Instant::now();
@@ -144,6 +146,7 @@ fn b08_crossing_offers_resolve_to_one_link_lower_id_wins() {
         record: Sim::record(0),
         timing: Timing::default(),
         seed: 1,
+        key: None,
     };
     let now = std::time::Instant::now();
     for (me, other, mine_wins) in [("a", "b", true), ("b", "a", false)] {

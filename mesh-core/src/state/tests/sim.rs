@@ -66,6 +66,7 @@ impl Sim {
             record: Self::record(priority),
             timing: Timing::default(),
             seed: self.nodes.len() as u64 + 7,
+            key: None,
         };
         let members: Vec<MemberInfo> = self
             .registered
