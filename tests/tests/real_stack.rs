@@ -333,3 +333,129 @@ async fn a_client_queries_at_once_and_again_after_the_admin_leaves() {
     leave_all(nodes).await;
     stack.shutdown().await;
 }
+
+/// A rogue peer (`role`) linked to `w0` by hand over the real server and WebRTC, without a key.
+async fn rogue_link(
+    stack: &Stack,
+    role: mesh_core::Role,
+) -> (mesh_core::LinkHandle, std::sync::Arc<signaling_ws::WsSignaler>) {
+    use mesh_core::{Identity, Inbound, LinkEvent, PeerId, RoomId, SessionId, Signal, Signaler, SignalerContext};
+    use mesh_core::{SignalingEvent, Transport, WorkerRecord};
+    use std::sync::Arc;
+    let rogue = PeerId::new("rogue").unwrap();
+    let signaler = Arc::new(signaling_ws::WsSignaler::new(stack.server_url().unwrap(), None));
+    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
+    let identity = Identity {
+        room: RoomId::new("real").unwrap(),
+        peer: rogue.clone(),
+        role,
+        record: WorkerRecord::new(0, Default::default()),
+        key: None,
+    };
+    signaler.start(SignalerContext { identity, inbox, mesh: Arc::new(mesh_core::NoLinks) }).await.expect("registered");
+    let transport = transport_webrtc::WebRtcTransport::new(transport_webrtc::WebRtcConfig::loopback(), 1 << 20);
+    let (sink, mut out) = tokio::sync::mpsc::channel(64);
+    let w0 = PeerId::new("w0").unwrap();
+    let mut link = transport.dial(&w0, sink).await.unwrap();
+    let session = SessionId { offerer: rogue, seq: 1 };
+    let (outgoing, l, s) = (signaler.clone(), link.link.clone(), session);
+    tokio::spawn(async move {
+        while let Some(body) = out.recv().await {
+            let _ = outgoing.send(&PeerId::new("w0").unwrap(), Signal::new(s.clone(), body)).await;
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(Inbound { event, .. }) = rx.recv().await {
+            if let SignalingEvent::Signal { signal, .. } = event {
+                if signal.session.offerer.as_str() == "rogue" {
+                    let _ = l.apply_signal(signal.body).await;
+                }
+            }
+        }
+    });
+    let opened = tokio::time::timeout(WAIT, link.events.recv()).await.expect("opens in time");
+    assert_eq!(opened, Some(LinkEvent::Open));
+    (link, signaler)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_client_or_worker_linked_to_the_admin_forges_nothing() {
+    use mesh_core::{LinkEvent, MeshMessage, PeerId, RegistryFilter, Role, SessionId, Signal, SignalBody, Signaler};
+    let id = |s: &str| PeerId::new(s).unwrap();
+    for role in [Role::Client, Role::Worker] {
+        let stack = Stack::new(base(&["relay", "ws"])).await.unwrap();
+        let nodes = start(&stack, &["w0", "w1", "w2"]).await;
+        wait_full(&nodes).await;
+        let reconnects =
+            |nodes: &[MeshNode]| -> Vec<u64> { nodes.iter().map(|n| n.snapshot().counters.reconnects).collect() };
+        let before = reconnects(&nodes);
+        let (mut link, signaler) = rogue_link(&stack, role).await;
+        let forged_record: mesh_core::WorkerRecord = serde_json::from_value(
+            serde_json::json!({"version": 999999, "status": "leaving", "priority": 1, "metadata": {}}),
+        )
+        .unwrap();
+        let mut hostile = Vec::new();
+        // Signals handed to w0 (or through it to w2) in w1's name: every body kind, guessable sessions.
+        for seq in 0..3 {
+            for offerer in ["w0", "w1"] {
+                let session = SessionId { offerer: id(offerer), seq };
+                for body in [
+                    SignalBody::Abort { reason: "forged".into() },
+                    SignalBody::Offer { sdp: "v=0 a tampered fingerprint".into() },
+                    SignalBody::Answer { sdp: "v=0".into() },
+                    SignalBody::Candidate { candidate: "{}".into() },
+                ] {
+                    for to in ["w0", "w2"] {
+                        let signal = Signal::new(session.clone(), body.clone());
+                        hostile.push(MeshMessage::Relay { id: seq, to: id(to), from: id("w1"), signal });
+                    }
+                }
+            }
+        }
+        let forged = mesh_core::MemberInfo::new(id("w1"), forged_record.clone());
+        hostile.push(MeshMessage::PeerJoined { member: forged.clone() });
+        hostile.push(MeshMessage::PeerList { admin: id("rogue"), peers: vec![forged.clone()] });
+        hostile.push(MeshMessage::PeerList { admin: id("w0"), peers: vec![forged] });
+        hostile.push(MeshMessage::PeerLeft { peer: id("w1") });
+        hostile.push(MeshMessage::RoomState { peer: id("w1"), record: forged_record });
+        hostile.push(MeshMessage::RegistryAnswer { id: 1, workers: vec![], total_count: 0, matched_count: 0 });
+        for msg in hostile {
+            link.link.send(msg.encode().into()).await.expect("sent");
+        }
+        // w0 answers a registry query after everything above: it read it all.
+        link.link
+            .send(MeshMessage::RegistryQuery { id: 99, filter: RegistryFilter::default() }.encode().into())
+            .await
+            .unwrap();
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match link.events.recv().await {
+                    Some(LinkEvent::Message(m)) => {
+                        if matches!(MeshMessage::decode(&m, 1 << 20), Ok(MeshMessage::RegistryAnswer { id: 99, .. })) {
+                            return;
+                        }
+                    }
+                    Some(_) => continue,
+                    None => panic!("link ended"),
+                }
+            }
+        })
+        .await
+        .expect("w0 answered");
+        for n in &nodes {
+            let h = n.snapshot().health;
+            let honest = h.peers.iter().filter(|p| p.peer.as_str() != "rogue");
+            assert!(honest.clone().all(|p| p.state == "up"), "{:?}: {h:?}", role);
+        }
+        assert_eq!(reconnects(&nodes), before, "{role:?}: no link was made again");
+        assert!(nodes[0].snapshot().counters.refused >= 48, "{:?}", nodes[0].snapshot().counters);
+        let page = nodes[1].query_registry(RegistryFilter::default(), WAIT).await.expect("registry");
+        for m in page.workers.iter().filter(|m| m.peer.as_str() != "rogue") {
+            assert_eq!((m.record.version, m.record.status), (1, mesh_core::WorkerStatus::Available), "{role:?}: {m:?}");
+        }
+        link.link.close().await;
+        signaler.stop().await;
+        leave_all(nodes).await;
+        stack.shutdown().await;
+    }
+}
