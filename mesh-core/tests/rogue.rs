@@ -1,0 +1,186 @@
+//! Rogue members on the in-memory plugins (paused time): a client and a worker linked to the admin
+//! send hostile bytes and forged messages; the room stays as it was (docs/BEHAVIOUR.md 25, 25a).
+
+mod harness;
+
+use harness::*;
+use mesh_core::memory::MemoryNetwork;
+use mesh_core::{MeshEvent, RegistryFilter, Role};
+use std::time::Duration;
+
+#[tokio::test(start_paused = true)]
+async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
+    use mesh_core::memory::{MemorySignaler, MemoryTransport};
+    use mesh_core::{
+        Identity, Inbound, NoLinks, SessionId, Signal, Signaler, SignalerContext, SignalingEvent, Transport,
+    };
+    use std::sync::Arc;
+    let net = MemoryNetwork::new();
+    let nodes = spawn_mesh(&net, 2).await;
+    // A rogue peer registers as a client and opens a link to w0 by hand.
+    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
+    let rogue = MemorySignaler::new(net.clone());
+    let o = options("rogue", Role::Client, 0);
+    let ctx = SignalerContext { identity: Identity { ..o.identity }, inbox, mesh: Arc::new(NoLinks) };
+    rogue.start(ctx).await.expect("registered");
+    let transport = MemoryTransport::new(net.clone(), peer("rogue"), Duration::from_secs(5));
+    let (sink, mut out) = tokio::sync::mpsc::channel(8);
+    let mut handle = transport.dial(&peer("w0"), sink).await.unwrap();
+    let session = SessionId { offerer: peer("rogue"), seq: 1 };
+    let offer = out.recv().await.unwrap();
+    rogue.send(&peer("w0"), Signal::new(session.clone(), offer)).await.unwrap();
+    let answer = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Inbound { event: SignalingEvent::Signal { signal, .. }, .. }) = rx.recv().await {
+                return signal.body;
+            }
+        }
+    })
+    .await
+    .expect("answer");
+    handle.link.apply_signal(answer).await.unwrap();
+    assert_eq!(handle.events.recv().await, Some(mesh_core::LinkEvent::Open));
+    let hostile: Vec<Vec<u8>> = vec![
+        b"not json".to_vec(),
+        br#"{"type":"unknown"}"#.to_vec(),
+        br#"{"type":"peer_left","peer":"w1"}"#.to_vec(),
+        br#"{"type":"room_state","peer":"w1","record":{"version":99,"status":"leaving","priority":1,"metadata":{}}}"#.to_vec(),
+        br#"{"type":"relay","id":1,"to":"w1","from":"w1","signal":{"session":{"offerer":"w1","seq":1},"body":{"kind":"abort","reason":"x"}}}"#.to_vec(),
+        vec![b'x'; 70 * 1024],
+        vec![0xff; 10],
+    ];
+    // The attack of issue 13: signals handed to w0 in w1's name (aborts for guessable sessions),
+    // and discovery a client may not speak: a newer, leaving record for w1, w1 gone, a peer list.
+    let forged_record = r#"{"version":999999,"status":"leaving","priority":1,"metadata":{}}"#;
+    let mut hostile = hostile;
+    for seq in 0..4 {
+        for offerer in ["w0", "w1"] {
+            let relay = format!(
+                r#"{{"type":"relay","id":{seq},"to":"w0","from":"w1","signal":{{"session":{{"offerer":"{offerer}","seq":{seq}}},"body":{{"kind":"abort","reason":"x"}}}}}}"#
+            );
+            hostile.push(relay.into_bytes());
+        }
+    }
+    hostile.push(format!(r#"{{"type":"peer_joined","member":{{"peer":"w1","record":{forged_record}}}}}"#).into_bytes());
+    hostile.push(
+        format!(r#"{{"type":"peer_list","admin":"rogue","peers":[{{"peer":"w1","record":{forged_record}}}]}}"#)
+            .into_bytes(),
+    );
+    hostile.push(br#"{"type":"registry_answer","id":1,"workers":[],"total_count":0,"matched_count":0}"#.to_vec());
+    let attempts_before = nodes[0].snapshot().counters.attempts() + nodes[1].snapshot().counters.attempts();
+    for bytes in hostile {
+        handle.link.send(bytes.into()).await.expect("sent");
+    }
+    // The relay error for the spoofed envelope proves w0 read everything above and kept going.
+    let reply = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(mesh_core::LinkEvent::Message(m)) = handle.events.recv().await {
+                let m = mesh_core::MeshMessage::decode(&m, 1 << 20).unwrap();
+                if matches!(m, mesh_core::MeshMessage::RelayError { .. }) {
+                    return m;
+                }
+            }
+        }
+    })
+    .await
+    .expect("relay error");
+    assert_eq!(reply, mesh_core::MeshMessage::RelayError { id: 1, reason: mesh_core::RelayErrorReason::SpoofedSender });
+    let s = nodes[0].snapshot();
+    assert_eq!(s.health.links_expected, 1, "w1 is still in w0's room state");
+    assert!(s.health.peers.iter().any(|p| p.peer.as_str() == "w1" && p.state == "up"));
+    assert!(s.counters.refused >= 12, "each forgery refused and counted: {:?}", s.counters);
+    let attempts_after = s.counters.attempts() + nodes[1].snapshot().counters.attempts();
+    assert_eq!(attempts_after, attempts_before, "no link torn down and dialed again");
+    let page = nodes[1].query_registry(RegistryFilter::default(), WAIT).await.expect("registry");
+    let w1 = page.workers.iter().find(|m| m.peer.as_str() == "w1").expect("w1 in the registry");
+    assert_eq!((page.total_count, w1.record.version, w1.record.status), (2, 1, mesh_core::WorkerStatus::Available));
+    let mut ev = nodes[1].subscribe();
+    nodes[0].send(&peer("w1"), serde_json::json!({"hello": 2})).await.expect("app send");
+    let got = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(MeshEvent::AppMessage { body, .. }) = ev.recv().await {
+                return body;
+            }
+        }
+    })
+    .await
+    .expect("message");
+    assert_eq!(got["hello"], 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn b25_a_rogue_worker_cannot_hand_over_signals_in_another_workers_name() {
+    use mesh_core::identity::NodeKey;
+    use mesh_core::memory::{MemorySignaler, MemoryTransport};
+    use mesh_core::{
+        Identity, Inbound, MeshMessage, NoLinks, SessionId, Signal, SignalBody, Signaler, SignalerContext,
+    };
+    use mesh_core::{SignalingEvent, Transport};
+    use std::sync::Arc;
+    let net = MemoryNetwork::new();
+    let nodes = spawn_mesh(&net, 2).await;
+    let before: Vec<_> = nodes.iter().map(|n| n.snapshot().counters).collect();
+    // A worker with its own key joins and links to w0 as any newcomer would.
+    let key = NodeKey::generate();
+    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
+    let rogue = MemorySignaler::new(net.clone());
+    let o = options("rogue", Role::Worker, 0);
+    let identity = Identity { key: Some(key.public_hex()), ..o.identity };
+    rogue.start(SignalerContext { identity, inbox, mesh: Arc::new(NoLinks) }).await.expect("registered");
+    let transport = MemoryTransport::new(net.clone(), peer("rogue"), Duration::from_secs(5));
+    let (sink, mut out) = tokio::sync::mpsc::channel(8);
+    let mut handle = transport.dial(&peer("w0"), sink).await.unwrap();
+    let session = SessionId { offerer: peer("rogue"), seq: 1 };
+    let offer = out.recv().await.unwrap();
+    let room = o_room();
+    let mut signal = Signal::new(session.clone(), offer);
+    signal.sig = Some(key.sign(&room, &peer("rogue"), &peer("w0"), &signal));
+    rogue.send(&peer("w0"), signal).await.unwrap();
+    let answer = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Inbound { event: SignalingEvent::Signal { signal, .. }, .. }) = rx.recv().await {
+                return signal.body;
+            }
+        }
+    })
+    .await
+    .expect("answer");
+    handle.link.apply_signal(answer).await.unwrap();
+    assert_eq!(handle.events.recv().await, Some(mesh_core::LinkEvent::Open));
+    // It hands w0 aborts "from w1" for every guessable session: unsigned, and signed by itself.
+    for seq in 0..4 {
+        for offerer in ["w0", "w1"] {
+            let mut forged =
+                Signal::new(SessionId { offerer: peer(offerer), seq }, SignalBody::Abort { reason: "forged".into() });
+            for sig in [None, Some(key.sign(&room, &peer("w1"), &peer("w0"), &forged))] {
+                forged.sig = sig;
+                let msg = MeshMessage::Relay { id: seq, to: peer("w0"), from: peer("w1"), signal: forged.clone() };
+                handle.link.send(msg.encode().into()).await.expect("sent");
+            }
+        }
+    }
+    // A ping-pong over the same link proves w0 read all of the above first.
+    let query = MeshMessage::RegistryQuery { id: 99, filter: RegistryFilter::default() };
+    handle.link.send(query.encode().into()).await.expect("sent");
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(mesh_core::LinkEvent::Message(m)) = handle.events.recv().await {
+                if matches!(MeshMessage::decode(&m, 1 << 20), Ok(MeshMessage::RegistryAnswer { id: 99, .. })) {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("registry answer");
+    let s = nodes[0].snapshot();
+    assert!(s.health.peers.iter().any(|p| p.peer.as_str() == "w1" && p.state == "up"), "{:?}", s.health);
+    assert!(s.counters.refused >= 16, "every forgery refused and counted: {:?}", s.counters);
+    for (n, b) in nodes.iter().zip(before) {
+        assert_eq!(n.snapshot().counters.reconnects, b.reconnects, "{}: no link was made again", n.peer_id());
+    }
+}
+
+fn o_room() -> mesh_core::RoomId {
+    options("x", Role::Worker, 0).identity.room
+}
