@@ -54,9 +54,7 @@ impl NodeKey {
     pub fn sign(&self, room: &RoomId, from: &PeerId, to: &PeerId, signal: &Signal) -> String {
         to_hex(&self.0.sign(&signed_bytes(room, from, to, signal)).to_bytes())
     }
-}
 
-impl NodeKey {
     /// Signs `record` as `owner`'s in `room`.
     pub fn sign_record(&self, room: &RoomId, owner: &PeerId, record: &WorkerRecord) -> String {
         to_hex(&self.0.sign(&record_bytes(room, owner, record)).to_bytes())
@@ -100,25 +98,11 @@ impl PublicKey {
     }
 }
 
-/// True if `record` carries a valid signature by `public_hex` as `owner`'s record in `room`.
-pub fn verify_record(public_hex: &str, room: &RoomId, owner: &PeerId, record: &WorkerRecord) -> bool {
-    check(public_hex, record.sig.as_deref(), &record_bytes(room, owner, record))
-}
-
 fn record_bytes(room: &RoomId, owner: &PeerId, r: &WorkerRecord) -> Vec<u8> {
     let value = serde_json::json!([room, owner, r.version, r.status, r.priority, r.metadata]);
     let mut bytes = b"mesh-record-v1\n".to_vec();
     bytes.extend(value.to_string().into_bytes());
     bytes
-}
-
-fn check(public_hex: &str, sig: Option<&str>, bytes: &[u8]) -> bool {
-    PublicKey::parse(public_hex).is_some_and(|k| k.check(sig, bytes))
-}
-
-/// True if `signal` carries a valid signature by `public_hex` over (room, from, to, session, body).
-pub fn verify(public_hex: &str, room: &RoomId, from: &PeerId, to: &PeerId, signal: &Signal) -> bool {
-    check(public_hex, signal.sig.as_deref(), &signed_bytes(room, from, to, signal))
 }
 
 /// What a signature covers: a JSON array (room, from, to, session, body), with a domain prefix.
@@ -153,6 +137,10 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::signal::{SessionId, SignalBody};
+
+    fn verify(public_hex: &str, room: &RoomId, from: &PeerId, to: &PeerId, signal: &Signal) -> bool {
+        PublicKey::parse(public_hex).is_some_and(|k| k.signed_signal(room, from, to, signal))
+    }
 
     fn ids() -> (RoomId, PeerId, PeerId) {
         (RoomId::new("r").unwrap(), PeerId::new("a").unwrap(), PeerId::new("b").unwrap())

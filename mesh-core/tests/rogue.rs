@@ -10,36 +10,10 @@ use std::time::Duration;
 
 #[tokio::test(start_paused = true)]
 async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
-    use mesh_core::memory::{MemorySignaler, MemoryTransport};
-    use mesh_core::{
-        Identity, Inbound, NoLinks, SessionId, Signal, Signaler, SignalerContext, SignalingEvent, Transport,
-    };
-    use std::sync::Arc;
     let net = MemoryNetwork::new();
     let nodes = spawn_mesh(&net, 2).await;
     // A rogue peer registers as a client and opens a link to w0 by hand.
-    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
-    let rogue = MemorySignaler::new(net.clone());
-    let o = options("rogue", Role::Client, 0);
-    let ctx = SignalerContext { identity: Identity { ..o.identity }, inbox, mesh: Arc::new(NoLinks) };
-    rogue.start(ctx).await.expect("registered");
-    let transport = MemoryTransport::new(net.clone(), peer("rogue"), Duration::from_secs(5));
-    let (sink, mut out) = tokio::sync::mpsc::channel(8);
-    let mut handle = transport.dial(&peer("w0"), sink).await.unwrap();
-    let session = SessionId { offerer: peer("rogue"), seq: 1 };
-    let offer = out.recv().await.unwrap();
-    rogue.send(&peer("w0"), Signal::new(session.clone(), offer)).await.unwrap();
-    let answer = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(Inbound { event: SignalingEvent::Signal { signal, .. }, .. }) = rx.recv().await {
-                return signal.body;
-            }
-        }
-    })
-    .await
-    .expect("answer");
-    handle.link.apply_signal(answer).await.unwrap();
-    assert_eq!(handle.events.recv().await, Some(mesh_core::LinkEvent::Open));
+    let (mut handle, _rogue) = rogue_link(&net, Role::Client, None).await;
     let hostile: Vec<Vec<u8>> = vec![
         b"not json".to_vec(),
         br#"{"type":"unknown"}"#.to_vec(),
@@ -111,42 +85,14 @@ async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
 #[tokio::test(start_paused = true)]
 async fn b25_a_rogue_worker_cannot_hand_over_signals_in_another_workers_name() {
     use mesh_core::identity::NodeKey;
-    use mesh_core::memory::{MemorySignaler, MemoryTransport};
-    use mesh_core::{
-        Identity, Inbound, MeshMessage, NoLinks, SessionId, Signal, SignalBody, Signaler, SignalerContext,
-    };
-    use mesh_core::{SignalingEvent, Transport};
-    use std::sync::Arc;
+    use mesh_core::{MeshMessage, SessionId, Signal, SignalBody};
     let net = MemoryNetwork::new();
     let nodes = spawn_mesh(&net, 2).await;
     let before: Vec<_> = nodes.iter().map(|n| n.snapshot().counters).collect();
     // A worker with its own key joins and links to w0 as any newcomer would.
     let key = NodeKey::generate();
-    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
-    let rogue = MemorySignaler::new(net.clone());
-    let o = options("rogue", Role::Worker, 0);
-    let identity = Identity { key: Some(key.public_hex()), ..o.identity };
-    rogue.start(SignalerContext { identity, inbox, mesh: Arc::new(NoLinks) }).await.expect("registered");
-    let transport = MemoryTransport::new(net.clone(), peer("rogue"), Duration::from_secs(5));
-    let (sink, mut out) = tokio::sync::mpsc::channel(8);
-    let mut handle = transport.dial(&peer("w0"), sink).await.unwrap();
-    let session = SessionId { offerer: peer("rogue"), seq: 1 };
-    let offer = out.recv().await.unwrap();
+    let (mut handle, _rogue) = rogue_link(&net, Role::Worker, Some(&key)).await;
     let room = o_room();
-    let mut signal = Signal::new(session.clone(), offer);
-    signal.sig = Some(key.sign(&room, &peer("rogue"), &peer("w0"), &signal));
-    rogue.send(&peer("w0"), signal).await.unwrap();
-    let answer = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(Inbound { event: SignalingEvent::Signal { signal, .. }, .. }) = rx.recv().await {
-                return signal.body;
-            }
-        }
-    })
-    .await
-    .expect("answer");
-    handle.link.apply_signal(answer).await.unwrap();
-    assert_eq!(handle.events.recv().await, Some(mesh_core::LinkEvent::Open));
     // It hands w0 aborts "from w1" for every guessable session: unsigned, and signed by itself.
     for seq in 0..4 {
         for offerer in ["w0", "w1"] {
@@ -183,4 +129,42 @@ async fn b25_a_rogue_worker_cannot_hand_over_signals_in_another_workers_name() {
 
 fn o_room() -> mesh_core::RoomId {
     options("x", Role::Worker, 0).identity.room
+}
+
+/// A rogue peer (`role`, registering `key` if any) that links to w0 by hand, signing its offer
+/// with `key`: the open link's handle, and its signaler (its registration lasts as long).
+async fn rogue_link(
+    net: &MemoryNetwork,
+    role: Role,
+    key: Option<&mesh_core::identity::NodeKey>,
+) -> (mesh_core::LinkHandle, mesh_core::memory::MemorySignaler) {
+    use mesh_core::memory::{MemorySignaler, MemoryTransport};
+    use mesh_core::{
+        Identity, Inbound, NoLinks, SessionId, Signal, Signaler, SignalerContext, SignalingEvent, Transport,
+    };
+    use std::sync::Arc;
+    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
+    let rogue = MemorySignaler::new(net.clone());
+    let o = options("rogue", role, 0);
+    let identity = Identity { key: key.map(|k| k.public_hex()), ..o.identity };
+    rogue.start(SignalerContext { identity, inbox, mesh: Arc::new(NoLinks) }).await.expect("registered");
+    let transport = MemoryTransport::new(net.clone(), peer("rogue"), Duration::from_secs(5));
+    let (sink, mut out) = tokio::sync::mpsc::channel(8);
+    let mut handle = transport.dial(&peer("w0"), sink).await.unwrap();
+    let session = SessionId { offerer: peer("rogue"), seq: 1 };
+    let mut signal = Signal::new(session, out.recv().await.unwrap());
+    signal.sig = key.map(|k| k.sign(&o_room(), &peer("rogue"), &peer("w0"), &signal));
+    rogue.send(&peer("w0"), signal).await.unwrap();
+    let answer = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Inbound { event: SignalingEvent::Signal { signal, .. }, .. }) = rx.recv().await {
+                return signal.body;
+            }
+        }
+    })
+    .await
+    .expect("answer");
+    handle.link.apply_signal(answer).await.unwrap();
+    assert_eq!(handle.events.recv().await, Some(mesh_core::LinkEvent::Open));
+    (handle, rogue)
 }

@@ -16,8 +16,9 @@ fn peer(s: &str) -> PeerId {
     PeerId::new(s).unwrap()
 }
 
-async fn start(net: &MemoryNetwork, name: &str, relay: bool) -> MeshNode {
-    let options = NodeOptions {
+/// The options of worker `name` in room `room`.
+fn options(name: &str) -> NodeOptions {
+    NodeOptions {
         identity: Identity {
             room: RoomId::new("room").unwrap(),
             peer: peer(name),
@@ -28,7 +29,11 @@ async fn start(net: &MemoryNetwork, name: &str, relay: bool) -> MeshNode {
         timing: Timing::default(),
         signal_timeout: Duration::from_millis(500),
         max_message_bytes: 64 * 1024,
-    };
+    }
+}
+
+async fn start(net: &MemoryNetwork, name: &str, relay: bool) -> MeshNode {
+    let options = options(name);
     let transport = Arc::new(MemoryTransport::new(net.clone(), peer(name), Duration::from_secs(5)));
     let mut signalers: Vec<Arc<dyn Signaler>> = Vec::new();
     if relay {
@@ -154,18 +159,7 @@ async fn a_relay_storm_of_joiners_forms_the_mesh_without_duplicates() {
 #[tokio::test]
 async fn a_chain_of_the_relay_alone_is_refused_at_start_saying_why() {
     let net = MemoryNetwork::new();
-    let options = NodeOptions {
-        identity: Identity {
-            room: RoomId::new("room").unwrap(),
-            peer: peer("w0"),
-            role: Role::Worker,
-            record: WorkerRecord::new(0, Metadata::new()),
-            key: None,
-        },
-        timing: Timing::default(),
-        signal_timeout: Duration::from_millis(500),
-        max_message_bytes: 64 * 1024,
-    };
+    let options = options("w0");
     let transport = Arc::new(MemoryTransport::new(net.clone(), peer("w0"), Duration::from_secs(5)));
     let relay: Arc<dyn Signaler> = Arc::new(RelaySignaler::new(RelayConfig::default()));
     let err = match MeshNode::start(options, transport, vec![relay]).await {

@@ -187,24 +187,8 @@ async fn floods_are_rate_limited_then_closed() {
     let s = server(config).await;
     let (mut good, _) = register(&s, "r", "good", json!({})).await;
     let mut flood = connect(&s).await;
-    for i in 0..500 {
-        if flood.send(Message::Text(json!({"type": "ping", "id": i}).to_string().into())).await.is_err() {
-            break;
-        }
-    }
-    let mut limited = false;
-    let reason = tokio::time::timeout(WAIT, async {
-        loop {
-            match flood.next().await {
-                Some(Ok(Message::Text(t))) => limited |= t.contains("rate_limited"),
-                Some(Ok(Message::Close(f))) => return f.map(|f| f.reason.to_string()).unwrap_or_default(),
-                None | Some(Err(_)) => return String::new(),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("flood connection closed");
+    let ping = Message::Text(json!({"type": "ping", "id": 1}).to_string().into());
+    let (limited, reason) = flood_with(&mut flood, ping, 500).await;
     assert!(limited, "rate_limited error frames came first");
     assert_eq!(reason, "rate limit exceeded");
     send(&mut good, json!({"type": "ping", "id": 1})).await;

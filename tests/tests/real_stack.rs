@@ -180,11 +180,7 @@ async fn the_mesh_runs_through_a_server_restart_and_takes_a_newcomer_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_envelope_with_a_spoofed_sender_is_refused_and_never_forwarded() {
-    use mesh_core::{
-        Identity, Inbound, LinkEvent, MeshMessage, PeerId, RelayErrorReason, Role, RoomId, SessionId, Signal, Signaler,
-        SignalerContext, SignalingEvent, Transport, WorkerRecord,
-    };
-    use std::sync::Arc;
+    use mesh_core::{LinkEvent, MeshMessage, PeerId, RelayErrorReason, Role, SessionId, Signal, Signaler};
     let stack = Stack::new(base(&["relay", "ws"])).await.unwrap();
     let nodes = start(&stack, &["w0", "w1", "w2"]).await;
     wait_full(&nodes).await;
@@ -192,38 +188,7 @@ async fn a_relay_envelope_with_a_spoofed_sender_is_refused_and_never_forwarded()
     let before = relayed_to_w1(&nodes[1]);
 
     // A rogue client links to the admin w0 by hand over the real server and WebRTC.
-    let rogue = PeerId::new("rogue").unwrap();
-    let signaler = signaling_ws::WsSignaler::new(stack.server_url().unwrap(), None);
-    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
-    let identity = Identity {
-        room: RoomId::new("real").unwrap(),
-        peer: rogue.clone(),
-        role: Role::Client,
-        record: WorkerRecord::new(0, Default::default()),
-        key: None,
-    };
-    signaler.start(SignalerContext { identity, inbox, mesh: Arc::new(mesh_core::NoLinks) }).await.expect("registered");
-    let transport = transport_webrtc::WebRtcTransport::new(transport_webrtc::WebRtcConfig::loopback(), 1 << 20);
-    let (sink, mut out) = tokio::sync::mpsc::channel(64);
-    let w0 = PeerId::new("w0").unwrap();
-    let mut link = transport.dial(&w0, sink).await.unwrap();
-    let session = SessionId { offerer: rogue.clone(), seq: 1 };
-    let (signaler, l, s) = (Arc::new(signaler), link.link.clone(), session.clone());
-    let outgoing = signaler.clone();
-    tokio::spawn(async move {
-        while let Some(body) = out.recv().await {
-            let _ = outgoing.send(&PeerId::new("w0").unwrap(), Signal::new(s.clone(), body)).await;
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(Inbound { event, .. }) = rx.recv().await {
-            if let SignalingEvent::Signal { signal, .. } = event {
-                let _ = l.apply_signal(signal.body).await;
-            }
-        }
-    });
-    let opened = tokio::time::timeout(WAIT, link.events.recv()).await.expect("opens in time");
-    assert_eq!(opened, Some(LinkEvent::Open));
+    let (mut link, signaler) = rogue_link(&stack, Role::Client).await;
 
     // It asks w0 to forward a signal to w1 "from w2".
     let spoofed = MeshMessage::Relay {

@@ -91,16 +91,9 @@ pub fn sibling_binary(name: &str, package: &str) -> Result<std::path::PathBuf, S
     // Built when missing, and when older than the test itself: `cargo test -p` alone does not
     // rebuild other packages' binaries, and a stale one would test old code. Checked once per
     // binary and process: the cargo call is a no-op when current, but it takes a while.
-    static CHECKED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let first = CHECKED
-        .lock()
-        .map(|mut c| {
-            !c.contains(&name.to_string()) && {
-                c.push(name.into());
-                true
-            }
-        })
-        .unwrap_or(true);
+    static CHECKED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let first = CHECKED.lock().map(|mut checked| checked.insert(name.to_string())).unwrap_or(true);
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let stale = match (modified(&path), modified(&exe)) {
         (Some(binary), Some(test)) => first && binary < test,
