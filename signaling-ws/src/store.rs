@@ -143,9 +143,12 @@ impl RoomStore for MemoryRoomStore {
     fn set_admin(&self, room_id: &RoomId, peer: &PeerId) {
         let mut rooms = self.rooms();
         if let Some(room) = rooms.get_mut(room_id) {
+            let changed = room.admin.as_ref() != Some(peer);
             room.admin = Some(peer.clone());
             room.first = None;
-            room.tell_others(peer, &ServerMsg::Admin { peer: peer.clone() });
+            if changed {
+                room.tell_others(peer, &ServerMsg::Admin { peer: peer.clone() });
+            }
         }
     }
 

@@ -223,6 +223,7 @@ impl MeshNode {
             timing: options.timing.clone(),
             seed: rand::random(),
             key: Some(key.clone()),
+            first_session: first_session(),
         });
         let (commands, commands_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
@@ -364,4 +365,10 @@ impl Drop for MeshNode {
             task.abort();
         }
     }
+}
+
+/// The first session number of a node started now: microseconds since the Unix epoch, so a
+/// restarted process (same peer id) never reuses its predecessor's session ids.
+fn first_session() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64)
 }

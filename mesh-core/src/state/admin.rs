@@ -222,6 +222,12 @@ impl MeshState {
         }
         let (admin, epoch) = (self.admin.clone(), self.epoch);
         self.send(from, MeshMessage::AdminVerifyAck { id, admin, epoch });
+        if self.is_admin() && self.is_present_worker(from) {
+            // A worker takes us for admin now, perhaps a rival stepping down, whose withdrawal
+            // may reach the rendezvous after our last announcement and leave it naming nobody:
+            // announce again, so it names the admin the room settled on.
+            self.announce_admin(now);
+        }
     }
 
     pub(super) fn on_admin_verify_ack(

@@ -9,6 +9,8 @@ use crate::id::PeerId;
 
 /// Distinct (sender, reason) pairs logged at WARN before further refusals go to DEBUG only.
 const MAX_LOGGED: usize = 1024;
+/// Departed peers remembered (the oldest-named are forgotten first beyond this).
+const MAX_DEPARTED: usize = 1024;
 
 impl MeshState {
     /// True if `from` is the admin this node follows (never true for this node itself).
@@ -31,6 +33,19 @@ impl MeshState {
         }
     }
 
+    /// Notes that `peer` left: records of it from others' snapshots are ignored from now on.
+    pub(super) fn note_departed(&mut self, peer: &PeerId) {
+        if self.departed.len() >= MAX_DEPARTED {
+            self.departed.pop_first();
+        }
+        self.departed.insert(peer.clone());
+    }
+
+    /// The rendezvous (or the admin, passing on its notice) introduces `peer`: it is back.
+    pub(super) fn note_present(&mut self, peer: &PeerId) {
+        self.departed.remove(peer);
+    }
+
     /// The public key this node knows for `peer`.
     pub fn key_of(&self, peer: &PeerId) -> Option<&str> {
         self.keys.get(peer).map(|k| k.hex())
@@ -39,8 +54,8 @@ impl MeshState {
     /// Merges `record` as `owner`'s if its owner signed it (when `owner`'s key is known; a
     /// peer without a known key cannot be checked). A record that does not verify is refused.
     pub(super) fn merge_record(&mut self, from: &PeerId, owner: &PeerId, record: &crate::WorkerRecord) -> bool {
-        if !self.room.would_take(owner, record) {
-            return false; // nothing new: no need to check it
+        if self.departed.contains(owner) || !self.room.would_take(owner, record) {
+            return false; // gone, or nothing new: no need to check it
         }
         if let Some(key) = self.keys.get(owner) {
             if !key.signed_record(&self.cfg.room, owner, record) {

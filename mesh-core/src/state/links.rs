@@ -27,6 +27,10 @@ pub(super) fn session_of(link: &LinkState) -> Option<&SessionId> {
     }
 }
 
+/// How long a peer the restarted rendezvous left out has to register again (its reconnect
+/// backoff is at most 10 s) before this node, unable to reach it, forgets it.
+pub const UNLISTED_GRACE: Duration = Duration::from_secs(15);
+
 /// Base delay of retry `attempt` (0-based): initial · 2^attempt, capped.
 pub fn retry_base(initial: Duration, max: Duration, attempt: u32) -> Duration {
     initial.saturating_mul(1u32 << attempt.min(20)).min(max)
@@ -37,11 +41,15 @@ impl MeshState {
         let first = !self.registered;
         self.registered = true;
         for m in &members {
+            self.note_present(&m.peer);
             self.learn_key(&m.peer, m.key.as_ref(), true);
             self.merge_record(&m.peer, &m.peer, &m.record);
         }
         if let Some(a) = &admin {
             self.announced_admin = Some(a.clone());
+        }
+        if !first {
+            self.forget_unlisted(now, &members);
         }
         if self.next_heartbeat.is_none() {
             self.next_heartbeat = Some(now + self.cfg.timing.heartbeat_interval);
@@ -86,11 +94,37 @@ impl MeshState {
         }
     }
 
+    /// Registered again (the rendezvous restarted): a peer it no longer lists may have died
+    /// while the server was down, and nobody would ever say it left; it would be followed, or
+    /// dialed, for ever, and listed in the registry. One this node never reached is forgotten
+    /// now. One it was linked to is marked: if its link is down and it has not registered again
+    /// within [`UNLISTED_GRACE`], it is forgotten when its next retry is due. A live peer
+    /// registers again and is introduced anew.
+    fn forget_unlisted(&mut self, now: Instant, members: &[MemberInfo]) {
+        let unlisted: Vec<(PeerId, bool)> = self
+            .peers
+            .iter()
+            .filter(|(p, _)| !members.iter().any(|m| &m.peer == *p))
+            .map(|(p, e)| (p.clone(), e.ever_linked))
+            .collect();
+        for (peer, linked_before) in unlisted {
+            if linked_before {
+                if let Some(entry) = self.peers.get_mut(&peer) {
+                    entry.unlisted_since.get_or_insert(now);
+                }
+            } else {
+                tracing::info!(%peer, "the rendezvous no longer lists a peer never reached; forgetting it");
+                self.on_peer_left(now, &peer);
+            }
+        }
+    }
+
     /// A worker joined: the rendezvous says so (`by_rendezvous`), or the admin over the mesh.
     pub(super) fn on_peer_joined(&mut self, now: Instant, member: MemberInfo, by_rendezvous: bool) {
         if member.peer == self.cfg.me {
             return;
         }
+        self.note_present(&member.peer);
         self.learn_key(&member.peer, member.key.as_ref(), by_rendezvous);
         if !self.merge_record(&member.peer, &member.peer, &member.record) && self.room.get(&member.peer).is_none() {
             return; // a newcomer whose record does not verify is not taken in
@@ -103,6 +137,9 @@ impl MeshState {
             for p in others {
                 self.send(&p, MeshMessage::PeerJoined { member: member.clone() });
             }
+        }
+        if let Some(entry) = self.peers.get_mut(&member.peer).filter(|_| by_rendezvous) {
+            entry.unlisted_since = None;
         }
         if self.cfg.role == Role::Worker {
             if by_rendezvous {
@@ -120,6 +157,16 @@ impl MeshState {
         }
         self.room.remove(peer);
         self.keys.remove(peer);
+        self.note_departed(peer);
+        if self.announced_admin.as_ref() == Some(peer) {
+            // The rendezvous named the leaver admin and forgets it now: it names nobody. If
+            // this node holds the role (it kept it while the other took it, frozen or cut off,
+            // and won back), it must say so, or newcomers are pointed at no admin.
+            self.announced_admin = None;
+            if self.is_admin() {
+                self.announce_admin(now);
+            }
+        }
         if let Some(entry) = self.peers.remove(peer) {
             if let Some(session) = session_of(&entry.link) {
                 let reason = "peer left the room".to_string();
@@ -144,6 +191,7 @@ impl MeshState {
             introduced: false,
             relay_first: false,
             answer_due: None,
+            unlisted_since: None,
             retry_attempt: 0,
             peer_list_sent: false,
             view: None,
@@ -388,6 +436,12 @@ impl MeshState {
             })
             .collect();
         for (peer, why) in due {
+            let grace = UNLISTED_GRACE;
+            if self.peers.get(&peer).and_then(|e| e.unlisted_since).is_some_and(|t| now >= t + grace) {
+                tracing::info!(%peer, "the rendezvous has not listed this unreachable peer since it restarted; forgetting it");
+                self.on_peer_left(now, &peer);
+                continue;
+            }
             self.dial(now, &peer, why);
         }
     }

@@ -82,6 +82,10 @@ pub struct StateConfig {
     pub seed: u64,
     /// This node's key: it signs the node's own record (none: records go unsigned, as in tests).
     pub key: Option<std::sync::Arc<crate::identity::NodeKey>>,
+    /// The sequence number of this node's first session. A restarted process must not reuse
+    /// the session ids of the one before it (a late signal of the old one would hit the new
+    /// one's attempt), so the node starts from the wall clock; tests start from 1.
+    pub first_session: u64,
 }
 
 /// Something that happened, fed to [`MeshState::handle`].
@@ -329,6 +333,8 @@ struct PeerEntry {
     relay_first: bool,
     /// When the pending offer, sent by the rendezvous, must have been answered.
     answer_due: Option<Instant>,
+    /// The rendezvous left this peer out when this node registered again, at this time.
+    unlisted_since: Option<Instant>,
     retry_attempt: u32,
     peer_list_sent: bool,
     /// The peer's view of the admin from its latest heartbeat.
@@ -372,6 +378,10 @@ pub struct MeshState {
     counters: Counters,
     /// Public keys of peers, as the rendezvous bound them (or the admin's peer list told).
     keys: BTreeMap<PeerId, crate::identity::PublicKey>,
+    /// Peers that left (the rendezvous or the peer itself said so): a record of theirs in a
+    /// snapshot sent before they left (a peer list, a sync answer) must not bring them back.
+    /// Cleared when the rendezvous introduces the peer again.
+    departed: std::collections::BTreeSet<PeerId>,
     /// Refusals already logged at WARN, by sender and reason.
     refusals_logged: std::collections::BTreeSet<(PeerId, &'static str)>,
     actions: std::collections::VecDeque<Action>,
@@ -389,6 +399,7 @@ impl MeshState {
             room.merge(&cfg.me, &cfg.record);
         }
         let rng = cfg.seed | 1;
+        let next_seq = cfg.first_session.max(1);
         Self {
             cfg,
             room,
@@ -407,13 +418,14 @@ impl MeshState {
             sync_query: None,
             registered: false,
             leaving: false,
-            next_seq: 1,
+            next_seq,
             heartbeat_seq: 0,
             next_heartbeat: None,
             next_health: None,
             rng,
             counters: Counters::default(),
             refusals_logged: Default::default(),
+            departed: Default::default(),
             keys: BTreeMap::new(),
             actions: Default::default(),
         }

@@ -19,6 +19,7 @@ fn state(me: &str, role: Role) -> MeshState {
         timing: Timing::default(),
         seed: 1,
         key: None,
+        first_session: 1,
     })
 }
 

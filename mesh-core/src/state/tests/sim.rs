@@ -67,6 +67,7 @@ impl Sim {
             timing: Timing::default(),
             seed: self.nodes.len() as u64 + 7,
             key: None,
+            first_session: 1,
         };
         let members: Vec<MemberInfo> = self
             .registered
