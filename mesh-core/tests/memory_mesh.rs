@@ -69,6 +69,31 @@ async fn b15_b16_admin_leaves_survivors_keep_links_and_verify_a_new_admin() {
     }
 }
 
+/// Unix time in milliseconds, now.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_millis() as u64
+}
+
+#[tokio::test(start_paused = true)]
+async fn b04_a_worker_restarted_under_its_peer_id_publishes_a_newer_record() {
+    let net = MemoryNetwork::new();
+    let nodes = spawn_mesh(&net, 2).await;
+    let version_of = |page: &mesh_core::RegistryPage| {
+        page.workers.iter().find(|m| m.peer.as_str() == "w1").map(|m| m.record.version).expect("w1 listed")
+    };
+    let first = version_of(&nodes[0].query_registry(RegistryFilter::default(), WAIT).await.expect("registry"));
+    let mut nodes = nodes;
+    nodes.pop().expect("w1").abort();
+    let restart = unix_ms();
+    let w1 = start(&net, "w1").await;
+    wait_links(&w1, 1).await;
+    wait_links(&nodes[0], 1).await;
+    let second = version_of(&nodes[0].query_registry(RegistryFilter::default(), WAIT).await.expect("registry"));
+    // Versions start from the clock: the record of the process started later wins everywhere,
+    // also where the old one is still held (a departure nobody saw).
+    assert!(first <= restart && second >= restart, "first {first}, restart at {restart} ms, second {second}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn b15_admin_crash_survivors_keep_links_and_elect() {
     let net = MemoryNetwork::new();

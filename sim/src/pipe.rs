@@ -1,7 +1,7 @@
 //! Reliable, ordered delivery on a link, as its SCTP stream gives it: messages of one direction
 //! arrive in the order sent; while the pair is cut they wait and are retransmitted (timeout
-//! 250 ms, doubling to 4 s) until the cut heals or the link closes; nothing later overtakes
-//! them.
+//! 250 ms, doubling to 4 s) until the cut heals or the receiving end closes; nothing later
+//! overtakes them. A graceful close travels the same way, after the data sent before it.
 
 use crate::world::{Item, World};
 use mesh_core::{PeerId, SessionId};
@@ -40,8 +40,10 @@ impl World {
                 pipe.pumping = false;
                 return;
             };
-            let (ready, live) = (*ready, self.sessions.get(session).is_some_and(|s| s.live()));
-            if !live {
+            // What was sent arrives unless the receiving end closed (a closing sender flushes).
+            let open_there = self.sessions.get(session).is_some_and(|s| s.open && !s.closed_at(to));
+            let ready = *ready;
+            if !open_there {
                 pipe.queue.pop_front(); // the association is gone, and what it held with it
                 continue;
             }
@@ -57,7 +59,12 @@ impl World {
                 return;
             }
             pipe.rto = 250;
-            if let Some((_, _, item)) = pipe.queue.pop_front() {
+            if let Some((_, session, item)) = pipe.queue.pop_front() {
+                if let Item::Input { event: mesh_core::Event::LinkClosed { .. }, .. } = &item {
+                    if let Some(s) = self.sessions.get_mut(&session) {
+                        s.close(to); // the other end is told: its transport is gone too
+                    }
+                }
                 self.process(item);
             }
         }

@@ -141,6 +141,8 @@ pub struct World {
     /// A readable log of the run, when asked for.
     pub trace: Option<Vec<String>>,
     next_query: u64,
+    /// When the server's last message to each node arrives.
+    server_fifo: BTreeMap<PeerId, u64>,
     /// Ordered streams by direction.
     pub(crate) pipes: BTreeMap<(PeerId, PeerId), crate::pipe::Pipe>,
 }
@@ -166,6 +168,7 @@ impl World {
             trace: trace.then(Vec::new),
             next_query: 1,
             pipes: BTreeMap::new(),
+            server_fifo: BTreeMap::new(),
         }
     }
 
@@ -317,6 +320,7 @@ impl World {
         match action {
             Action::Dial { peer, session } => {
                 self.log(|| format!("{from} dials {peer} ({session})"));
+                self.checker.count("session ids unique");
                 if self.sessions.contains_key(&session) {
                     self.checker.fail(self.t, "session ids unique", format!("{from} dialed {session} twice"));
                 }
@@ -386,7 +390,6 @@ impl World {
     }
 
     fn close(&mut self, from: &PeerId, peer: &PeerId, session: SessionId, reason: String) {
-        let t = self.t;
         let Some(s) = self.sessions.get_mut(&session) else { return };
         if s.closed_at(from) {
             return;
@@ -394,15 +397,12 @@ impl World {
         let was_live = s.live();
         s.close(from);
         if was_live {
-            // The transport tells the other end, unless the packets are dropped.
-            if !self.net.is_cut(from, peer) {
-                s.close(peer);
-                let inc = if &s.offerer.0 == peer { Some(s.offerer.1) } else { s.answerer.1 };
-                let delay = self.net.delay(&mut self.rng, from, peer);
-                if let Some(inc) = inc {
-                    let event = Event::LinkClosed { peer: from.clone(), session, reason };
-                    self.at(t + delay, Item::Input { to: peer.clone(), inc, event });
-                }
+            // The transport flushes what was sent, then tells the other end (once the packets
+            // get through: a cut holds it, and the other end may give up on silence first).
+            let inc = if &s.offerer.0 == peer { Some(s.offerer.1) } else { s.answerer.1 };
+            if let Some(inc) = inc {
+                let event = Event::LinkClosed { peer: from.clone(), session: session.clone(), reason };
+                self.push_ordered(from, peer, session, Item::Input { to: peer.clone(), inc, event });
             }
         } else if !s.open {
             self.signal(from, peer, Event::SessionAborted { from: from.clone(), session });
@@ -447,8 +447,24 @@ impl World {
             self.log(|| format!("{from}: signal to {to} lost: no path"));
             return None;
         };
-        self.at(self.t + delay, Item::Input { to: to.clone(), inc: inc_to, event });
-        Some(self.t + delay)
+        let at = if by_server == Some(delay) {
+            self.server_sends(to, inc_to, delay, event)
+        } else {
+            let at = self.t + delay;
+            self.at(at, Item::Input { to: to.clone(), inc: inc_to, event });
+            at
+        };
+        Some(at)
+    }
+
+    /// Delivers `event` from the server to `to`, `delay` ms from now but never before what the
+    /// server sent it earlier (one WebSocket: first in, first out). Returns the arrival time.
+    fn server_sends(&mut self, to: &PeerId, inc: u32, delay: u64, event: Event) -> u64 {
+        let last = self.server_fifo.entry(to.clone()).or_insert(0);
+        let at = (self.t + delay).max(*last);
+        *last = at;
+        self.at(at, Item::Input { to: to.clone(), inc, event });
+        at
     }
 
     /// The delay through the sender's admin, if it is a live worker linked to both ends.
@@ -519,8 +535,7 @@ impl World {
                 }
                 for (p, pinc) in self.server.others(from) {
                     let delay = self.net.server_delay(&mut self.rng) * 2;
-                    let event = Event::AdminAnnounced(from.clone());
-                    self.at(self.t + delay, Item::Input { to: p, inc: pinc, event });
+                    self.server_sends(&p, pinc, delay, Event::AdminAnnounced(from.clone()));
                 }
             }
             Announcement::Withdraw => {
@@ -540,7 +555,7 @@ impl World {
         self.log(|| format!("server: {peer} left"));
         for (p, pinc) in self.server.others(peer) {
             let delay = self.net.server_delay(&mut self.rng);
-            self.at(self.t + delay, Item::Input { to: p, inc: pinc, event: Event::PeerLeft(peer.clone()) });
+            self.server_sends(&p, pinc, delay, Event::PeerLeft(peer.clone()));
         }
     }
 
@@ -567,13 +582,12 @@ impl World {
         }
         self.server.registered.push(Registration { peer: peer.clone(), inc, role, record: record.clone() });
         let delay = self.net.server_delay(&mut self.rng);
-        self.at(self.t + delay, Item::Input { to: peer.clone(), inc, event: Event::Registered { members, admin } });
+        self.server_sends(peer, inc, delay, Event::Registered { members, admin });
         if let Some(record) = record {
             let member = mesh_core::MemberInfo::new(peer.clone(), record);
             for (p, pinc) in self.server.others(peer) {
                 let delay = self.net.server_delay(&mut self.rng);
-                let event = Event::PeerJoined(member.clone());
-                self.at(self.t + delay, Item::Input { to: p, inc: pinc, event });
+                self.server_sends(&p, pinc, delay, Event::PeerJoined(member.clone()));
             }
         }
     }

@@ -202,6 +202,9 @@ impl MeshNode {
     ) -> Result<Self, NodeError> {
         let mut identity = options.identity.clone();
         identity.key = Some(key.public_hex());
+        // A restarted worker's record must replace its predecessor's wherever that one is
+        // still held (a departure nobody saw): versions start from the clock.
+        identity.record.version = identity.record.version.max(first_session() / 1000);
         identity.record.sig = Some(key.sign_record(&identity.room, &identity.peer, &identity.record));
         crate::mark!("start");
         let span = tracing::info_span!("mesh", room = %identity.room, peer = %identity.peer);
@@ -368,7 +371,8 @@ impl Drop for MeshNode {
 }
 
 /// The first session number of a node started now: microseconds since the Unix epoch, so a
-/// restarted process (same peer id) never reuses its predecessor's session ids.
+/// restarted process (same peer id) never reuses its predecessor's session ids. (Its record's
+/// first version is the same clock in milliseconds.)
 fn first_session() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64)
 }

@@ -407,13 +407,18 @@ impl MeshState {
     }
 
     /// A client lost (or never verified) its admin: dial the one the rendezvous announced, or
-    /// the one the room will elect, other than `exclude`.
+    /// the one the room will elect, other than `exclude`; `exclude` itself if it is the only
+    /// worker present (its link is retried: giving it up would leave the client with no admin
+    /// even once that link opens).
     pub(super) fn client_retarget(&mut self, now: Instant, exclude: Option<&PeerId>) {
-        let usable = |s: &Self, p: &PeerId| Some(p) != exclude && s.room.present().any(|(q, _)| q == p);
-        let announced = self.announced_admin.clone().filter(|a| usable(self, a));
-        let target = announced.or_else(|| {
-            crate::room::elect(self.room.present().filter(|(p, _)| Some(*p) != exclude).map(|(p, r)| (p, r.priority)))
-        });
+        let present = |s: &Self, p: &PeerId| s.room.present().any(|(q, _)| q == p);
+        let announced = self.announced_admin.clone().filter(|a| Some(a) != exclude && present(self, a));
+        let target = announced
+            .or_else(|| {
+                let others = self.room.present().filter(|(p, _)| Some(*p) != exclude);
+                crate::room::elect(others.map(|(p, r)| (p, r.priority)))
+            })
+            .or_else(|| exclude.filter(|p| present(self, p)).cloned());
         match target {
             Some(target) if self.admin.as_ref() != Some(&target) => self.follow(now, target, self.epoch),
             Some(target) => {

@@ -41,7 +41,7 @@ impl MeshState {
         self.departed.insert(peer.clone());
     }
 
-    /// The rendezvous (or the admin, passing on its notice) introduces `peer`: it is back.
+    /// The rendezvous introduces `peer` (or a link to it opened): it is back.
     pub(super) fn note_present(&mut self, peer: &PeerId) {
         self.departed.remove(peer);
     }

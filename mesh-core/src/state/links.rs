@@ -124,7 +124,13 @@ impl MeshState {
         if member.peer == self.cfg.me {
             return;
         }
-        self.note_present(&member.peer);
+        if by_rendezvous {
+            self.note_present(&member.peer);
+        } else if self.departed.contains(&member.peer) {
+            // The admin's notice may be older than the rendezvous' word that the peer left
+            // (it waited in a cut link): only the rendezvous, or a link, brings a peer back.
+            return;
+        }
         self.learn_key(&member.peer, member.key.as_ref(), by_rendezvous);
         if !self.merge_record(&member.peer, &member.peer, &member.record) && self.room.get(&member.peer).is_none() {
             return; // a newcomer whose record does not verify is not taken in
@@ -293,6 +299,7 @@ impl MeshState {
         }
         let reconnect = entry.ever_linked;
         entry.link = LinkState::Up { session, last_seen: now };
+        self.departed.remove(&peer); // a link opened: it is alive, whatever was said before
         entry.ever_linked = true;
         entry.retry_attempt = 0;
         self.counters.links_opened += 1;
@@ -350,6 +357,7 @@ impl MeshState {
         if was_up {
             tracing::info!(%peer, %reason, "link lost");
             self.emit(MeshEvent::LinkDown { peer: peer.clone(), reason });
+            self.requeue_queries_sent_to(peer);
         } else {
             tracing::debug!(%peer, %reason, "link attempt failed");
         }

@@ -1,6 +1,7 @@
 //! Registry queries (docs/BEHAVIOUR.md 23): a query waits for a verified, linked admin, is sent to it, is
-//! sent again to the next admin if the admin changes before answering, and is forgotten at its
-//! deadline. Only the admin a query was sent to can answer it.
+//! sent again to the next admin if the admin changes before answering (or to the same one when
+//! the link to it is lost and made again), and is forgotten at its deadline. Only the admin a
+//! query was sent to can answer it.
 
 use super::{MeshEvent, MeshState};
 use crate::id::PeerId;
@@ -58,6 +59,14 @@ impl MeshState {
             .collect();
         for (id, filter) in unsent {
             self.send(&admin, MeshMessage::RegistryQuery { id, filter });
+        }
+    }
+
+    /// The link to `peer` is lost: an answer on its way is lost with it, so the queries sent
+    /// to it go again once a verified admin is linked (it may be `peer` again).
+    pub(super) fn requeue_queries_sent_to(&mut self, peer: &PeerId) {
+        for q in self.queries.values_mut().filter(|q| q.sent_to.as_ref() == Some(peer)) {
+            q.sent_to = None;
         }
     }
 

@@ -1,13 +1,15 @@
 //! mesh-bench: measurements of the mesh on this machine, one line per case with
 //! min / median / max over trials. Subcommands: `link` (one WebRTC link), `formation` and
 //! `messages` (whole meshes in one process), `failover` and `idle` (worker processes),
-//! `signaling` (the `mesh-signal` server under load).
+//! `signaling` (the `mesh-signal` server under load), `sim` (seeded failure schedules in the
+//! deterministic simulator).
 
 mod breakdown;
 mod link;
 mod mesh;
 mod procs;
 mod signaling;
+mod sim;
 
 use clap::{Parser, Subcommand};
 use mesh_examples::cli::{exit, init_logging};
@@ -34,6 +36,8 @@ enum Bench {
     Messages(mesh::MessagesArgs),
     /// The signaling server under rooms x peers connections.
     Signaling(signaling::SignalingArgs),
+    /// Seeded failure schedules in the deterministic simulator: invariants checked, failures.
+    Sim(sim::SimArgs),
 }
 
 /// Samples of one case, reported as min / median / max.
@@ -77,6 +81,7 @@ async fn main() -> ExitCode {
         Bench::Idle(a) => tokio::task::block_in_place(|| procs::idle(a)),
         Bench::Messages(a) => mesh::messages(a).await,
         Bench::Signaling(a) => signaling::run(a).await,
+        Bench::Sim(a) => tokio::task::block_in_place(|| sim::run(a)),
     };
     exit("mesh-bench", result)
 }
