@@ -84,6 +84,7 @@ async fn b04_a_worker_restarted_under_its_peer_id_publishes_a_newer_record() {
     let first = version_of(&nodes[0].query_registry(RegistryFilter::default(), WAIT).await.expect("registry"));
     let mut nodes = nodes;
     nodes.pop().expect("w1").abort();
+    nodes[0].wait_for(WAIT, |s| s.health.links_expected == 0).await.expect("w1's departure seen");
     let restart = unix_ms();
     let w1 = start(&net, "w1").await;
     wait_links(&w1, 1).await;
