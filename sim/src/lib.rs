@@ -16,8 +16,10 @@
 
 pub mod campaign;
 pub mod check;
+mod links;
 pub mod net;
 mod pipe;
+mod rendezvous;
 pub mod rng;
 pub mod run;
 pub mod schedule;

@@ -6,10 +6,8 @@ use crate::check::{Checker, Violation};
 use crate::net::{Network, Session, Sessions};
 use crate::rng::Rng;
 use crate::schedule::Net;
-use crate::server::{Registration, Server};
-use mesh_core::{
-    Action, Announcement, Event, MeshEvent, MeshMessage, MeshState, PathOrder, PeerId, RegistryPage, Role, SessionId,
-};
+use crate::server::Server;
+use mesh_core::{Action, Event, MeshEvent, MeshMessage, MeshState, PeerId, RegistryPage, Role, SessionId};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::{Duration, Instant};
@@ -142,7 +140,7 @@ pub struct World {
     pub trace: Option<Vec<String>>,
     next_query: u64,
     /// When the server's last message to each node arrives.
-    server_fifo: BTreeMap<PeerId, u64>,
+    pub(crate) server_fifo: BTreeMap<PeerId, u64>,
     /// Ordered streams by direction.
     pub(crate) pipes: BTreeMap<(PeerId, PeerId), crate::pipe::Pipe>,
 }
@@ -209,7 +207,7 @@ impl World {
         }
     }
 
-    fn inc_of(&self, p: &PeerId) -> Option<u32> {
+    pub(crate) fn inc_of(&self, p: &PeerId) -> Option<u32> {
         self.hosts.get(p).map(|h| h.inc)
     }
 
@@ -387,216 +385,6 @@ impl World {
             _ => {}
         }
         self.log(|| format!("{from}: {event:?}"));
-    }
-
-    fn close(&mut self, from: &PeerId, peer: &PeerId, session: SessionId, reason: String) {
-        let Some(s) = self.sessions.get_mut(&session) else { return };
-        if s.closed_at(from) {
-            return;
-        }
-        let was_live = s.live();
-        s.close(from);
-        if was_live {
-            // The transport flushes what was sent, then tells the other end (once the packets
-            // get through: a cut holds it, and the other end may give up on silence first).
-            let inc = if &s.offerer.0 == peer { Some(s.offerer.1) } else { s.answerer.1 };
-            if let Some(inc) = inc {
-                let event = Event::LinkClosed { peer: from.clone(), session: session.clone(), reason };
-                self.push_ordered(from, peer, session, Item::Input { to: peer.clone(), inc, event });
-            }
-        } else if !s.open {
-            self.signal(from, peer, Event::SessionAborted { from: from.clone(), session });
-        }
-    }
-
-    fn send(&mut self, from: &PeerId, to: &PeerId, msg: MeshMessage) {
-        let Some(session) = self.hosts[from].state.link_session(to).cloned() else { return };
-        let Some(s) = self.sessions.get(&session) else { return };
-        if !s.live() {
-            return;
-        }
-        let inc = if &s.offerer.0 == to { Some(s.offerer.1) } else { s.answerer.1 };
-        let Some(inc) = inc else { return };
-        let opened_there = if &s.answerer.0 == to { s.answerer_open_at } else { 0 };
-        let item = Item::LinkMsg { to: to.clone(), inc, from: from.clone(), session: session.clone(), msg };
-        if !matches!(&item, Item::LinkMsg { msg: MeshMessage::Heartbeat { .. }, .. }) {
-            self.push_ordered(from, to, session, item);
-            return;
-        }
-        // Heartbeats: unordered, partly reliable, and never before the link opened there.
-        if self.net.is_cut(from, to) {
-            return;
-        }
-        let Some(sent) = self.net.unordered_sent(&mut self.rng, self.t) else { return };
-        let at = (sent + self.net.delay(&mut self.rng, from, to)).max(opened_there);
-        self.at(at, item);
-    }
-
-    /// Sends a signal the way the node's chain would; returns when it arrives, if a path exists.
-    fn signal(&mut self, from: &PeerId, to: &PeerId, event: Event) -> Option<u64> {
-        let inc_to = self.inc_of(to)?;
-        let inc_from = self.inc_of(from)?;
-        let by_server = (self.server.up && self.server.has(from, inc_from) && self.server.has(to, inc_to))
-            .then(|| self.net.server_delay(&mut self.rng) * 2);
-        let by_relay = self.relay_delay(from, to);
-        let delay = match self.hosts[from].state.path_order(to) {
-            PathOrder::RendezvousFirst => by_server.or(by_relay),
-            PathOrder::Configured => by_relay.or(by_server),
-        };
-        let Some(delay) = delay else {
-            self.log(|| format!("{from}: signal to {to} lost: no path"));
-            return None;
-        };
-        let at = if by_server == Some(delay) {
-            self.server_sends(to, inc_to, delay, event)
-        } else {
-            let at = self.t + delay;
-            self.at(at, Item::Input { to: to.clone(), inc: inc_to, event });
-            at
-        };
-        Some(at)
-    }
-
-    /// Delivers `event` from the server to `to`, `delay` ms from now but never before what the
-    /// server sent it earlier (one WebSocket: first in, first out). Returns the arrival time.
-    fn server_sends(&mut self, to: &PeerId, inc: u32, delay: u64, event: Event) -> u64 {
-        let last = self.server_fifo.entry(to.clone()).or_insert(0);
-        let at = (self.t + delay).max(*last);
-        *last = at;
-        self.at(at, Item::Input { to: to.clone(), inc, event });
-        at
-    }
-
-    /// The delay through the sender's admin, if it is a live worker linked to both ends.
-    fn relay_delay(&mut self, from: &PeerId, to: &PeerId) -> Option<u64> {
-        let relay = self.hosts[from].state.admin().0.cloned()?;
-        let h = self.hosts.get(&relay)?;
-        if &relay == from || &relay == to || h.frozen || h.role != Role::Worker {
-            return None;
-        }
-        if !self.carries(from, &relay) || !self.carries(&relay, to) {
-            return None;
-        }
-        Some(self.net.delay(&mut self.rng, from, &relay) + self.net.delay(&mut self.rng, &relay, to))
-    }
-
-    /// True when `a`'s link to `b` is live and its packets get through.
-    pub fn carries(&self, a: &PeerId, b: &PeerId) -> bool {
-        let Some(session) = self.hosts.get(a).and_then(|h| h.state.link_session(b)) else { return false };
-        self.sessions.get(session).is_some_and(|s| s.live()) && !self.net.is_cut(a, b)
-    }
-
-    fn connect(&mut self, session: &SessionId) {
-        let Some(s) = self.sessions.get(session) else { return };
-        let ((a, inc_a), (b, Some(inc_b))) = (s.offerer.clone(), s.answerer.clone()) else { return };
-        let up = |w: &Self, p: &PeerId, inc: u32| w.hosts.get(p).is_some_and(|h| h.inc == inc && !h.frozen);
-        if s.closed_offerer
-            || s.closed_answerer
-            || !up(self, &a, inc_a)
-            || !up(self, &b, inc_b)
-            || self.net.is_cut(&a, &b)
-        {
-            return; // the handshake fails: both ends give up at their set-up timeout
-        }
-        if let Some(s) = self.sessions.get_mut(session) {
-            s.open = true;
-        }
-        self.checker.on_connect(self.t, session, &self.sessions);
-        // The answerer sees the link open before anything the offerer sends on it.
-        let (t, session) = (self.t, session.clone());
-        self.at(
-            t,
-            Item::Input {
-                to: a.clone(),
-                inc: inc_a,
-                event: Event::LinkOpened { peer: b.clone(), session: session.clone() },
-            },
-        );
-        let opened = Item::Input {
-            to: b.clone(),
-            inc: inc_b,
-            event: Event::LinkOpened { peer: a.clone(), session: session.clone() },
-        };
-        let at_b = self.push_ordered(&a, &b, session.clone(), opened);
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.answerer_open_at = at_b;
-        }
-    }
-
-    fn announce(&mut self, from: &PeerId, inc: u32, what: Announcement) {
-        if !self.server.up || !self.server.has(from, inc) {
-            return;
-        }
-        match what {
-            Announcement::Admin => {
-                self.server.first = None;
-                if self.server.admin.replace(from.clone()).as_ref() == Some(from) {
-                    return; // told again: the server tells nobody
-                }
-                for (p, pinc) in self.server.others(from) {
-                    let delay = self.net.server_delay(&mut self.rng) * 2;
-                    self.server_sends(&p, pinc, delay, Event::AdminAnnounced(from.clone()));
-                }
-            }
-            Announcement::Withdraw => {
-                if self.server.admin.as_ref() == Some(from) {
-                    self.server.admin = None;
-                }
-            }
-            Announcement::Leaving => self.deregister(from, inc),
-        }
-    }
-
-    /// The server drops `peer`'s registration and tells everyone else it left.
-    pub(crate) fn deregister(&mut self, peer: &PeerId, inc: u32) {
-        if !self.server.up || !self.server.remove(peer, inc) {
-            return;
-        }
-        self.log(|| format!("server: {peer} left"));
-        for (p, pinc) in self.server.others(peer) {
-            let delay = self.net.server_delay(&mut self.rng);
-            self.server_sends(&p, pinc, delay, Event::PeerLeft(peer.clone()));
-        }
-    }
-
-    fn register(&mut self, peer: &PeerId, inc: u32) {
-        let Some(host) = self.hosts.get_mut(peer).filter(|h| h.inc == inc) else { return };
-        if !self.server.up || host.frozen {
-            host.needs_register = true;
-            return;
-        }
-        let (role, rejoin) = (host.role, host.registered);
-        let record = host.state.room_state().get(peer).cloned().filter(|_| role == Role::Worker);
-        let full = role == Role::Worker && self.server.workers() >= 10;
-        if self.server.holds_name(peer) || full {
-            // duplicate_peer (the old connection is not gone yet) or room_full: try again later.
-            self.at(self.t + 1000, Item::Register { to: peer.clone(), inc });
-            return;
-        }
-        host.needs_register = false;
-        self.log(|| format!("server: {peer} registered"));
-        let members = self.server.members_for(peer);
-        let admin = self.server.admin.clone().or_else(|| self.server.first.clone());
-        if role == Role::Worker && !rejoin && self.server.workers() == 0 && self.server.admin.is_none() {
-            self.server.first = Some(peer.clone()); // not a rejoin: the room's first worker
-        }
-        self.server.registered.push(Registration { peer: peer.clone(), inc, role, record: record.clone() });
-        let delay = self.net.server_delay(&mut self.rng);
-        self.server_sends(peer, inc, delay, Event::Registered { members, admin });
-        if let Some(record) = record {
-            let member = mesh_core::MemberInfo::new(peer.clone(), record);
-            for (p, pinc) in self.server.others(peer) {
-                let delay = self.net.server_delay(&mut self.rng);
-                self.server_sends(&p, pinc, delay, Event::PeerJoined(member.clone()));
-            }
-        }
-    }
-
-    /// Schedules a registration of `peer` after `after` ms plus the trip to the server.
-    pub(crate) fn register_later(&mut self, peer: &PeerId, after: u64) {
-        let Some(inc) = self.inc_of(peer) else { return };
-        let at = self.t + after + self.net.server_delay(&mut self.rng);
-        self.at(at, Item::Register { to: peer.clone(), inc });
     }
 
     /// Starts a process for `peer` and has it register.

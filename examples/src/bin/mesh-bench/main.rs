@@ -73,7 +73,9 @@ pub fn quantile(samples: &mut [f64], q: f64) -> f64 {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging();
+    if !matches!(args.bench, Bench::Sim(_)) {
+        init_logging(); // the simulator's nodes would log millions of lines
+    }
     let result = match args.bench {
         Bench::Link(a) => link::run(a).await,
         Bench::Formation(a) => mesh::formation(a).await,
