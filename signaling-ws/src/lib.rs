@@ -6,6 +6,7 @@
 mod limits;
 pub mod loadgen;
 pub mod protocol;
+pub mod redis_store;
 pub mod server;
 pub mod signaler;
 pub mod store;

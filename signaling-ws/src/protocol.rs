@@ -78,6 +78,8 @@ pub enum ErrorCode {
     UnknownPeer,
     /// Only workers may announce themselves admin.
     NotWorker,
+    /// The room store is unreachable (a cluster's Redis); try again.
+    Unavailable,
 }
 
 /// A frame from the server to a peer.

@@ -52,6 +52,11 @@ pub struct ServerConfig {
     pub tokens: BTreeMap<String, String>,
     /// Token for rooms without their own; none means open rooms.
     pub shared_secret: Option<String>,
+    /// The Redis shared by a cluster of servers (`redis://host:port`); none: rooms live in
+    /// this process.
+    pub redis_url: Option<String>,
+    /// With Redis: how long a server that stopped refreshing its lease keeps its peers.
+    pub lease_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +73,8 @@ impl Default for ServerConfig {
             max_connections_per_address: 256,
             tokens: BTreeMap::new(),
             shared_secret: None,
+            redis_url: None,
+            lease_ms: 3_000,
         }
     }
 }
@@ -81,12 +88,18 @@ pub struct SignalingServer {
 }
 
 impl SignalingServer {
-    /// Binds `addr` (port 0 picks a free port) and starts serving.
+    /// Binds `addr` (port 0 picks a free port) and starts serving; with `redis_url`, connects
+    /// to the cluster's Redis first (an error if it cannot).
     pub async fn bind(addr: SocketAddr, config: ServerConfig) -> std::io::Result<Self> {
+        let store: Arc<dyn RoomStore> = match &config.redis_url {
+            Some(url) => crate::redis_store::RedisRoomStore::connect(url, Duration::from_millis(config.lease_ms))
+                .await
+                .map_err(std::io::Error::other)?,
+            None => Arc::new(MemoryRoomStore::default()),
+        };
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);
-        let store: Arc<dyn RoomStore> = Arc::new(MemoryRoomStore::default());
         let task = tokio::spawn(accept_loop(listener, Arc::new(config), store.clone(), rx));
         tracing::info!(%addr, "signaling server listening");
         Ok(Self { addr, shutdown, task, store })
@@ -102,9 +115,9 @@ impl SignalingServer {
         format!("ws://{}", self.addr)
     }
 
-    /// Rooms currently alive.
-    pub fn room_count(&self) -> usize {
-        self.store.room_count()
+    /// Rooms currently alive (in the whole cluster, with Redis).
+    pub async fn room_count(&self) -> usize {
+        self.store.room_count().await
     }
 
     /// Closes every connection (with a reason) and waits for all tasks, at most 5 s.
@@ -146,7 +159,8 @@ async fn accept_loop(
                     };
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     let span = tracing::info_span!("conn", id, %remote);
-                    let c = Connection { id, config: config.clone(), store: store.clone(), registered: None };
+                    let lost = Arc::new(tokio::sync::Notify::new());
+                    let c = Connection { id, config: config.clone(), store: store.clone(), registered: None, lost };
                     let run = c.run(tcp, shutdown.clone());
                     connections.spawn(tracing::Instrument::instrument(async move { run.await; drop(slot) }, span));
                 }
@@ -187,6 +201,8 @@ struct Connection {
     config: Arc<ServerConfig>,
     store: Arc<dyn RoomStore>,
     registered: Option<(RoomId, PeerId, Role)>,
+    /// Notified when the store lost this connection's registration.
+    lost: Arc<tokio::sync::Notify>,
 }
 
 /// What to do after a frame.
@@ -273,6 +289,10 @@ impl Connection {
             }
             tokio::select! {
                 _ = shutdown.changed() => break Some(close(CloseCode::Away, "server shutting down")),
+                _ = self.lost.notified() => {
+                    tracing::warn!("the room store lost this registration; closing so the peer registers again");
+                    break Some(close(CloseCode::Again, "registration lost by the room store; register again"));
+                }
                 Some(msg) = rx.recv() => {
                     if sink.send(Message::Text(msg.to_text().into())).await.is_err() {
                         break None;
@@ -350,7 +370,7 @@ impl Connection {
         // server itself is stopping: the peers did not leave, and their mesh must not be told so.
         if let Some((room, peer, _)) = self.registered.take() {
             if !*shutdown.borrow() {
-                self.store.leave(&room, &peer, self.id);
+                self.store.leave(&room, &peer, self.id).await;
                 tracing::info!(%room, %peer, "peer left");
             }
         }
@@ -401,8 +421,8 @@ impl Connection {
                     record: record.unwrap_or_else(|| WorkerRecord::new(0, Default::default())),
                     key,
                 };
-                let conn = Conn { id: self.id, tx: tx.clone() };
-                match self.store.join(&room, member, role, rejoin, conn, self.config.max_workers_per_room) {
+                let conn = Conn { id: self.id, tx: tx.clone(), lost: self.lost.clone() };
+                match self.store.join(&room, member, role, rejoin, conn, self.config.max_workers_per_room).await {
                     Ok((members, admin)) => {
                         tracing::info!(%room, %peer, ?role, "registered");
                         self.registered = Some((room.clone(), peer.clone(), role));
@@ -415,6 +435,7 @@ impl Connection {
                                 format!("room {room} has its {} workers", self.config.max_workers_per_room)
                             }
                             ErrorCode::DuplicatePeer => format!("peer id {peer} is already registered in room {room}"),
+                            ErrorCode::Unavailable => "the room store is unreachable; try again".into(),
                             _ => "registration refused".into(),
                         };
                         reply(ServerMsg::error(code, message));
@@ -427,18 +448,22 @@ impl Connection {
             (ClientMsg::Ping { id }, _) => reply(ServerMsg::Pong { id }),
             (_, None) => reply(ServerMsg::error(ErrorCode::NotRegistered, "register first")),
             (ClientMsg::Signal { to, signal }, Some((room, peer, _))) => {
-                if let Err(code) = self.store.forward(&room, &peer, &to, signal) {
-                    reply(ServerMsg::error(code, format!("{to} is not in room {room}")));
+                if let Err(code) = self.store.forward(&room, &peer, &to, signal).await {
+                    let message = match code {
+                        ErrorCode::Unavailable => "the room store is unreachable; try again".into(),
+                        _ => format!("{to} is not in room {room}"),
+                    };
+                    reply(ServerMsg::error(code, message));
                 }
             }
             (ClientMsg::AnnounceAdmin, Some((room, peer, role))) => {
                 if role == Role::Worker {
-                    self.store.set_admin(&room, &peer);
+                    self.store.set_admin(&room, &peer).await;
                 } else {
                     reply(ServerMsg::error(ErrorCode::NotWorker, "only workers can be admin"));
                 }
             }
-            (ClientMsg::WithdrawAdmin, Some((room, peer, _))) => self.store.withdraw_admin(&room, &peer),
+            (ClientMsg::WithdrawAdmin, Some((room, peer, _))) => self.store.withdraw_admin(&room, &peer).await,
             (ClientMsg::Leave, Some(_)) => return Next::Close(CloseCode::Normal, "left the room"),
         }
         Next::Continue

@@ -1,10 +1,10 @@
-//! Room membership and forwarding, behind [`RoomStore`] so that a shared backplane (Redis pub/sub,
-//! NATS) can replace the in-process [`MemoryRoomStore`] to run several servers behind a balancer.
+//! Room membership and forwarding, behind [`RoomStore`]: the in-process [`MemoryRoomStore`] (the
+//! default, no set-up), or [`crate::redis_store::RedisRoomStore`], shared by several servers.
 
 use crate::protocol::{ErrorCode, ServerMsg};
 use mesh_core::{MemberInfo, PeerId, Role, RoomId, Signal};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// The outgoing queue of one connection, with an id unique per server.
@@ -14,14 +14,18 @@ pub struct Conn {
     pub id: u64,
     /// Frames for the connection's writer; full means a slow peer, and frames are dropped.
     pub tx: mpsc::Sender<ServerMsg>,
+    /// Notified when the store lost this registration (a shared store that forgot this server):
+    /// the connection closes so the peer registers again.
+    pub lost: Arc<tokio::sync::Notify>,
 }
 
 /// Where rooms live.
+#[async_trait::async_trait]
 pub trait RoomStore: Send + Sync {
     /// Adds `peer` to `room` (created on first registration) and tells the other members. The
     /// first worker to join an empty room (not a `rejoin`) becomes its admin by the mesh's rule,
     /// so until an admin announces itself, later registrations are pointed at it.
-    fn join(
+    async fn join(
         &self,
         room: &RoomId,
         member: MemberInfo,
@@ -31,15 +35,19 @@ pub trait RoomStore: Send + Sync {
         max_workers: usize,
     ) -> Result<(Vec<MemberInfo>, Option<PeerId>), ErrorCode>;
     /// Removes `peer` if `conn_id` still holds it, tells the others; empty rooms are removed.
-    fn leave(&self, room: &RoomId, peer: &PeerId, conn_id: u64);
+    async fn leave(&self, room: &RoomId, peer: &PeerId, conn_id: u64);
     /// Hands `signal` from `from` to `to` in the same room.
-    fn forward(&self, room: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode>;
-    /// Records `peer` as the room's admin and tells every member.
-    fn set_admin(&self, room: &RoomId, peer: &PeerId);
+    async fn forward(&self, room: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode>;
+    /// Records `peer` as the room's admin and tells every member (when it changes).
+    async fn set_admin(&self, room: &RoomId, peer: &PeerId);
     /// Forgets `peer` as the room's admin, if it is.
-    fn withdraw_admin(&self, room: &RoomId, peer: &PeerId);
+    async fn withdraw_admin(&self, room: &RoomId, peer: &PeerId);
     /// Number of rooms.
-    fn room_count(&self) -> usize;
+    async fn room_count(&self) -> usize;
+    /// True when the store can serve (a shared store is reachable).
+    fn healthy(&self) -> bool {
+        true
+    }
 }
 
 struct Member {
@@ -78,8 +86,9 @@ impl MemoryRoomStore {
     }
 }
 
+#[async_trait::async_trait]
 impl RoomStore for MemoryRoomStore {
-    fn join(
+    async fn join(
         &self,
         room_id: &RoomId,
         member: MemberInfo,
@@ -112,7 +121,7 @@ impl RoomStore for MemoryRoomStore {
         Ok((workers, admin))
     }
 
-    fn leave(&self, room_id: &RoomId, peer: &PeerId, conn_id: u64) {
+    async fn leave(&self, room_id: &RoomId, peer: &PeerId, conn_id: u64) {
         let mut rooms = self.rooms();
         let Some(room) = rooms.get_mut(room_id) else { return };
         if room.members.get(peer).is_none_or(|m| m.conn.id != conn_id) {
@@ -131,7 +140,7 @@ impl RoomStore for MemoryRoomStore {
         }
     }
 
-    fn forward(&self, room_id: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode> {
+    async fn forward(&self, room_id: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode> {
         let rooms = self.rooms();
         let target = rooms.get(room_id).and_then(|r| r.members.get(to)).ok_or(ErrorCode::UnknownPeer)?;
         if target.conn.tx.try_send(ServerMsg::Signal { from: from.clone(), signal }).is_err() {
@@ -140,7 +149,7 @@ impl RoomStore for MemoryRoomStore {
         Ok(())
     }
 
-    fn set_admin(&self, room_id: &RoomId, peer: &PeerId) {
+    async fn set_admin(&self, room_id: &RoomId, peer: &PeerId) {
         let mut rooms = self.rooms();
         if let Some(room) = rooms.get_mut(room_id) {
             let changed = room.admin.as_ref() != Some(peer);
@@ -152,7 +161,7 @@ impl RoomStore for MemoryRoomStore {
         }
     }
 
-    fn withdraw_admin(&self, room_id: &RoomId, peer: &PeerId) {
+    async fn withdraw_admin(&self, room_id: &RoomId, peer: &PeerId) {
         let mut rooms = self.rooms();
         if let Some(room) = rooms.get_mut(room_id) {
             if room.admin.as_ref() == Some(peer) {
@@ -161,7 +170,7 @@ impl RoomStore for MemoryRoomStore {
         }
     }
 
-    fn room_count(&self) -> usize {
+    async fn room_count(&self) -> usize {
         self.rooms().len()
     }
 }

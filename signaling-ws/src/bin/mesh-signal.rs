@@ -1,6 +1,8 @@
-//! mesh-signal: the signaling server. `mesh-signal --listen 127.0.0.1:8765 [--config FILE]`.
-//! Configuration: defaults, then the TOML file, then `MESH_SIGNAL_*` variables. Stops cleanly on
-//! SIGINT or SIGTERM.
+//! mesh-signal: the signaling server.
+//! `mesh-signal --listen 127.0.0.1:8765 [--config FILE] [--redis redis://HOST:PORT]`.
+//! Configuration: defaults, then the TOML file, then `MESH_SIGNAL_*` variables, then the flags.
+//! With Redis (`--redis`, `redis_url`, `MESH_SIGNAL_REDIS_URL`) several instances serve the
+//! same rooms. Stops cleanly on SIGINT or SIGTERM.
 
 use clap::Parser;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -16,6 +18,10 @@ struct Args {
     /// TOML configuration file.
     #[arg(long)]
     config: Option<std::path::PathBuf>,
+    /// Redis shared by a cluster of instances (`redis://HOST:PORT`); without it, rooms live in
+    /// this process.
+    #[arg(long)]
+    redis: Option<String>,
 }
 
 #[tokio::main]
@@ -29,8 +35,8 @@ async fn main() -> ExitCode {
     if let Some(file) = &args.config {
         figment = figment.merge(Toml::file_exact(file));
     }
-    let config: ServerConfig = match figment.merge(Env::prefixed("MESH_SIGNAL_")).extract() {
-        Ok(c) => c,
+    let config: ServerConfig = match figment.merge(Env::prefixed("MESH_SIGNAL_")).extract::<ServerConfig>() {
+        Ok(c) => ServerConfig { redis_url: args.redis.clone().or(c.redis_url.clone()), ..c },
         Err(e) => {
             eprintln!("mesh-signal: configuration: {e}");
             return ExitCode::FAILURE;
@@ -39,7 +45,7 @@ async fn main() -> ExitCode {
     let server = match SignalingServer::bind(args.listen, config).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("mesh-signal: cannot listen on {}: {e}", args.listen);
+            eprintln!("mesh-signal: cannot start on {}: {e}", args.listen);
             return ExitCode::FAILURE;
         }
     };

@@ -19,9 +19,11 @@
 mod faults;
 mod names;
 pub mod nat;
+mod redis;
 mod turn;
 
 pub use faults::Faults;
+pub use redis::RedisServer;
 pub use turn::Turn;
 
 use std::net::Ipv4Addr;

@@ -1,0 +1,375 @@
+//! [`RedisRoomStore`]: rooms shared by every `mesh-signal` instance on one Redis.
+//!
+//! - **State** (atomic Lua scripts): per room a hash of members (`mesh:r:{room}:m`: peer → its
+//!   info, role, instance and connection), the set of its workers (the room limit is checked in
+//!   the same script that adds a member, so it holds under concurrent registrations anywhere),
+//!   the admin and the first worker; the set of rooms.
+//! - **Delivery** (pub/sub): each instance holds its own connections. Join, leave and admin
+//!   notices go out on `mesh:ev:{room}` and every instance hands them to its local members; a
+//!   signal for a peer on another instance goes to that instance's channel `mesh:to:{instance}`.
+//! - **Leases**: each instance refreshes `mesh:inst:{id}` (expiring after `lease_ms`) and lists
+//!   its members in `mesh:inst:{id}:m`. Every instance sweeps: the members of an instance whose
+//!   lease expired are removed and `peer_left` goes out for them. An instance that finds its own
+//!   lease gone (Redis restarted, or it was cut off long enough to be swept) closes its
+//!   connections, so their peers register again.
+
+mod scripts;
+
+use crate::protocol::{ErrorCode, ServerMsg};
+use crate::store::{Conn, RoomStore};
+use mesh_core::{MemberInfo, PeerId, Role, RoomId, Signal};
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// A member as stored in Redis.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    info: MemberInfo,
+    role: Role,
+    inst: String,
+    conn: String,
+}
+
+/// A room notice, published to every instance.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+enum Notice {
+    Joined { member: MemberInfo },
+    Left { peer: PeerId },
+    Admin { peer: PeerId },
+}
+
+/// A signal for a peer held by another instance.
+#[derive(Debug, Serialize, Deserialize)]
+struct Forward {
+    room: RoomId,
+    from: PeerId,
+    to: PeerId,
+    signal: Signal,
+}
+
+fn room_key(room: &RoomId, what: &str) -> String {
+    format!("mesh:r:{room}:{what}")
+}
+
+/// Rooms on a Redis shared by several servers.
+pub struct RedisRoomStore {
+    inst: String,
+    redis: ConnectionManager,
+    client: redis::Client,
+    local: Mutex<HashMap<RoomId, BTreeMap<PeerId, Conn>>>,
+    healthy: AtomicBool,
+    lease: Duration,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl RedisRoomStore {
+    /// Connects to `url` (`redis://host:port`) and starts this instance's lease, sweeper and
+    /// subscriber; `lease` is how long a silent instance keeps its members.
+    pub async fn connect(url: &str, lease: Duration) -> Result<Arc<Self>, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("redis url {url}: {e}"))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let redis = tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager_with_config(config))
+            .await
+            .map_err(|_| format!("redis {url}: no connection within 5 s"))?
+            .map_err(|e| format!("redis {url}: {e}"))?;
+        let inst = format!("{:016x}", rand::random::<u64>());
+        let store = Arc::new(Self {
+            inst,
+            redis,
+            client,
+            local: Mutex::new(HashMap::new()),
+            healthy: AtomicBool::new(true),
+            lease,
+            tasks: Mutex::new(Vec::new()),
+        });
+        store.refresh_lease(false).await;
+        let tasks = vec![
+            tokio::spawn(lease_loop(Arc::downgrade(&store))),
+            tokio::spawn(subscribe_loop(Arc::downgrade(&store))),
+        ];
+        *store.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+        tracing::info!(inst = %store.inst, %url, "room store on redis");
+        Ok(store)
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, BTreeMap<PeerId, Conn>>> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    async fn publish(&self, channel: String, payload: String) {
+        let res: redis::RedisResult<i64> =
+            redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut self.conn()).await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "redis publish failed");
+        }
+    }
+
+    async fn notify(&self, room: &RoomId, notice: &Notice) {
+        let Ok(payload) = serde_json::to_string(notice) else { return };
+        self.publish(room_key(room, "ev"), payload).await;
+    }
+
+    /// Hands a notice to this instance's members of `room` (all but the peer it is about).
+    fn deliver(&self, room: &RoomId, notice: Notice) {
+        let (about, msg) = match notice {
+            Notice::Joined { member } => (member.peer.clone(), ServerMsg::PeerJoined { member }),
+            Notice::Left { peer } => (peer.clone(), ServerMsg::PeerLeft { peer }),
+            Notice::Admin { peer } => (peer.clone(), ServerMsg::Admin { peer }),
+        };
+        let local = self.local();
+        for (peer, conn) in local.get(room).into_iter().flatten() {
+            if peer != &about && conn.tx.try_send(msg.clone()).is_err() {
+                tracing::warn!(%peer, "outgoing queue full; notice dropped");
+            }
+        }
+    }
+
+    fn deliver_signal(&self, f: Forward) {
+        let local = self.local();
+        if let Some(conn) = local.get(&f.room).and_then(|r| r.get(&f.to)) {
+            if conn.tx.try_send(ServerMsg::Signal { from: f.from, signal: f.signal }).is_err() {
+                tracing::warn!(to = %f.to, "outgoing queue full; signal dropped");
+            }
+        }
+    }
+
+    /// Refreshes this instance's lease. If it had expired (`check`), this instance's members
+    /// may have been swept by another: every local connection is closed to register again.
+    async fn refresh_lease(&self, check: bool) {
+        let key = format!("mesh:inst:{}", self.inst);
+        let mut c = self.conn();
+        let ttl = self.lease.as_millis() as u64;
+        let res: redis::RedisResult<(Option<String>, i64)> = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg("1")
+            .arg("PX")
+            .arg(ttl)
+            .arg("GET")
+            .cmd("SADD")
+            .arg("mesh:insts")
+            .arg(&self.inst)
+            .query_async(&mut c)
+            .await;
+        match res {
+            Ok((previous, _)) => {
+                let was = self.healthy.swap(true, Ordering::Relaxed);
+                if check && previous.is_none() {
+                    tracing::warn!(inst = %self.inst, "this server's lease had expired; its peers register again");
+                    self.drop_local();
+                } else if !was {
+                    tracing::info!("redis reachable again");
+                }
+            }
+            Err(e) => {
+                if self.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "redis unreachable");
+                }
+            }
+        }
+    }
+
+    /// Closes every local connection (their registrations are no longer in the store).
+    fn drop_local(&self) {
+        let rooms = std::mem::take(&mut *self.local());
+        for conn in rooms.into_values().flat_map(|r| r.into_values()) {
+            conn.lost.notify_one();
+        }
+    }
+
+    /// Removes the members of instances whose lease expired, and tells their rooms.
+    async fn sweep(&self) {
+        let mut c = self.conn();
+        let Ok(insts) = redis::cmd("SMEMBERS").arg("mesh:insts").query_async::<Vec<String>>(&mut c).await else {
+            return;
+        };
+        for inst in insts.into_iter().filter(|i| i != &self.inst) {
+            let alive: bool =
+                redis::cmd("EXISTS").arg(format!("mesh:inst:{inst}")).query_async(&mut c).await.unwrap_or(true);
+            if alive {
+                continue;
+            }
+            let set = format!("mesh:inst:{inst}:m");
+            let entries: Vec<String> = redis::cmd("SMEMBERS").arg(&set).query_async(&mut c).await.unwrap_or_default();
+            for entry in &entries {
+                let mut parts = entry.splitn(3, '\n');
+                let (Some(room), Some(peer), Some(conn)) = (parts.next(), parts.next(), parts.next()) else { continue };
+                let (Ok(room), Ok(peer)) = (RoomId::new(room), PeerId::new(peer)) else { continue };
+                if scripts::leave(&mut c, &room, &peer, &inst, conn).await {
+                    tracing::info!(%room, %peer, %inst, "the lease of its server expired; peer left");
+                    self.notify(&room, &Notice::Left { peer }).await;
+                }
+            }
+            let _: redis::RedisResult<()> =
+                redis::pipe().cmd("DEL").arg(&set).cmd("SREM").arg("mesh:insts").arg(&inst).query_async(&mut c).await;
+        }
+    }
+
+    fn stop(&self) {
+        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for RedisRoomStore {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Refreshes the lease and sweeps, three times per lease, while the store lives.
+async fn lease_loop(store: Weak<RedisRoomStore>) {
+    loop {
+        let Some(s) = store.upgrade() else { return };
+        let every = s.lease / 3;
+        s.refresh_lease(true).await;
+        s.sweep().await;
+        drop(s);
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Receives notices and forwarded signals; subscribes again (with backoff) when Redis goes away.
+async fn subscribe_loop(store: Weak<RedisRoomStore>) {
+    use futures::StreamExt;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(s) = store.upgrade() else { return };
+        let (client, own) = (s.client.clone(), format!("mesh:to:{}", s.inst));
+        drop(s);
+        let subscribed = async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&own).await?;
+            ps.psubscribe("mesh:r:*:ev").await?;
+            redis::RedisResult::Ok(ps)
+        };
+        let mut ps = match tokio::time::timeout(Duration::from_secs(2), subscribed).await {
+            Ok(Ok(ps)) => ps,
+            _ => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        let mut messages = ps.on_message();
+        while let Some(msg) = messages.next().await {
+            let Some(s) = store.upgrade() else { return };
+            let Ok(payload) = msg.get_payload::<String>() else { continue };
+            let channel = msg.get_channel_name();
+            if channel == own {
+                match serde_json::from_str::<Forward>(&payload) {
+                    Ok(f) => s.deliver_signal(f),
+                    Err(e) => tracing::warn!(error = %e, "malformed forwarded signal ignored"),
+                }
+            } else if let Some(room) = channel.strip_prefix("mesh:r:").and_then(|r| r.strip_suffix(":ev")) {
+                match (RoomId::new(room), serde_json::from_str::<Notice>(&payload)) {
+                    (Ok(room), Ok(notice)) => s.deliver(&room, notice),
+                    _ => tracing::warn!(channel, "malformed room notice ignored"),
+                }
+            }
+        }
+        tracing::warn!("redis subscription lost; subscribing again");
+    }
+}
+
+#[async_trait::async_trait]
+impl RoomStore for RedisRoomStore {
+    async fn join(
+        &self,
+        room: &RoomId,
+        member: MemberInfo,
+        role: Role,
+        rejoin: bool,
+        conn: Conn,
+        max_workers: usize,
+    ) -> Result<(Vec<MemberInfo>, Option<PeerId>), ErrorCode> {
+        let entry = Entry { info: member.clone(), role, inst: self.inst.clone(), conn: conn.id.to_string() };
+        let entry = serde_json::to_string(&entry).map_err(|_| ErrorCode::InvalidMessage)?;
+        let peer = member.peer.clone();
+        // Held locally first: a notice published meanwhile must not miss the newcomer.
+        self.local().entry(room.clone()).or_default().insert(peer.clone(), conn.clone());
+        let joined =
+            scripts::join(&mut self.conn(), room, &peer, &entry, role, rejoin, max_workers, &self.inst, conn.id).await;
+        let (members, admin) = match joined {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(code)) | Err(code) => {
+                let mut local = self.local();
+                if let Some(r) = local.get_mut(room) {
+                    if r.get(&peer).is_some_and(|c| c.id == conn.id) {
+                        r.remove(&peer);
+                    }
+                }
+                return Err(code);
+            }
+        };
+        if role == Role::Worker {
+            self.notify(room, &Notice::Joined { member }).await;
+        }
+        Ok((members, admin))
+    }
+
+    async fn leave(&self, room: &RoomId, peer: &PeerId, conn_id: u64) {
+        {
+            let mut local = self.local();
+            if let Some(r) = local.get_mut(room) {
+                if r.get(peer).is_some_and(|c| c.id == conn_id) {
+                    r.remove(peer);
+                }
+                if r.is_empty() {
+                    local.remove(room);
+                }
+            }
+        }
+        if scripts::leave(&mut self.conn(), room, peer, &self.inst, &conn_id.to_string()).await {
+            self.notify(room, &Notice::Left { peer: peer.clone() }).await;
+        }
+    }
+
+    async fn forward(&self, room: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode> {
+        let entry: Option<String> = redis::cmd("HGET")
+            .arg(room_key(room, "m"))
+            .arg(to.as_str())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|_| ErrorCode::Unavailable)?;
+        let entry: Entry = entry.and_then(|e| serde_json::from_str(&e).ok()).ok_or(ErrorCode::UnknownPeer)?;
+        let f = Forward { room: room.clone(), from: from.clone(), to: to.clone(), signal };
+        if entry.inst == self.inst {
+            self.deliver_signal(f);
+        } else if let Ok(payload) = serde_json::to_string(&f) {
+            self.publish(format!("mesh:to:{}", entry.inst), payload).await;
+        }
+        Ok(())
+    }
+
+    async fn set_admin(&self, room: &RoomId, peer: &PeerId) {
+        if scripts::set_admin(&mut self.conn(), room, peer).await {
+            self.notify(room, &Notice::Admin { peer: peer.clone() }).await;
+        }
+    }
+
+    async fn withdraw_admin(&self, room: &RoomId, peer: &PeerId) {
+        scripts::withdraw_admin(&mut self.conn(), room, peer).await;
+    }
+
+    async fn room_count(&self) -> usize {
+        redis::cmd("SCARD").arg("mesh:rooms").query_async(&mut self.conn()).await.unwrap_or(0)
+    }
+
+    fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+}

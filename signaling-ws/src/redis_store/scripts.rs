@@ -1,0 +1,179 @@
+//! The Lua scripts of the Redis room store: each change to a room is one atomic script, so
+//! instances racing on one room (two registrations for the last place, a leave and a sweep) see
+//! one order.
+
+use super::room_key;
+use crate::protocol::ErrorCode;
+use mesh_core::{MemberInfo, PeerId, Role, RoomId};
+use redis::aio::ConnectionManager;
+use std::sync::LazyLock;
+
+/// KEYS: members, workers, admin, first, rooms, the instance's members.
+/// ARGV: peer, entry, is worker, rejoin, max workers, room, instance entry.
+/// Returns `{"dup"}`, `{"full"}` or `{"ok", admin or first or "", entry...}`.
+static JOIN: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {'dup'} end
+local workers = redis.call('SMEMBERS', KEYS[2])
+if ARGV[3] == '1' and #workers >= tonumber(ARGV[5]) then return {'full'} end
+local admin = redis.call('GET', KEYS[3])
+local out = {'ok', admin or redis.call('GET', KEYS[4]) or ''}
+for _, w in ipairs(workers) do
+  local e = redis.call('HGET', KEYS[1], w)
+  if e then table.insert(out, e) end
+end
+if ARGV[3] == '1' and ARGV[4] == '0' and #workers == 0 and not admin then
+  redis.call('SET', KEYS[4], ARGV[1])
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] == '1' then redis.call('SADD', KEYS[2], ARGV[1]) end
+redis.call('SADD', KEYS[5], ARGV[6])
+redis.call('SADD', KEYS[6], ARGV[7])
+return out
+"#,
+    )
+});
+
+/// KEYS: members, workers, admin, first, rooms, the instance's members.
+/// ARGV: peer, instance, connection, room, instance entry. Returns 1 if it removed the peer.
+static LEAVE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local e = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[6], ARGV[5])
+if not e then return 0 end
+local d = cjson.decode(e)
+if d.inst ~= ARGV[2] or d.conn ~= ARGV[3] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+if redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
+if redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[5], ARGV[4])
+  redis.call('DEL', KEYS[3], KEYS[4])
+end
+return 1
+"#,
+    )
+});
+
+/// KEYS: admin, first, members. ARGV: peer. Returns 1 when the admin changed.
+static SET_ADMIN: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[2])
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"#,
+    )
+});
+
+/// KEYS: admin. ARGV: peer.
+static WITHDRAW: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"#,
+    )
+});
+
+fn inst_entry(room: &RoomId, peer: &PeerId, conn: &str) -> String {
+    format!("{room}\n{peer}\n{conn}")
+}
+
+/// Adds a member, atomically with the duplicate and room-limit checks: the room's workers
+/// and its admin (or first worker) as the registration answer.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn join(
+    c: &mut ConnectionManager,
+    room: &RoomId,
+    peer: &PeerId,
+    entry: &str,
+    role: Role,
+    rejoin: bool,
+    max_workers: usize,
+    inst: &str,
+    conn: u64,
+) -> Result<Result<(Vec<MemberInfo>, Option<PeerId>), ErrorCode>, ErrorCode> {
+    let out: Vec<String> = JOIN
+        .key(room_key(room, "m"))
+        .key(room_key(room, "w"))
+        .key(room_key(room, "admin"))
+        .key(room_key(room, "first"))
+        .key("mesh:rooms")
+        .key(format!("mesh:inst:{inst}:m"))
+        .arg(peer.as_str())
+        .arg(entry)
+        .arg(if role == Role::Worker { "1" } else { "0" })
+        .arg(if rejoin { "1" } else { "0" })
+        .arg(max_workers)
+        .arg(room.as_str())
+        .arg(inst_entry(room, peer, &conn.to_string()))
+        .invoke_async(c)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "redis join failed");
+            ErrorCode::Unavailable
+        })?;
+    match out.first().map(String::as_str) {
+        Some("dup") => Ok(Err(ErrorCode::DuplicatePeer)),
+        Some("full") => Ok(Err(ErrorCode::RoomFull)),
+        Some("ok") => {
+            let admin = out.get(1).filter(|a| !a.is_empty()).and_then(|a| PeerId::new(a.as_str()).ok());
+            let members = out[2..]
+                .iter()
+                .filter_map(|e| serde_json::from_str::<super::Entry>(e).ok())
+                .map(|e| e.info)
+                .filter(|m| &m.peer != peer)
+                .collect();
+            Ok(Ok((members, admin)))
+        }
+        _ => Err(ErrorCode::Unavailable),
+    }
+}
+
+/// Removes `peer` if `inst`'s connection `conn` still holds it; true if it did.
+pub(super) async fn leave(c: &mut ConnectionManager, room: &RoomId, peer: &PeerId, inst: &str, conn: &str) -> bool {
+    let removed: redis::RedisResult<i64> = LEAVE
+        .key(room_key(room, "m"))
+        .key(room_key(room, "w"))
+        .key(room_key(room, "admin"))
+        .key(room_key(room, "first"))
+        .key("mesh:rooms")
+        .key(format!("mesh:inst:{inst}:m"))
+        .arg(peer.as_str())
+        .arg(inst)
+        .arg(conn)
+        .arg(room.as_str())
+        .arg(inst_entry(room, peer, conn))
+        .invoke_async(c)
+        .await;
+    match removed {
+        Ok(n) => n == 1,
+        Err(e) => {
+            tracing::warn!(error = %e, %peer, "redis leave failed (the lease sweep removes it)");
+            false
+        }
+    }
+}
+
+/// Makes `peer` the admin; true when it changed.
+pub(super) async fn set_admin(c: &mut ConnectionManager, room: &RoomId, peer: &PeerId) -> bool {
+    let changed: redis::RedisResult<i64> = SET_ADMIN
+        .key(room_key(room, "admin"))
+        .key(room_key(room, "first"))
+        .key(room_key(room, "m"))
+        .arg(peer.as_str())
+        .invoke_async(c)
+        .await;
+    changed.is_ok_and(|n| n == 1)
+}
+
+/// Forgets `peer` as admin if it is.
+pub(super) async fn withdraw_admin(c: &mut ConnectionManager, room: &RoomId, peer: &PeerId) {
+    let _: redis::RedisResult<i64> = WITHDRAW.key(room_key(room, "admin")).arg(peer.as_str()).invoke_async(c).await;
+}
