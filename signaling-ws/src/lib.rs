@@ -22,14 +22,12 @@ pub fn link() {}
 inventory::submit! {
     mesh_core::SignalerPlugin {
         name: signaler::NAME,
-        description: "WebSocket to a mesh-signal server (section [ws]: url, token)",
+        description: "WebSocket to a mesh-signal server, or several serving the same rooms (section [ws]: url or urls, token)",
         build: |ctx| {
-            let url = ctx.section.get("url").and_then(|v| v.as_str()).unwrap_or("ws://127.0.0.1:8765").to_string();
-            if !url.starts_with("ws://") && !url.starts_with("wss://") {
-                return Err(mesh_core::PluginError::Config { plugin: signaler::NAME, why: format!("ws.url must start with ws:// or wss://, got {url}") });
-            }
+            let urls = signaler::urls_of(&ctx.section)
+                .map_err(|why| mesh_core::PluginError::Config { plugin: signaler::NAME, why })?;
             let token = ctx.section.get("token").and_then(|v| v.as_str()).map(String::from);
-            Ok(Arc::new(WsSignaler::new(url, token)))
+            Ok(Arc::new(WsSignaler::with_urls(urls, token)))
         },
     }
 }

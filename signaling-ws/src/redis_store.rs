@@ -8,10 +8,12 @@
 //!   notices go out on `mesh:ev:{room}` and every instance hands them to its local members; a
 //!   signal for a peer on another instance goes to that instance's channel `mesh:to:{instance}`.
 //! - **Leases**: each instance refreshes `mesh:inst:{id}` (expiring after `lease_ms`) and lists
-//!   its members in `mesh:inst:{id}:m`. Every instance sweeps: the members of an instance whose
-//!   lease expired are removed and `peer_left` goes out for them. An instance that finds its own
-//!   lease gone (Redis restarted, or it was cut off long enough to be swept) closes its
-//!   connections, so their peers register again.
+//!   its members in `mesh:inst:{id}:m`. Once an instance's lease has expired, its peers may
+//!   register again on another instance, taking their registrations over (they never left, so
+//!   nobody is told they did, and their mesh links are untouched). Those that have not come back
+//!   another two leases later are removed by the sweep of any instance, and `peer_left` goes out
+//!   for them. An instance that finds its own lease gone (Redis restarted, or it was cut off long
+//!   enough to be swept) closes its connections, so their peers register again.
 
 mod scripts;
 
@@ -65,6 +67,8 @@ pub struct RedisRoomStore {
     healthy: AtomicBool,
     lease: Duration,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Instances seen without a lease, and since when: swept two leases later.
+    dead: Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 impl RedisRoomStore {
@@ -88,6 +92,7 @@ impl RedisRoomStore {
             healthy: AtomicBool::new(true),
             lease,
             tasks: Mutex::new(Vec::new()),
+            dead: Mutex::new(HashMap::new()),
         });
         store.refresh_lease(false).await;
         let tasks = vec![
@@ -188,7 +193,8 @@ impl RedisRoomStore {
         }
     }
 
-    /// Removes the members of instances whose lease expired, and tells their rooms.
+    /// Removes the members of instances whose lease expired two leases ago (time for their
+    /// peers to register elsewhere), and tells their rooms.
     async fn sweep(&self) {
         let mut c = self.conn();
         let Ok(insts) = redis::cmd("SMEMBERS").arg("mesh:insts").query_async::<Vec<String>>(&mut c).await else {
@@ -197,9 +203,18 @@ impl RedisRoomStore {
         for inst in insts.into_iter().filter(|i| i != &self.inst) {
             let alive: bool =
                 redis::cmd("EXISTS").arg(format!("mesh:inst:{inst}")).query_async(&mut c).await.unwrap_or(true);
-            if alive {
+            let since = {
+                let mut dead = self.dead.lock().unwrap_or_else(|p| p.into_inner());
+                if alive {
+                    dead.remove(&inst);
+                    continue;
+                }
+                *dead.entry(inst.clone()).or_insert_with(tokio::time::Instant::now)
+            };
+            if since.elapsed() < self.lease * 2 {
                 continue;
             }
+            self.dead.lock().unwrap_or_else(|p| p.into_inner()).remove(&inst);
             let set = format!("mesh:inst:{inst}:m");
             let entries: Vec<String> = redis::cmd("SMEMBERS").arg(&set).query_async(&mut c).await.unwrap_or_default();
             for entry in &entries {

@@ -1,6 +1,9 @@
 //! The `ws` [`Signaler`]: one WebSocket to the signaling server, kept open for the worker's life.
-//! If the server goes away it reconnects with exponential backoff (250 ms doubling to 10 s, with
-//! jitter) and registers again under the same identity; the mesh is not disturbed meanwhile.
+//! It may be given several servers (a cluster sharing rooms on Redis): they are tried in order.
+//! If its server goes away it connects to the next one and registers again under the same
+//! identity (an admin announces itself again); the mesh is not disturbed meanwhile. Failed
+//! attempts back off (250 ms, doubling after each full round of the servers up to 10 s, with
+//! jitter); a registration refused on reconnecting (the old one not yet expired) is retried too.
 
 use crate::protocol::{
     header_encode, ClientMsg, ServerMsg, MAX_HEADER_REGISTER, REGISTER_HEADER, REGISTER_TAKEN_HEADER,
@@ -24,15 +27,28 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(10);
+/// A registration refused on reconnecting is asked for again this soon.
+const REFUSED_RETRY: Duration = Duration::from_millis(500);
 
 /// Why a registration failed, as the server said it.
 #[derive(Debug, thiserror::Error)]
 #[error("signaling server refused registration: {0}")]
 pub struct Refused(pub String);
 
-/// Signaling through a `mesh-signal` server.
+/// How a connection to a server ended (other than by a refusal of the first registration).
+enum Ended {
+    /// No connection.
+    Missed,
+    /// The server refused to register us again (on a cluster, the registration held by a
+    /// server that died is taken over once its lease expires): ask the same server again soon.
+    Refused,
+    /// Registered, then the connection broke.
+    Lost,
+}
+
+/// Signaling through a `mesh-signal` server (or one of several serving the same rooms).
 pub struct WsSignaler {
-    url: String,
+    urls: Vec<String>,
     token: Option<String>,
     outgoing: Mutex<Option<mpsc::Sender<ClientMsg>>>,
     shutdown: watch::Sender<bool>,
@@ -42,13 +58,12 @@ pub struct WsSignaler {
 impl WsSignaler {
     /// A signaler for the server at `url` (`ws://host:port`), with the room's token if any.
     pub fn new(url: impl Into<String>, token: Option<String>) -> Self {
-        Self {
-            url: url.into(),
-            token,
-            outgoing: Mutex::new(None),
-            shutdown: watch::channel(false).0,
-            task: Mutex::new(None),
-        }
+        Self::with_urls(vec![url.into()], token)
+    }
+
+    /// A signaler for servers serving the same rooms, tried in order (at least one).
+    pub fn with_urls(urls: Vec<String>, token: Option<String>) -> Self {
+        Self { urls, token, outgoing: Mutex::new(None), shutdown: watch::channel(false).0, task: Mutex::new(None) }
     }
 
     fn outgoing(&self) -> Option<mpsc::Sender<ClientMsg>> {
@@ -68,7 +83,8 @@ fn upgrade_request(url: &str, register: &str) -> Option<Request> {
     Some(request)
 }
 
-/// One connection: connect, register, pump until it breaks. `Err` carries a refusal (no retry).
+/// One connection: connect, register, pump until it breaks. `Err` carries a refusal of the
+/// first registration (no retry).
 async fn session(
     url: &str,
     token: &Option<String>,
@@ -77,7 +93,7 @@ async fn session(
     outgoing: &mut mpsc::Receiver<ClientMsg>,
     registered: &mut Option<oneshot::Sender<Result<(), String>>>,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<Ended, String> {
     let register = ClientMsg::Register {
         room: id.room.clone(),
         peer: id.peer.clone(),
@@ -89,6 +105,8 @@ async fn session(
         key: id.key.clone(),
     };
     let text = serde_json::to_string(&register).unwrap_or_default();
+    let here = |joined: bool| if joined { Ended::Lost } else { Ended::Missed };
+    let mut joined = false;
     let Some(request) = upgrade_request(url, &text) else {
         return Err(format!("{url} is not a WebSocket URL"));
     };
@@ -99,37 +117,37 @@ async fn session(
             Ok(Ok(ok)) => ok,
             Ok(Err(err)) => {
                 tracing::debug!(%url, error = %err, "signaling connect failed");
-                return Ok(());
+                return Ok(here(joined));
             }
             Err(_) => {
                 tracing::debug!(%url, "signaling connect timed out");
-                return Ok(());
+                return Ok(here(joined));
             }
         };
     mesh_core::mark!("ws_connected", %url);
     let (mut sink, mut stream) = ws.split();
     // A server that took the registration from the upgrade request answers it without a frame.
     if !response.headers().contains_key(REGISTER_TAKEN_HEADER) && sink.send(Message::Text(text.into())).await.is_err() {
-        return Ok(());
+        return Ok(here(joined));
     }
     let mut ping = tokio::time::interval(PING_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
                 let _ = sink.send(Message::Close(None)).await;
-                return Ok(());
+                return Ok(here(joined));
             }
             _ = ping.tick() => {
-                if sink.send(Message::Ping(Vec::new().into())).await.is_err() { return Ok(()); }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() { return Ok(here(joined)); }
             }
             Some(msg) = outgoing.recv() => {
                 let text = serde_json::to_string(&msg).unwrap_or_default();
-                if sink.send(Message::Text(text.into())).await.is_err() { return Ok(()); }
+                if sink.send(Message::Text(text.into())).await.is_err() { return Ok(here(joined)); }
             }
             frame = stream.next() => {
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(here(joined)),
                     Some(Ok(_)) => continue,
                 };
                 let Ok(msg) = serde_json::from_str::<ServerMsg>(&text) else {
@@ -138,6 +156,7 @@ async fn session(
                 };
                 let event = match msg {
                     ServerMsg::Registered { members, admin, .. } => {
+                        joined = true;
                         if let Some(tx) = registered.take() { let _ = tx.send(Ok(())); }
                         SignalingEvent::Registered { members, admin }
                     }
@@ -152,10 +171,13 @@ async fn session(
                             let _ = tx.send(Err(message.clone()));
                             return Err(message);
                         }
+                        if !joined {
+                            return Ok(Ended::Refused);
+                        }
                         continue;
                     }
                 };
-                if inbox.send(Inbound { path: NAME, event }).await.is_err() { return Ok(()); }
+                if inbox.send(Inbound { path: NAME, event }).await.is_err() { return Ok(here(joined)); }
             }
         }
     }
@@ -173,36 +195,47 @@ impl Signaler for WsSignaler {
             *o = Some(tx);
         }
         let (first_tx, first_rx) = oneshot::channel();
-        let (url, token, mut shutdown) = (self.url.clone(), self.token.clone(), self.shutdown.subscribe());
+        let (urls, token, mut shutdown) = (self.urls.clone(), self.token.clone(), self.shutdown.subscribe());
         let task = tokio::spawn(async move {
             let mut first = Some(first_tx);
             let mut backoff = BACKOFF_MIN;
-            let mut failures = 0u32;
+            let (mut index, mut misses) = (0usize, 0usize);
             loop {
-                let was_first = first.is_some();
-                let result = session(&url, &token, &ctx.identity, &ctx.inbox, &mut rx, &mut first, &mut shutdown).await;
-                if *shutdown.borrow() || result.is_err() {
-                    return;
-                }
-                if !was_first || first.is_none() {
+                let url = &urls[index % urls.len()];
+                let result = session(url, &token, &ctx.identity, &ctx.inbox, &mut rx, &mut first, &mut shutdown).await;
+                let ended = match result {
+                    Ok(ended) if !*shutdown.borrow() => ended,
+                    _ => return,
+                };
+                let mut delay = backoff;
+                if let Ended::Refused = ended {
+                    delay = REFUSED_RETRY; // the same, live server, soon
+                } else if let Ended::Lost = ended {
+                    // The next attempt goes to the next server (the one after a dead one).
+                    index += 1;
                     let _ = ctx.inbox.send(Inbound { path: NAME, event: SignalingEvent::Disconnected }).await;
                     backoff = BACKOFF_MIN;
-                    failures = 0;
-                }
-                let delay = backoff.mul_f64(0.8 + 0.2 * rand::random::<f64>());
-                failures += 1;
-                if failures == 1 {
-                    // The first failure is worth a warning: a newcomer with no server running
-                    // must see why nothing happens. Later ones would only repeat it.
-                    tracing::warn!(%url, retry_in = ?delay, "cannot reach the signaling server; retrying with backoff");
+                    delay = backoff;
+                    misses = 0;
                 } else {
-                    tracing::info!(%url, retry_in = ?delay, failures, "signaling server still unreachable");
+                    index += 1;
+                    misses += 1;
+                    if misses == 1 {
+                        // The first failure is worth a warning: a newcomer with no server running
+                        // must see why nothing happens. Later ones would only repeat it.
+                        tracing::warn!(%url, "cannot reach or register with the signaling server; retrying with backoff");
+                    } else {
+                        tracing::info!(%url, misses, "signaling server still unreachable");
+                    }
+                    if misses % urls.len() == 0 {
+                        backoff = (backoff * 2).min(BACKOFF_MAX); // a whole round of servers failed
+                    }
                 }
+                let delay = delay.mul_f64(0.8 + 0.2 * rand::random::<f64>());
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return,
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         });
         if let Ok(mut t) = self.task.lock() {
@@ -213,7 +246,8 @@ impl Signaler for WsSignaler {
             Ok(Ok(Err(message))) => Err(SignalError::Other(Box::new(Refused(message)))),
             _ => {
                 self.stop().await;
-                Err(SignalError::Other(Box::new(Refused(format!("no registration from {} within 30 s", self.url)))))
+                let urls = self.urls.join(", ");
+                Err(SignalError::Other(Box::new(Refused(format!("no registration from {urls} within 30 s")))))
             }
         }
     }
@@ -251,5 +285,47 @@ impl Drop for WsSignaler {
         if let Some(task) = self.task.lock().ok().and_then(|mut t| t.take()) {
             task.abort();
         }
+    }
+}
+
+/// The servers of a `[ws]` section: `urls` (a list, or one string of comma-separated URLs, as
+/// `MESH_WS__URLS` gives it), else `url`, else the local default; each must be `ws://` or
+/// `wss://`.
+pub fn urls_of(section: &serde_json::Value) -> Result<Vec<String>, String> {
+    let urls: Vec<String> = match (section.get("urls"), section.get("url")) {
+        (Some(serde_json::Value::Array(list)), _) => list
+            .iter()
+            .map(|u| u.as_str().map(String::from).ok_or("ws.urls must be strings"))
+            .collect::<Result<_, _>>()?,
+        (Some(serde_json::Value::String(csv)), _) => {
+            csv.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect()
+        }
+        (Some(other), _) => return Err(format!("ws.urls must be a list of URLs, got {other}")),
+        (None, Some(url)) => vec![url.as_str().ok_or("ws.url must be a string")?.to_string()],
+        (None, None) => vec!["ws://127.0.0.1:8765".to_string()],
+    };
+    if urls.is_empty() {
+        return Err("ws.urls is empty".into());
+    }
+    match urls.iter().find(|u| !u.starts_with("ws://") && !u.starts_with("wss://")) {
+        Some(bad) => Err(format!("ws.url must start with ws:// or wss://, got {bad}")),
+        None => Ok(urls),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::urls_of;
+    use serde_json::json;
+
+    #[test]
+    fn servers_come_from_urls_as_a_list_or_csv_else_url() {
+        let two = vec!["ws://a:1".to_string(), "ws://b:2".to_string()];
+        assert_eq!(urls_of(&json!({"urls": ["ws://a:1", "ws://b:2"]})), Ok(two.clone()));
+        assert_eq!(urls_of(&json!({"urls": "ws://a:1, ws://b:2"})), Ok(two));
+        assert_eq!(urls_of(&json!({"url": "ws://a:1"})), Ok(vec!["ws://a:1".to_string()]));
+        assert_eq!(urls_of(&json!(null)), Ok(vec!["ws://127.0.0.1:8765".to_string()]));
+        assert!(urls_of(&json!({"urls": ["http://a"]})).unwrap_err().contains("ws://"));
+        assert!(urls_of(&json!({"urls": []})).is_err());
     }
 }

@@ -141,3 +141,40 @@ async fn after_a_redis_restart_the_servers_have_their_peers_register_again() {
     assert_eq!(peers(&r1["members"]), vec!["w0"], "the room is whole again across both servers");
     assert_eq!(next_of(&mut w0, "peer_joined").await["member"]["peer"], "w1");
 }
+
+#[tokio::test]
+async fn a_peer_whose_server_died_registers_on_the_other_and_nobody_hears_it_left() {
+    let redis = RedisServer::start().expect("redis");
+    let (a, b) = (server(&redis).await, server(&redis).await);
+    let (_w0, _) = register(&a, "room", "w0", "worker").await;
+    let (mut w1, _) = register(&b, "room", "w1", "worker").await;
+    a.shutdown().await;
+    // What w0's signaler does: ask b until a's lease has expired and the registration is free.
+    let started = tokio::time::Instant::now();
+    let again = loop {
+        let (ws, answer) = register(&b, "room", "w0", "worker").await;
+        if answer["type"] == "registered" {
+            break ws;
+        }
+        assert_eq!(answer["code"], "duplicate_peer", "{answer}");
+        assert!(started.elapsed() < WAIT, "w0 was never let in again");
+        tokio::time::sleep(Duration::from_millis(200)).await; // the signaler's retry
+    };
+    let next = next_of_any(&mut w1).await;
+    assert_eq!((next["type"].clone(), next["member"]["peer"].clone()), (json!("peer_joined"), json!("w0")), "{next}");
+    drop(again);
+    assert_eq!(next_of(&mut w1, "peer_left").await["peer"], "w0", "a real departure is told");
+}
+
+/// The next text frame, whatever it is.
+async fn next_of_any(ws: &mut Ws) -> Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Ok(Message::Text(t))) = ws.next().await {
+                return serde_json::from_str(&t).expect("json");
+            }
+        }
+    })
+    .await
+    .expect("a frame in time")
+}

@@ -10,11 +10,20 @@ use std::sync::LazyLock;
 
 /// KEYS: members, workers, admin, first, rooms, the instance's members.
 /// ARGV: peer, entry, is worker, rejoin, max workers, room, instance entry.
-/// Returns `{"dup"}`, `{"full"}` or `{"ok", admin or first or "", entry...}`.
+/// Returns `{"dup"}`, `{"full"}` or `{"ok", admin or first or "", entry...}`. A peer held by a
+/// server whose lease expired is taken over (the peer registering again elsewhere after its
+/// server died): it never left, so nobody is told it did.
 static JOIN: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {'dup'} end
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held then
+  local d = cjson.decode(held)
+  if redis.call('EXISTS', 'mesh:inst:' .. d.inst) == 1 then return {'dup'} end
+  redis.call('SREM', 'mesh:inst:' .. d.inst .. ':m', ARGV[6] .. '\n' .. ARGV[1] .. '\n' .. d.conn)
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+end
 local workers = redis.call('SMEMBERS', KEYS[2])
 if ARGV[3] == '1' and #workers >= tonumber(ARGV[5]) then return {'full'} end
 local admin = redis.call('GET', KEYS[3])
