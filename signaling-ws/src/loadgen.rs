@@ -202,6 +202,11 @@ impl ServerProcess {
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
+    /// The process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit; true on a clean exit.
     pub fn stop(mut self) -> bool {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
