@@ -5,6 +5,7 @@
 
 mod limits;
 pub mod loadgen;
+pub mod metrics;
 pub mod protocol;
 pub mod redis_store;
 pub mod server;

@@ -2,6 +2,7 @@
 //! signals within a room, and guards every connection (size limit, rate limit, keep-alive).
 //! A bad connection gets an error frame or a close with a reason; nobody else notices.
 
+use crate::metrics::Metrics;
 use crate::protocol::{
     header_decode, parse_client, ClientMsg, ErrorCode, ServerMsg, MAX_HEADER_REGISTER, REGISTER_HEADER,
     REGISTER_TAKEN_HEADER,
@@ -85,6 +86,7 @@ pub struct SignalingServer {
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     store: Arc<dyn RoomStore>,
+    metrics: Arc<Metrics>,
 }
 
 impl SignalingServer {
@@ -100,9 +102,11 @@ impl SignalingServer {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, Arc::new(config), store.clone(), rx));
+        let metrics = Arc::new(Metrics::default());
+        let shared = Shared { config: Arc::new(config), store: store.clone(), metrics: metrics.clone() };
+        let task = tokio::spawn(accept_loop(listener, shared, rx));
         tracing::info!(%addr, "signaling server listening");
-        Ok(Self { addr, shutdown, task, store })
+        Ok(Self { addr, shutdown, task, store, metrics })
     }
 
     /// The bound address.
@@ -113,6 +117,11 @@ impl SignalingServer {
     /// The `ws://` URL of this server.
     pub fn url(&self) -> String {
         format!("ws://{}", self.addr)
+    }
+
+    /// The Prometheus text `GET /metrics` serves.
+    pub async fn metrics(&self) -> String {
+        self.metrics.render(self.store.room_count().await)
     }
 
     /// Rooms currently alive (in the whole cluster, with Redis).
@@ -130,12 +139,16 @@ impl SignalingServer {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What every connection shares.
+#[derive(Clone)]
+struct Shared {
     config: Arc<ServerConfig>,
     store: Arc<dyn RoomStore>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    metrics: Arc<Metrics>,
+}
+
+async fn accept_loop(listener: TcpListener, shared: Shared, mut shutdown: watch::Receiver<bool>) {
+    let config = shared.config.clone();
     let mut connections = JoinSet::new();
     let mut refusing = JoinSet::new();
     let addresses = crate::limits::Addresses::default();
@@ -160,7 +173,8 @@ async fn accept_loop(
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     let span = tracing::info_span!("conn", id, %remote);
                     let lost = Arc::new(tokio::sync::Notify::new());
-                    let c = Connection { id, config: config.clone(), store: store.clone(), registered: None, lost };
+                    let (config, store, metrics) = (shared.config.clone(), shared.store.clone(), shared.metrics.clone());
+                    let c = Connection { id, config, store, metrics, registered: None, lost };
                     let run = c.run(tcp, shutdown.clone());
                     connections.spawn(tracing::Instrument::instrument(async move { run.await; drop(slot) }, span));
                 }
@@ -200,6 +214,7 @@ struct Connection {
     id: u64,
     config: Arc<ServerConfig>,
     store: Arc<dyn RoomStore>,
+    metrics: Arc<Metrics>,
     registered: Option<(RoomId, PeerId, Role)>,
     /// Notified when the store lost this connection's registration.
     lost: Arc<tokio::sync::Notify>,
@@ -233,8 +248,42 @@ fn close(code: CloseCode, reason: &str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: reason.into() }))
 }
 
+/// Waits (bounded) for the start of the request on `tcp`: the operator path if it is one.
+async fn operator_path(tcp: &TcpStream, within: Duration) -> Option<&'static str> {
+    let mut head = [0u8; 13];
+    let peek = async {
+        for _ in 0..50 {
+            let n = tcp.peek(&mut head).await.ok()?;
+            let prefix = |p: &str| format!("GET {p} ").as_bytes().starts_with(&head[..n]);
+            if n == 0 || n == head.len() || !(prefix("/healthz") || prefix("/metrics")) {
+                return crate::metrics::http_path(&head[..n]);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await; // the rest of the line is coming
+        }
+        None
+    };
+    tokio::time::timeout(within, peek).await.ok().flatten()
+}
+
 impl Connection {
-    async fn run(mut self, tcp: TcpStream, mut shutdown: watch::Receiver<bool>) {
+    /// A frame for the socket, counted (and its refusal, if it is one).
+    fn text(&self, msg: &ServerMsg) -> Message {
+        self.metrics.frame_out(msg);
+        Message::Text(msg.to_text().into())
+    }
+
+    async fn run(self, tcp: TcpStream, shutdown: watch::Receiver<bool>) {
+        let handshake = Duration::from_millis(self.config.handshake_timeout_ms);
+        if let Some(path) = operator_path(&tcp, handshake).await {
+            return crate::metrics::answer(tcp, path, &self.metrics, self.store.as_ref()).await;
+        }
+        let metrics = self.metrics.clone();
+        metrics.connections.fetch_add(1, Ordering::Relaxed);
+        self.serve(tcp, shutdown).await;
+        metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    async fn serve(mut self, tcp: TcpStream, mut shutdown: watch::Receiver<bool>) {
         // The transport's hard cap is twice ours, so memory stays bounded while a frame over our
         // limit is still read whole and answered with an error frame and a clean close.
         let hard_cap = self.config.max_frame_bytes.saturating_mul(2);
@@ -283,7 +332,7 @@ impl Connection {
         let closing: Option<Message> = loop {
             if let Some((code, reason)) = refused.take() {
                 while let Ok(msg) = rx.try_recv() {
-                    let _ = sink.send(Message::Text(msg.to_text().into())).await;
+                    let _ = sink.send(self.text(&msg)).await;
                 }
                 break Some(close(code, reason));
             }
@@ -294,7 +343,7 @@ impl Connection {
                     break Some(close(CloseCode::Again, "registration lost by the room store; register again"));
                 }
                 Some(msg) = rx.recv() => {
-                    if sink.send(Message::Text(msg.to_text().into())).await.is_err() {
+                    if sink.send(self.text(&msg)).await.is_err() {
                         break None;
                     }
                 }
@@ -306,7 +355,7 @@ impl Connection {
                 _ = tokio::time::sleep_until(register_by), if self.registered.is_none() => {
                     tracing::info!("no registration in time; closing");
                     let error = ServerMsg::error(ErrorCode::NotRegistered, "no register within the handshake timeout");
-                    let _ = sink.send(Message::Text(error.to_text().into())).await;
+                    let _ = sink.send(self.text(&error)).await;
                     break Some(close(CloseCode::Policy, "no registration in time"));
                 }
                 _ = tokio::time::sleep_until(last_heard + idle) => {
@@ -315,11 +364,14 @@ impl Connection {
                 }
                 frame = stream.next() => {
                     last_heard = Instant::now();
+                    if let Some(Ok(_)) = &frame {
+                        self.metrics.frame_in();
+                    }
                     let next = match frame {
                         None | Some(Ok(Message::Close(_))) => break None,
                         Some(Err(WsError::Capacity(err))) => {
                             tracing::warn!(error = %err, "oversized frame; closing");
-                            let _ = sink.send(Message::Text(ServerMsg::error(ErrorCode::TooLarge, err.to_string()).to_text().into())).await;
+                            let _ = sink.send(self.text(&ServerMsg::error(ErrorCode::TooLarge, err.to_string()))).await;
                             break Some(close(CloseCode::Size, "frame too large"));
                         }
                         Some(Err(err)) => {
@@ -334,7 +386,7 @@ impl Connection {
                             if strikes == 1 {
                                 // Straight to the socket: a flood fills the queue, and the
                                 // flooder must still learn why it is being cut off.
-                                let _ = sink.send(Message::Text(error.to_text().into())).await;
+                                let _ = sink.send(self.text(&error)).await;
                             } else {
                                 let _ = tx.try_send(error);
                             }
@@ -359,7 +411,7 @@ impl Connection {
                     };
                     if let Next::Close(code, reason) = next {
                         while let Ok(msg) = rx.try_recv() {
-                            let _ = sink.send(Message::Text(msg.to_text().into())).await;
+                            let _ = sink.send(self.text(&msg)).await;
                         }
                         break Some(close(code, reason));
                     }
@@ -370,7 +422,9 @@ impl Connection {
         // server itself is stopping: the peers did not leave, and their mesh must not be told so.
         if let Some((room, peer, _)) = self.registered.take() {
             if !*shutdown.borrow() {
+                let t = Instant::now();
                 self.store.leave(&room, &peer, self.id).await;
+                self.metrics.store_op(t.elapsed());
                 tracing::info!(%room, %peer, "peer left");
             }
         }
@@ -422,8 +476,12 @@ impl Connection {
                     key,
                 };
                 let conn = Conn { id: self.id, tx: tx.clone(), lost: self.lost.clone() };
-                match self.store.join(&room, member, role, rejoin, conn, self.config.max_workers_per_room).await {
+                let t = Instant::now();
+                let joined = self.store.join(&room, member, role, rejoin, conn, self.config.max_workers_per_room).await;
+                self.metrics.store_op(t.elapsed());
+                match joined {
                     Ok((members, admin)) => {
+                        self.metrics.registered();
                         tracing::info!(%room, %peer, ?role, "registered");
                         self.registered = Some((room.clone(), peer.clone(), role));
                         reply(ServerMsg::Registered { room, peer, members, admin });
@@ -448,7 +506,13 @@ impl Connection {
             (ClientMsg::Ping { id }, _) => reply(ServerMsg::Pong { id }),
             (_, None) => reply(ServerMsg::error(ErrorCode::NotRegistered, "register first")),
             (ClientMsg::Signal { to, signal }, Some((room, peer, _))) => {
-                if let Err(code) = self.store.forward(&room, &peer, &to, signal).await {
+                let t = Instant::now();
+                let forwarded = self.store.forward(&room, &peer, &to, signal).await;
+                self.metrics.store_op(t.elapsed());
+                if forwarded.is_ok() {
+                    self.metrics.forwarded();
+                }
+                if let Err(code) = forwarded {
                     let message = match code {
                         ErrorCode::Unavailable => "the room store is unreachable; try again".into(),
                         _ => format!("{to} is not in room {room}"),
@@ -458,7 +522,9 @@ impl Connection {
             }
             (ClientMsg::AnnounceAdmin, Some((room, peer, role))) => {
                 if role == Role::Worker {
+                    let t = Instant::now();
                     self.store.set_admin(&room, &peer).await;
+                    self.metrics.store_op(t.elapsed());
                 } else {
                     reply(ServerMsg::error(ErrorCode::NotWorker, "only workers can be admin"));
                 }

@@ -178,3 +178,35 @@ async fn next_of_any(ws: &mut Ws) -> Value {
     .await
     .expect("a frame in time")
 }
+
+/// `GET /healthz` on `s`: its status line.
+async fn healthz(s: &SignalingServer) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(s.local_addr()).await.expect("connects");
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: mesh\r\n\r\n").await.expect("sent");
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut response)).await.expect("in time").expect("read");
+    response.lines().next().unwrap_or_default().to_string()
+}
+
+/// Asks `/healthz` until it answers `status` (an operator's probe has no other way to know).
+async fn healthz_becomes(s: &SignalingServer, status: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while healthz(s).await != status {
+        assert!(tokio::time::Instant::now() < deadline, "/healthz never said {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await; // the probe's period
+    }
+}
+
+#[tokio::test]
+async fn healthz_follows_the_reachability_of_redis() {
+    let mut redis = RedisServer::start().expect("redis");
+    let a = server(&redis).await;
+    assert_eq!(healthz(&a).await, "HTTP/1.1 200 OK");
+    redis.stop();
+    healthz_becomes(&a, "HTTP/1.1 503 Service Unavailable").await;
+    redis.start_again().expect("redis back");
+    healthz_becomes(&a, "HTTP/1.1 200 OK").await;
+    let (_w0, r) = register(&a, "room", "w0", "worker").await;
+    assert_eq!(r["type"], "registered", "{r}");
+}

@@ -391,3 +391,40 @@ async fn a_registered_key_is_bound_to_the_peer_and_handed_out_and_a_bad_one_refu
         );
     }
 }
+
+/// `GET path` on the server's port: (status line, body).
+async fn http_get(s: &SignalingServer, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(s.local_addr()).await.expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: mesh\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.expect("request sent");
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut response)).await.expect("answered in time").expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_are_served_on_the_websocket_port() {
+    let s = server(ServerConfig { max_workers_per_room: 1, ..ServerConfig::default() }).await;
+    assert_eq!(http_get(&s, "/healthz").await, ("HTTP/1.1 200 OK".to_string(), "ok\n".to_string()));
+    let (_a, ra) = register(&s, "r", "a", json!({})).await;
+    assert_eq!(ra["type"], "registered");
+    let (_b, rb) = register(&s, "r", "b", json!({})).await;
+    assert_eq!(rb["code"], "room_full");
+    let (status, metrics) = http_get(&s, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    for line in [
+        "mesh_signal_connections 2",
+        "mesh_signal_rooms 1",
+        "mesh_signal_registrations_total 1",
+        "mesh_signal_refusals_total{code=\"room_full\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    assert!(metrics.contains("# TYPE mesh_signal_store_seconds summary"), "{metrics}");
+    let (mut c, _) = register(&s, "r", "c", json!({"role": "client"})).await;
+    send(&mut c, json!({"type": "signal", "to": "a", "signal": signal("c")})).await;
+    let (_, metrics) = http_get(&s, "/metrics").await;
+    assert!(metrics.lines().any(|l| l == "mesh_signal_signals_forwarded_total 1"), "{metrics}");
+}

@@ -30,11 +30,17 @@ impl RedisServer {
     /// Kills it (SIGKILL) and starts a fresh, empty one on the same port.
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();
+        self.start_again()
+    }
+
+    /// Starts a fresh, empty one on the same port (after [`RedisServer::stop`]).
+    pub fn start_again(&mut self) -> Result<(), String> {
         self.child = spawn(self.port)?;
         Ok(())
     }
 
-    fn stop(&mut self) {
+    /// Kills it (SIGKILL): its clients find it gone.
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
