@@ -28,6 +28,8 @@ pub struct LoadConfig {
     pub concurrency: usize,
     /// Idle one-at-a-time signals timed before the burst.
     pub idle_samples: usize,
+    /// Prefix of the room names (distinct per run when several runs share one Redis).
+    pub room_prefix: String,
 }
 
 /// What a run measured.
@@ -62,10 +64,11 @@ fn micros_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-async fn register(url: String, room: usize, peer: usize) -> Result<(usize, usize, Ws), String> {
+async fn register(url: String, prefix: String, room: usize, peer: usize) -> Result<(usize, usize, Ws), String> {
     let (mut ws, _) =
         tokio_tungstenite::connect_async_with_config(url, None, true).await.map_err(|e| format!("connect: {e}"))?;
-    let reg = json!({"type": "register", "room": format!("room-{room}"), "peer": format!("p{peer}"), "role": "worker"});
+    let reg =
+        json!({"type": "register", "room": format!("{prefix}{room}"), "peer": format!("p{peer}"), "role": "worker"});
     ws.send(Message::Text(reg.to_string().into())).await.map_err(|e| format!("register: {e}"))?;
     loop {
         match ws.next().await {
@@ -108,12 +111,17 @@ async fn await_signal(stream: &mut SplitStream<Ws>) -> Result<u64, String> {
 /// Room, peer index, and the two halves of its connection.
 type Peer = (usize, usize, SplitSink<Ws, Message>, SplitStream<Ws>);
 
-/// Runs the load against the server at `url`.
-pub async fn run(url: &str, config: &LoadConfig) -> Result<LoadReport, String> {
+/// Runs the load against the servers at `urls` (serving the same rooms): the peers of each
+/// room take the servers in turn, so with two servers every signal between neighbours crosses
+/// from one to the other.
+pub async fn run(urls: &[String], config: &LoadConfig) -> Result<LoadReport, String> {
+    if urls.is_empty() {
+        return Err("no server to load".into());
+    }
     let started = Instant::now();
     let ids: Vec<(usize, usize)> = (0..config.rooms).flat_map(|r| (0..config.peers).map(move |p| (r, p))).collect();
     let conns: Vec<Result<(usize, usize, Ws), String>> = futures::stream::iter(ids)
-        .map(|(r, p)| register(url.to_string(), r, p))
+        .map(|(r, p)| register(urls[p % urls.len()].clone(), config.room_prefix.clone(), r, p))
         .buffer_unordered(config.concurrency.max(1))
         .collect()
         .await;

@@ -14,11 +14,13 @@ fn rooms() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_rooms_of_ten_register_and_forward() {
     let server = ServerProcess::spawn(env!("CARGO_BIN_EXE_mesh-signal").as_ref()).expect("mesh-signal starts");
-    let config = LoadConfig { rooms: rooms(), peers: 10, concurrency: 200, idle_samples: 50 };
-    let report = tokio::time::timeout(Duration::from_secs(300), loadgen::run(&server.url, &config))
-        .await
-        .expect("load finished in time")
-        .expect("load ran without errors");
+    let config =
+        LoadConfig { rooms: rooms(), peers: 10, concurrency: 200, idle_samples: 50, room_prefix: "room-".into() };
+    let report =
+        tokio::time::timeout(Duration::from_secs(300), loadgen::run(std::slice::from_ref(&server.url), &config))
+            .await
+            .expect("load finished in time")
+            .expect("load ran without errors");
     assert_eq!(report.registered, config.rooms * config.peers, "every peer registered");
     assert_eq!(report.burst_us.len(), report.registered, "every burst signal delivered");
     assert_eq!(report.idle_us.len(), config.idle_samples, "every idle signal delivered");

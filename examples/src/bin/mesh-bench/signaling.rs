@@ -1,6 +1,7 @@
 //! `mesh-bench signaling`: the `mesh-signal` binary (found next to this one) under
 //! rooms × peers WebSocket connections: registrations per second, forwarding latency idle and in
-//! an all-at-once burst, and the server's peak memory.
+//! an all-at-once burst, and the server's peak memory. With `--redis URL`, two instances share
+//! the rooms on that Redis and the peers of each room alternate between them.
 
 use crate::Samples;
 use signaling_ws::loadgen::{self, LoadConfig, ServerProcess};
@@ -23,6 +24,9 @@ pub struct SignalingArgs {
     /// Trials (a fresh server each).
     #[arg(long, default_value_t = 3)]
     trials: usize,
+    /// Run two instances on this Redis (`redis://HOST:PORT`) instead of one in-memory server.
+    #[arg(long)]
+    redis: Option<String>,
 }
 
 /// Runs the load `trials` times against fresh servers.
@@ -35,15 +39,34 @@ pub async fn run(args: SignalingArgs) -> Result<(), String> {
             server_path.display()
         ));
     }
-    let config =
-        LoadConfig { rooms: args.rooms, peers: args.peers, concurrency: args.concurrency, idle_samples: args.idle };
     let [mut regs, mut idle50, mut idle99, mut burst50, mut burst99, mut rss]: [Samples; 6] = Default::default();
-    for _ in 0..args.trials {
-        let server = ServerProcess::spawn(&server_path)?;
-        let report = loadgen::run(&server.url, &config).await?;
-        let rss_mib = server.peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
-        if !server.stop() {
-            return Err("mesh-signal did not stop cleanly".into());
+    for trial in 0..args.trials {
+        let servers = match &args.redis {
+            None => vec![ServerProcess::spawn(&server_path)?],
+            Some(url) => (0..2)
+                .map(|_| {
+                    let mut command = std::process::Command::new(&server_path);
+                    command.args(["--redis", url]);
+                    ServerProcess::spawn_command(command, "127.0.0.1:0")
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        // Rooms named afresh each trial: the instances of a trial before may still hold theirs.
+        let room_prefix = format!("bench-{}-{trial}-", std::process::id());
+        let config = LoadConfig {
+            rooms: args.rooms,
+            peers: args.peers,
+            concurrency: args.concurrency,
+            idle_samples: args.idle,
+            room_prefix,
+        };
+        let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+        let report = loadgen::run(&urls, &config).await?;
+        let rss_mib = servers.iter().map(|s| s.peak_rss_kib().unwrap_or(0)).sum::<u64>() as f64 / 1024.0;
+        for server in servers {
+            if !server.stop() {
+                return Err("mesh-signal did not stop cleanly".into());
+            }
         }
         let push = |s: &mut Samples, us: u64| s.push(us as f64 / 1000.0);
         regs.push(report.registrations_per_sec());
@@ -54,6 +77,8 @@ pub async fn run(args: SignalingArgs) -> Result<(), String> {
         rss.push(rss_mib);
     }
     let n = args.rooms * args.peers;
+    let servers = if args.redis.is_some() { "2 servers on redis" } else { "1 server in memory" };
+    println!("signaling over {servers}");
     println!(
         "signaling {n} connections: registrations/s            min/median/max {}  trials {}",
         regs.summary(0),
@@ -63,6 +88,6 @@ pub async fn run(args: SignalingArgs) -> Result<(), String> {
     println!("signaling {n} connections: idle forward p99 (ms)      min/median/max {}", idle99.summary(3));
     println!("signaling {n} connections: burst of {n} p50 (ms)   min/median/max {}", burst50.summary(1));
     println!("signaling {n} connections: burst of {n} p99 (ms)   min/median/max {}", burst99.summary(1));
-    println!("signaling {n} connections: server peak RSS (MiB)      min/median/max {}", rss.summary(1));
+    println!("signaling {n} connections: servers' peak RSS (MiB)    min/median/max {}", rss.summary(1));
     Ok(())
 }
