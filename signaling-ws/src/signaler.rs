@@ -220,18 +220,20 @@ impl Signaler for WsSignaler {
                 } else {
                     index += 1;
                     misses += 1;
-                    if misses == 1 {
-                        // The first failure is worth a warning: a newcomer with no server running
-                        // must see why nothing happens. Later ones would only repeat it.
-                        tracing::warn!(%url, "cannot reach or register with the signaling server; retrying with backoff");
-                    } else {
-                        tracing::info!(%url, misses, "signaling server still unreachable");
-                    }
                     if misses % urls.len() == 0 {
                         backoff = (backoff * 2).min(BACKOFF_MAX); // a whole round of servers failed
                     }
                 }
                 let delay = delay.mul_f64(0.8 + 0.2 * rand::random::<f64>());
+                if let Ended::Missed = ended {
+                    if misses == 1 {
+                        // The first failure is worth a warning: a newcomer with no server running
+                        // must see why nothing happens. Later ones would only repeat it.
+                        tracing::warn!(%url, retry_in = ?delay, "cannot reach the signaling server; retrying with backoff");
+                    } else {
+                        tracing::info!(%url, retry_in = ?delay, misses, "signaling server still unreachable");
+                    }
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return,
