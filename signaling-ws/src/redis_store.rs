@@ -27,6 +27,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+/// A connection of this instance, and what waits for its registration answer to go first.
+struct Local {
+    conn: Conn,
+    /// Frames for a peer still registering (`None` once its answer is queued).
+    held: Option<Vec<ServerMsg>>,
+}
+
+impl Local {
+    /// Queues `msg`, or holds it until the registration answer has gone out.
+    fn send(&mut self, peer: &PeerId, msg: ServerMsg) {
+        match &mut self.held {
+            Some(held) => held.push(msg),
+            None => {
+                if self.conn.tx.try_send(msg).is_err() {
+                    tracing::warn!(%peer, "outgoing queue full; frame dropped");
+                }
+            }
+        }
+    }
+}
+
 /// A member as stored in Redis.
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
@@ -63,7 +84,7 @@ pub struct RedisRoomStore {
     inst: String,
     redis: ConnectionManager,
     client: redis::Client,
-    local: Mutex<HashMap<RoomId, BTreeMap<PeerId, Conn>>>,
+    local: Mutex<HashMap<RoomId, BTreeMap<PeerId, Local>>>,
     healthy: AtomicBool,
     lease: Duration,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -104,7 +125,7 @@ impl RedisRoomStore {
         Ok(store)
     }
 
-    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, BTreeMap<PeerId, Conn>>> {
+    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, BTreeMap<PeerId, Local>>> {
         self.local.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -132,20 +153,18 @@ impl RedisRoomStore {
             Notice::Left { peer } => (peer.clone(), ServerMsg::PeerLeft { peer }),
             Notice::Admin { peer } => (peer.clone(), ServerMsg::Admin { peer }),
         };
-        let local = self.local();
-        for (peer, conn) in local.get(room).into_iter().flatten() {
-            if peer != &about && conn.tx.try_send(msg.clone()).is_err() {
-                tracing::warn!(%peer, "outgoing queue full; notice dropped");
+        let mut local = self.local();
+        for (peer, l) in local.get_mut(room).into_iter().flatten() {
+            if peer != &about {
+                l.send(peer, msg.clone());
             }
         }
     }
 
     fn deliver_signal(&self, f: Forward) {
-        let local = self.local();
-        if let Some(conn) = local.get(&f.room).and_then(|r| r.get(&f.to)) {
-            if conn.tx.try_send(ServerMsg::Signal { from: f.from, signal: f.signal }).is_err() {
-                tracing::warn!(to = %f.to, "outgoing queue full; signal dropped");
-            }
+        let mut local = self.local();
+        if let Some(l) = local.get_mut(&f.room).and_then(|r| r.get_mut(&f.to)) {
+            l.send(&f.to, ServerMsg::Signal { from: f.from, signal: f.signal });
         }
     }
 
@@ -188,8 +207,8 @@ impl RedisRoomStore {
     /// Closes every local connection (their registrations are no longer in the store).
     fn drop_local(&self) {
         let rooms = std::mem::take(&mut *self.local());
-        for conn in rooms.into_values().flat_map(|r| r.into_values()) {
-            conn.lost.notify_one();
+        for l in rooms.into_values().flat_map(|r| r.into_values()) {
+            l.conn.lost.notify_one();
         }
     }
 
@@ -314,8 +333,10 @@ impl RoomStore for RedisRoomStore {
         let entry = Entry { info: member.clone(), role, inst: self.inst.clone(), conn: conn.id.to_string() };
         let entry = serde_json::to_string(&entry).map_err(|_| ErrorCode::InvalidMessage)?;
         let peer = member.peer.clone();
-        // Held locally first: a notice published meanwhile must not miss the newcomer.
-        self.local().entry(room.clone()).or_default().insert(peer.clone(), conn.clone());
+        // Held locally first: a notice published meanwhile must not miss the newcomer. It waits
+        // for the registration answer, which must be the newcomer's first frame.
+        let held = Local { conn: conn.clone(), held: Some(Vec::new()) };
+        self.local().entry(room.clone()).or_default().insert(peer.clone(), held);
         let joined =
             scripts::join(&mut self.conn(), room, &peer, &entry, role, rejoin, max_workers, &self.inst, conn.id).await;
         let (members, admin) = match joined {
@@ -323,7 +344,7 @@ impl RoomStore for RedisRoomStore {
             Ok(Err(code)) | Err(code) => {
                 let mut local = self.local();
                 if let Some(r) = local.get_mut(room) {
-                    if r.get(&peer).is_some_and(|c| c.id == conn.id) {
+                    if r.get(&peer).is_some_and(|l| l.conn.id == conn.id) {
                         r.remove(&peer);
                     }
                 }
@@ -336,11 +357,20 @@ impl RoomStore for RedisRoomStore {
         Ok((members, admin))
     }
 
+    async fn answered(&self, room: &RoomId, peer: &PeerId, conn_id: u64) {
+        let mut local = self.local();
+        if let Some(l) = local.get_mut(room).and_then(|r| r.get_mut(peer)).filter(|l| l.conn.id == conn_id) {
+            for msg in l.held.take().unwrap_or_default() {
+                l.send(peer, msg);
+            }
+        }
+    }
+
     async fn leave(&self, room: &RoomId, peer: &PeerId, conn_id: u64) {
         {
             let mut local = self.local();
             if let Some(r) = local.get_mut(room) {
-                if r.get(peer).is_some_and(|c| c.id == conn_id) {
+                if r.get(peer).is_some_and(|l| l.conn.id == conn_id) {
                     r.remove(peer);
                 }
                 if r.is_empty() {

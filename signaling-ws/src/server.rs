@@ -484,7 +484,8 @@ impl Connection {
                         self.metrics.registered();
                         tracing::info!(%room, %peer, ?role, "registered");
                         self.registered = Some((room.clone(), peer.clone(), role));
-                        reply(ServerMsg::Registered { room, peer, members, admin });
+                        reply(ServerMsg::Registered { room: room.clone(), peer: peer.clone(), members, admin });
+                        self.store.answered(&room, &peer, self.id).await;
                     }
                     Err(code) => {
                         tracing::warn!(%room, %peer, ?code, "registration refused");

@@ -34,6 +34,9 @@ pub trait RoomStore: Send + Sync {
         conn: Conn,
         max_workers: usize,
     ) -> Result<(Vec<MemberInfo>, Option<PeerId>), ErrorCode>;
+    /// The registration answer of `peer` (on `conn_id`) is queued: what the store held for it
+    /// meanwhile may follow now (the answer is always a newcomer's first frame).
+    async fn answered(&self, _room: &RoomId, _peer: &PeerId, _conn_id: u64) {}
     /// Removes `peer` if `conn_id` still holds it, tells the others; empty rooms are removed.
     async fn leave(&self, room: &RoomId, peer: &PeerId, conn_id: u64);
     /// Hands `signal` from `from` to `to` in the same room.
@@ -54,6 +57,22 @@ struct Member {
     info: MemberInfo,
     role: Role,
     conn: Conn,
+    /// Frames for a peer whose registration answer is not queued yet (`None` once it is).
+    held: Option<Vec<ServerMsg>>,
+}
+
+impl Member {
+    /// Queues `msg`, or holds it until the registration answer has gone out.
+    fn send(&mut self, peer: &PeerId, msg: ServerMsg) {
+        match &mut self.held {
+            Some(held) => held.push(msg),
+            None => {
+                if self.conn.tx.try_send(msg).is_err() {
+                    tracing::warn!(%peer, "outgoing queue full; frame dropped");
+                }
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -65,10 +84,10 @@ struct Room {
 }
 
 impl Room {
-    fn tell_others(&self, except: &PeerId, msg: &ServerMsg) {
-        for (peer, m) in &self.members {
-            if peer != except && m.conn.tx.try_send(msg.clone()).is_err() {
-                tracing::warn!(%peer, "outgoing queue full; notice dropped");
+    fn tell_others(&mut self, except: &PeerId, msg: &ServerMsg) {
+        for (peer, m) in self.members.iter_mut() {
+            if peer != except {
+                m.send(peer, msg.clone());
             }
         }
     }
@@ -117,8 +136,18 @@ impl RoomStore for MemoryRoomStore {
         if role == Role::Worker && !rejoin && no_workers && room.admin.is_none() {
             room.first = Some(member.peer.clone());
         }
-        room.members.insert(member.peer.clone(), Member { info: member, role, conn });
+        room.members.insert(member.peer.clone(), Member { info: member, role, conn, held: Some(Vec::new()) });
         Ok((workers, admin))
+    }
+
+    async fn answered(&self, room_id: &RoomId, peer: &PeerId, conn_id: u64) {
+        let mut rooms = self.rooms();
+        let member = rooms.get_mut(room_id).and_then(|r| r.members.get_mut(peer)).filter(|m| m.conn.id == conn_id);
+        if let Some(m) = member {
+            for msg in m.held.take().unwrap_or_default() {
+                m.send(peer, msg);
+            }
+        }
     }
 
     async fn leave(&self, room_id: &RoomId, peer: &PeerId, conn_id: u64) {
@@ -141,11 +170,9 @@ impl RoomStore for MemoryRoomStore {
     }
 
     async fn forward(&self, room_id: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode> {
-        let rooms = self.rooms();
-        let target = rooms.get(room_id).and_then(|r| r.members.get(to)).ok_or(ErrorCode::UnknownPeer)?;
-        if target.conn.tx.try_send(ServerMsg::Signal { from: from.clone(), signal }).is_err() {
-            tracing::warn!(%to, "outgoing queue full; signal dropped");
-        }
+        let mut rooms = self.rooms();
+        let target = rooms.get_mut(room_id).and_then(|r| r.members.get_mut(to)).ok_or(ErrorCode::UnknownPeer)?;
+        target.send(to, ServerMsg::Signal { from: from.clone(), signal });
         Ok(())
     }
 

@@ -205,6 +205,8 @@ async fn healthz_follows_the_reachability_of_redis() {
     assert_eq!(healthz(&a).await, "HTTP/1.1 200 OK");
     redis.stop();
     healthz_becomes(&a, "HTTP/1.1 503 Service Unavailable").await;
+    let (_w, refused) = register(&a, "room", "w0", "worker").await;
+    assert_eq!(refused["code"], "unavailable", "a registration without Redis is refused, not lost: {refused}");
     redis.start_again().expect("redis back");
     healthz_becomes(&a, "HTTP/1.1 200 OK").await;
     let (_w0, r) = register(&a, "room", "w0", "worker").await;

@@ -428,3 +428,16 @@ async fn healthz_and_metrics_are_served_on_the_websocket_port() {
     let (_, metrics) = http_get(&s, "/metrics").await;
     assert!(metrics.lines().any(|l| l == "mesh_signal_signals_forwarded_total 1"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomers_first_frame_is_its_answer_even_while_others_join() {
+    let s = server(ServerConfig::default()).await;
+    for round in 0..5 {
+        let room = format!("busy-{round}");
+        let names: Vec<String> = (0..10).map(|i| format!("w{i}")).collect();
+        let joins = names.iter().map(|name| register(&s, &room, name, json!({})));
+        for (_ws, first) in futures::future::join_all(joins).await {
+            assert_eq!(first["type"], "registered", "a notice overtook the registration answer: {first}");
+        }
+    }
+}
