@@ -1,6 +1,7 @@
-//! What an operator watches: counters kept as the server runs, and the two plain HTTP endpoints
-//! served on the WebSocket's port, `GET /healthz` (200 when the room store is reachable, 503
-//! otherwise) and `GET /metrics` (Prometheus text format).
+//! What an operator watches: counters kept as the server runs, and the plain HTTP requests
+//! served on the WebSocket's port: `GET /healthz` (200 when the room store is reachable, 503
+//! otherwise), `GET /metrics` (Prometheus text format), and `GET /` without a WebSocket upgrade,
+//! the room dashboard (one self-contained page, `?room=NAME&token=TOKEN`).
 
 use crate::protocol::{ErrorCode, ServerMsg};
 use crate::store::RoomStore;
@@ -95,11 +96,18 @@ impl Metrics {
     }
 }
 
-/// The path of a plain HTTP request this server answers itself, if `head` starts one.
+/// The dashboard page, embedded in the binary.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The path of a plain HTTP request this server answers itself, if `head` (the request head, or
+/// as much of it as has come) is one: the operator endpoints, or `/` without a WebSocket upgrade.
 pub fn http_path(head: &[u8]) -> Option<&'static str> {
-    ["/healthz", "/metrics"].into_iter().find(|path| {
+    let upgrade = String::from_utf8_lossy(head).lines().any(|l| l.to_ascii_lowercase().starts_with("upgrade:"));
+    ["/healthz", "/metrics", "/"].into_iter().find(|path| {
         let line = format!("GET {path}");
-        head.starts_with(line.as_bytes()) && matches!(head.get(line.len()), Some(b' ' | b'?'))
+        head.starts_with(line.as_bytes())
+            && matches!(head.get(line.len()), Some(b' ' | b'?'))
+            && (*path != "/" || !upgrade)
     })
 }
 
@@ -119,6 +127,7 @@ pub async fn answer(mut tcp: TcpStream, path: &str, metrics: &Metrics, store: &d
     let (status, body, kind) = match path {
         "/healthz" if store.healthy() => ("200 OK", "ok\n".to_string(), "text/plain"),
         "/healthz" => ("503 Service Unavailable", "room store unreachable\n".to_string(), "text/plain"),
+        "/" => ("200 OK", DASHBOARD.to_string(), "text/html; charset=utf-8"),
         _ => ("200 OK", metrics.render(store.room_count().await), "text/plain; version=0.0.4"),
     };
     let response = format!(
@@ -140,7 +149,9 @@ mod tests {
     fn only_the_two_operator_paths_are_plain_http() {
         assert_eq!(http_path(b"GET /healthz HTTP/1.1\r\n"), Some("/healthz"));
         assert_eq!(http_path(b"GET /metrics?x=1 HTTP/1.1\r\n"), Some("/metrics"));
-        assert_eq!(http_path(b"GET / HTTP/1.1\r\nUpgrade: websocket"), None);
+        assert_eq!(http_path(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"), None);
+        assert_eq!(http_path(b"GET / HTTP/1.1\r\nupgrade: websocket\r\n\r\n"), None);
+        assert_eq!(http_path(b"GET /?room=lab HTTP/1.1\r\nHost: x\r\n\r\n"), Some("/"));
         assert_eq!(http_path(b"GET /healthzz HTTP/1.1"), None);
         assert_eq!(http_path(b"POST /metrics HTTP/1.1"), None);
     }

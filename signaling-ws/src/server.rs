@@ -248,17 +248,18 @@ fn close(code: CloseCode, reason: &str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: reason.into() }))
 }
 
-/// Waits (bounded) for the start of the request on `tcp`: the operator path if it is one.
+/// Waits (bounded) for the request head on `tcp`: the plain HTTP path it asks for, if it is
+/// one this server answers itself (see [`crate::metrics`]); `None` for a WebSocket upgrade.
 async fn operator_path(tcp: &TcpStream, within: Duration) -> Option<&'static str> {
-    let mut head = [0u8; 13];
+    let mut head = vec![0u8; 8192];
     let peek = async {
-        for _ in 0..50 {
+        for _ in 0..100 {
             let n = tcp.peek(&mut head).await.ok()?;
-            let prefix = |p: &str| format!("GET {p} ").as_bytes().starts_with(&head[..n]);
-            if n == 0 || n == head.len() || !(prefix("/healthz") || prefix("/metrics")) {
+            let whole = head[..n].windows(4).any(|w| w == b"\r\n\r\n");
+            if n == 0 || n == head.len() || whole || !head[..n.min(4)].starts_with(&b"GET "[..n.min(4)]) {
                 return crate::metrics::http_path(&head[..n]);
             }
-            tokio::time::sleep(Duration::from_millis(2)).await; // the rest of the line is coming
+            tokio::time::sleep(Duration::from_millis(2)).await; // the rest of the head is coming
         }
         None
     };
