@@ -163,7 +163,14 @@ async fn the_dashboard_in_chromium_shows_the_room_and_follows_its_admin() {
     })
     .await
     .expect("the page loads");
-    let shown = format!("{} === 'w0,w1,w2' && document.querySelector('tr.admin')?.dataset.peer === '{admin}'", rows());
+    let linked = |n: usize| {
+        format!("[...document.querySelectorAll('#workers td.links')].every(td => td.textContent === '{n}/{n}')")
+    };
+    let shown = format!(
+        "{} === 'w0,w1,w2' && document.querySelector('tr.admin')?.dataset.peer === '{admin}' && {}",
+        rows(),
+        linked(2)
+    );
     eval(&mut ws, &mut id, &when(&shown, 30_000)).await.expect("three workers and the admin shown");
     let first_ms = eval(&mut ws, &mut id, "meshDash.state.firstRegistryMs").await.expect("timing");
     eprintln!(
@@ -192,7 +199,7 @@ async fn the_dashboard_in_chromium_shows_the_room_and_follows_its_admin() {
     workers.push(worker("w3"));
     let mut names = survivors.clone();
     names.push("w3".into());
-    let grown = format!("{} === '{}'", rows(), names.join(","));
+    let grown = format!("{} === '{}' && {}", rows(), names.join(","), linked(2));
     eval(&mut ws, &mut id, &when(&grown, 30_000)).await.expect("the newcomer shown");
 
     let shot = cdp(&mut ws, &mut id, "Page.captureScreenshot", json!({"format": "png"})).await;

@@ -82,6 +82,9 @@ pub enum MeshMessage {
         /// True when the sender is the admin or holds an open link to it.
         #[serde(default)]
         admin_linked: bool,
+        /// Open links the sender holds to present workers (absent from older peers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        links: Option<u32>,
     },
     /// "Are you alive and taking the admin role?" sent to a newly elected peer.
     AdminVerify {
@@ -126,6 +129,10 @@ pub enum MeshMessage {
         /// Workers that matched before the `max` cut.
         #[serde(default)]
         matched_count: usize,
+        /// As the admin last heard (its own, and each worker's heartbeat): the open links to
+        /// other workers of each listed worker. For dashboards; absent from older admins.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        links: std::collections::BTreeMap<PeerId, u32>,
     },
     /// Application data: anything a user wants to send over the mesh.
     App {
@@ -191,7 +198,7 @@ mod tests {
 
     #[test]
     fn messages_are_tagged_by_type() {
-        let m = MeshMessage::Heartbeat { seq: 3, admin: None, epoch: 2, admin_linked: false };
+        let m = MeshMessage::Heartbeat { seq: 3, admin: None, epoch: 2, admin_linked: false, links: None };
         let text = String::from_utf8(m.encode()).unwrap();
         assert_eq!(text, r#"{"type":"heartbeat","seq":3,"admin":null,"epoch":2,"admin_linked":false}"#);
         assert_eq!(MeshMessage::decode(text.as_bytes(), 1024).unwrap(), m);

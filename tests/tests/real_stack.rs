@@ -384,7 +384,13 @@ async fn a_rogue_client_or_worker_linked_to_the_admin_forges_nothing() {
         hostile.push(MeshMessage::PeerList { admin: id("w0"), peers: vec![forged] });
         hostile.push(MeshMessage::PeerLeft { peer: id("w1") });
         hostile.push(MeshMessage::RoomState { peer: id("w1"), record: forged_record });
-        hostile.push(MeshMessage::RegistryAnswer { id: 1, workers: vec![], total_count: 0, matched_count: 0 });
+        hostile.push(MeshMessage::RegistryAnswer {
+            id: 1,
+            workers: vec![],
+            total_count: 0,
+            matched_count: 0,
+            links: Default::default(),
+        });
         for msg in hostile {
             link.link.send(msg.encode().into()).await.expect("sent");
         }

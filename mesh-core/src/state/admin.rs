@@ -52,6 +52,8 @@ pub(super) struct PeerView {
     admin: Option<PeerId>,
     admin_linked: bool,
     at: Instant,
+    /// Its open links to workers, as it said.
+    pub(super) links: Option<u32>,
 }
 
 impl MeshState {
@@ -312,10 +314,10 @@ impl MeshState {
         from: &PeerId,
         claim: Option<PeerId>,
         epoch: u64,
-        admin_linked: bool,
+        (admin_linked, links): (bool, Option<u32>),
     ) {
         if let Some(entry) = self.peers.get_mut(from) {
-            entry.view = Some(PeerView { admin: claim.clone(), admin_linked, at: now });
+            entry.view = Some(PeerView { admin: claim.clone(), admin_linked, at: now, links });
         }
         let Some(theirs) = claim else { return };
         // The candidate that answered "not yet" now says it holds the role: ask again at once
@@ -394,7 +396,13 @@ impl MeshState {
             admin: self.admin.clone(),
             epoch: self.epoch,
             admin_linked: self.admin_linked(),
+            links: Some(self.worker_links()),
         }
+    }
+
+    /// Open links this node holds to present workers.
+    pub(super) fn worker_links(&self) -> u32 {
+        self.linked_peers().iter().filter(|p| self.is_present_worker(p)).count() as u32
     }
 
     /// The rendezvous announced an admin: clients follow it; workers keep their own election.

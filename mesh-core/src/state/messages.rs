@@ -37,8 +37,8 @@ impl MeshState {
             MeshMessage::RelayError { id, reason } => {
                 self.push(Action::RelayAnswered { relay: from, id, outcome: RelayOutcome::Refused(reason) })
             }
-            MeshMessage::Heartbeat { admin, epoch, admin_linked, .. } => {
-                self.on_heartbeat(now, &from, admin, epoch, admin_linked)
+            MeshMessage::Heartbeat { admin, epoch, admin_linked, links, .. } => {
+                self.on_heartbeat(now, &from, admin, epoch, (admin_linked, links))
             }
             MeshMessage::AdminVerify { id } => self.on_admin_verify(now, &from, id),
             MeshMessage::AdminVerifyAck { id, admin, epoch } => self.on_admin_verify_ack(now, &from, id, admin, epoch),
@@ -48,9 +48,11 @@ impl MeshState {
             MeshMessage::RoomState { .. } => self.refuse(&from, "room_state", "only the owner may update a record"),
             MeshMessage::RegistryQuery { id, filter } => {
                 let RegistryPage { workers, total_count, matched_count } = filter.apply(&self.room);
-                self.send(&from, MeshMessage::RegistryAnswer { id, workers, total_count, matched_count });
+                let links =
+                    workers.iter().filter_map(|m| self.links_of(&m.peer).map(|n| (m.peer.clone(), n))).collect();
+                self.send(&from, MeshMessage::RegistryAnswer { id, workers, total_count, matched_count, links });
             }
-            MeshMessage::RegistryAnswer { id, workers, total_count, matched_count } => {
+            MeshMessage::RegistryAnswer { id, workers, total_count, matched_count, .. } => {
                 self.on_registry_answer(&from, id, RegistryPage { workers, total_count, matched_count })
             }
             MeshMessage::App { body } => self.emit(MeshEvent::AppMessage { from, body }),
@@ -89,5 +91,14 @@ impl MeshState {
                 self.send(&link_peer, MeshMessage::RelayAck { id });
             }
         }
+    }
+
+    /// The open links of worker `peer` to other workers, as this node knows them: its own, or
+    /// what the peer's latest heartbeat said.
+    fn links_of(&self, peer: &PeerId) -> Option<u32> {
+        if peer == &self.cfg.me {
+            return Some(self.worker_links());
+        }
+        self.peers.get(peer).and_then(|e| e.view.as_ref()).and_then(|v| v.links)
     }
 }

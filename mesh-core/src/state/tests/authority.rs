@@ -127,7 +127,13 @@ fn b25_a_client_cannot_hand_over_a_signal_in_someone_elses_name() {
 fn b25_a_registry_answer_counts_only_from_the_peer_asked() {
     let now = Instant::now();
     let mut s = worker_linked(now);
-    let answer = MeshMessage::RegistryAnswer { id: 1, workers: vec![], total_count: 0, matched_count: 0 };
+    let answer = MeshMessage::RegistryAnswer {
+        id: 1,
+        workers: vec![],
+        total_count: 0,
+        matched_count: 0,
+        links: Default::default(),
+    };
     s.handle(now, Event::Message { from: peer("w2"), msg: answer });
     assert!(drain(&mut s).iter().all(|a| !matches!(a, Action::Emit(crate::MeshEvent::Registry { .. }))));
     assert_eq!(s.counters().refused, 1);
@@ -176,14 +182,18 @@ fn random_message(r: &mut Rng, sender: &str) -> MeshMessage {
         // the election's business, not this test's).
         6 => {
             let admin = Some(name(r)).filter(|a| a.as_str() != sender);
-            MeshMessage::Heartbeat { seq: r.next(), admin, epoch: r.next() % 3, admin_linked: true }
+            MeshMessage::Heartbeat { seq: r.next(), admin, epoch: r.next() % 3, admin_linked: true, links: None }
         }
         7 => MeshMessage::AdminVerify { id: r.next() % 8 },
         8 => MeshMessage::AdminVerifyAck { id: r.next() % 8, admin: Some(name(r)), epoch: r.next() % 3 },
         9 => MeshMessage::RegistryQuery { id: r.next() % 8, filter: Default::default() },
-        10 => {
-            MeshMessage::RegistryAnswer { id: r.next() % 8, workers: vec![member(r)], total_count: 1, matched_count: 1 }
-        }
+        10 => MeshMessage::RegistryAnswer {
+            id: r.next() % 8,
+            workers: vec![member(r)],
+            total_count: 1,
+            matched_count: 1,
+            links: Default::default(),
+        },
         _ => MeshMessage::App { body: serde_json::json!({ "n": r.next() }) },
     }
 }
@@ -235,7 +245,7 @@ fn b18_the_admin_hands_the_role_only_to_a_rival_that_claims_it_itself() {
     let mut sim = Sim::new();
     sim.form(&["w0", "w1", "w2"]);
     // w2 says w1 holds the role at a later epoch; w1 says nothing of the kind.
-    let claim = MeshMessage::Heartbeat { seq: 1, admin: Some(peer("w1")), epoch: 5, admin_linked: true };
+    let claim = MeshMessage::Heartbeat { seq: 1, admin: Some(peer("w1")), epoch: 5, admin_linked: true, links: None };
     sim.deliver("w0", Event::Message { from: peer("w2"), msg: claim });
     sim.settle();
     sim.advance(Duration::from_secs(5));
@@ -332,7 +342,13 @@ fn b25_a_record_counts_only_as_its_owner_signed_it_even_from_the_admin() {
     assert_eq!(s.room_state().get(&peer("w2")).cloned(), genuine, "the record stays as w2 signed it");
     s.handle(now, Event::QueryRegistry { id: 1, filter: Default::default(), deadline: now + Duration::from_secs(5) });
     drain(&mut s);
-    let answer = MeshMessage::RegistryAnswer { id: 1, workers: vec![altered], total_count: 1, matched_count: 1 };
+    let answer = MeshMessage::RegistryAnswer {
+        id: 1,
+        workers: vec![altered],
+        total_count: 1,
+        matched_count: 1,
+        links: Default::default(),
+    };
     s.handle(now, Event::Message { from: peer("w0"), msg: answer });
     let page = drain(&mut s).into_iter().find_map(|a| match a {
         Action::Emit(crate::MeshEvent::Registry { page, .. }) => Some(page),
