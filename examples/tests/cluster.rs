@@ -56,17 +56,12 @@ fn all(w: &[WorkerProc]) -> Vec<&WorkerProc> {
     w.iter().collect()
 }
 
-/// The port of a `redis://127.0.0.1:PORT` URL.
-fn port(redis: &RedisServer) -> String {
-    redis.url().rsplit(':').next().unwrap_or_default().to_string()
-}
-
 /// Lines of `redis-cli SUBSCRIBE` to the changes of key `key` (keyspace notifications on).
 fn watch_key(redis: &RedisServer, key: &str) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let cli = |args: &[&str]| Command::new("redis-cli").args(["-p", &port(redis)]).args(args).output();
+    let cli = |args: &[&str]| Command::new("redis-cli").args(["-p", &redis.port().to_string()]).args(args).output();
     cli(&["CONFIG", "SET", "notify-keyspace-events", "Ksg"]).expect("redis-cli runs");
     let mut child = Command::new("redis-cli")
-        .args(["-p", &port(redis), "SUBSCRIBE", &format!("__keyspace@0__:{key}")])
+        .args(["-p", &redis.port().to_string(), "SUBSCRIBE", &format!("__keyspace@0__:{key}")])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("redis-cli subscribes");

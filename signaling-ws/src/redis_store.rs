@@ -18,7 +18,7 @@
 mod scripts;
 
 use crate::protocol::{ErrorCode, ServerMsg};
-use crate::store::{Conn, RoomStore};
+use crate::store::{Conn, Outbox, RoomStore};
 use mesh_core::{MemberInfo, PeerId, Role, RoomId, Signal};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -26,27 +26,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-
-/// A connection of this instance, and what waits for its registration answer to go first.
-struct Local {
-    conn: Conn,
-    /// Frames for a peer still registering (`None` once its answer is queued).
-    held: Option<Vec<ServerMsg>>,
-}
-
-impl Local {
-    /// Queues `msg`, or holds it until the registration answer has gone out.
-    fn send(&mut self, peer: &PeerId, msg: ServerMsg) {
-        match &mut self.held {
-            Some(held) => held.push(msg),
-            None => {
-                if self.conn.tx.try_send(msg).is_err() {
-                    tracing::warn!(%peer, "outgoing queue full; frame dropped");
-                }
-            }
-        }
-    }
-}
 
 /// A member as stored in Redis.
 #[derive(Debug, Serialize, Deserialize)]
@@ -84,7 +63,7 @@ pub struct RedisRoomStore {
     inst: String,
     redis: ConnectionManager,
     client: redis::Client,
-    local: Mutex<HashMap<RoomId, BTreeMap<PeerId, Local>>>,
+    local: Mutex<HashMap<RoomId, BTreeMap<PeerId, Outbox>>>,
     healthy: AtomicBool,
     lease: Duration,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -125,7 +104,7 @@ impl RedisRoomStore {
         Ok(store)
     }
 
-    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, BTreeMap<PeerId, Local>>> {
+    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, BTreeMap<PeerId, Outbox>>> {
         self.local.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -335,8 +314,8 @@ impl RoomStore for RedisRoomStore {
         let peer = member.peer.clone();
         // Held locally first: a notice published meanwhile must not miss the newcomer. It waits
         // for the registration answer, which must be the newcomer's first frame.
-        let held = Local { conn: conn.clone(), held: Some(Vec::new()) };
-        self.local().entry(room.clone()).or_default().insert(peer.clone(), held);
+        let out = Outbox::registering(conn.clone());
+        self.local().entry(room.clone()).or_default().insert(peer.clone(), out);
         let joined =
             scripts::join(&mut self.conn(), room, &peer, &entry, role, rejoin, max_workers, &self.inst, conn.id).await;
         let (members, admin) = match joined {
@@ -360,9 +339,7 @@ impl RoomStore for RedisRoomStore {
     async fn answered(&self, room: &RoomId, peer: &PeerId, conn_id: u64) {
         let mut local = self.local();
         if let Some(l) = local.get_mut(room).and_then(|r| r.get_mut(peer)).filter(|l| l.conn.id == conn_id) {
-            for msg in l.held.take().unwrap_or_default() {
-                l.send(peer, msg);
-            }
+            l.release(peer);
         }
     }
 

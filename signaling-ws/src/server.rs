@@ -248,24 +248,6 @@ fn close(code: CloseCode, reason: &str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: reason.into() }))
 }
 
-/// Waits (bounded) for the request head on `tcp`: the plain HTTP path it asks for, if it is
-/// one this server answers itself (see [`crate::metrics`]); `None` for a WebSocket upgrade.
-async fn operator_path(tcp: &TcpStream, within: Duration) -> Option<&'static str> {
-    let mut head = vec![0u8; 8192];
-    let peek = async {
-        for _ in 0..100 {
-            let n = tcp.peek(&mut head).await.ok()?;
-            let whole = head[..n].windows(4).any(|w| w == b"\r\n\r\n");
-            if n == 0 || n == head.len() || whole || !head[..n.min(4)].starts_with(&b"GET "[..n.min(4)]) {
-                return crate::metrics::http_path(&head[..n]);
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await; // the rest of the head is coming
-        }
-        None
-    };
-    tokio::time::timeout(within, peek).await.ok().flatten()
-}
-
 impl Connection {
     /// A frame for the socket, counted (and its refusal, if it is one).
     fn text(&self, msg: &ServerMsg) -> Message {
@@ -275,8 +257,8 @@ impl Connection {
 
     async fn run(self, tcp: TcpStream, shutdown: watch::Receiver<bool>) {
         let handshake = Duration::from_millis(self.config.handshake_timeout_ms);
-        if let Some(path) = operator_path(&tcp, handshake).await {
-            return crate::metrics::answer(tcp, path, &self.metrics, self.store.as_ref()).await;
+        if let Some(path) = crate::http::plain_request(&tcp, handshake).await {
+            return crate::http::answer(tcp, path, &self.metrics, self.store.as_ref()).await;
         }
         let metrics = self.metrics.clone();
         metrics.connections.fetch_add(1, Ordering::Relaxed);

@@ -53,17 +53,23 @@ pub trait RoomStore: Send + Sync {
     }
 }
 
-struct Member {
-    info: MemberInfo,
-    role: Role,
-    conn: Conn,
-    /// Frames for a peer whose registration answer is not queued yet (`None` once it is).
+/// A registered connection as a store delivers to it: frames for a newcomer are held until its
+/// registration answer is queued, so that answer is always its first frame.
+pub struct Outbox {
+    /// The connection.
+    pub conn: Conn,
+    /// Frames waiting for the registration answer (`None` once it is queued).
     held: Option<Vec<ServerMsg>>,
 }
 
-impl Member {
-    /// Queues `msg`, or holds it until the registration answer has gone out.
-    fn send(&mut self, peer: &PeerId, msg: ServerMsg) {
+impl Outbox {
+    /// The outbox of a connection whose registration answer is not queued yet.
+    pub fn registering(conn: Conn) -> Self {
+        Self { conn, held: Some(Vec::new()) }
+    }
+
+    /// Queues `msg` for `peer`, or holds it until the registration answer has gone out.
+    pub fn send(&mut self, peer: &PeerId, msg: ServerMsg) {
         match &mut self.held {
             Some(held) => held.push(msg),
             None => {
@@ -73,6 +79,19 @@ impl Member {
             }
         }
     }
+
+    /// The registration answer is queued: what was held follows it.
+    pub fn release(&mut self, peer: &PeerId) {
+        for msg in self.held.take().unwrap_or_default() {
+            self.send(peer, msg);
+        }
+    }
+}
+
+struct Member {
+    info: MemberInfo,
+    role: Role,
+    out: Outbox,
 }
 
 #[derive(Default)]
@@ -87,7 +106,7 @@ impl Room {
     fn tell_others(&mut self, except: &PeerId, msg: &ServerMsg) {
         for (peer, m) in self.members.iter_mut() {
             if peer != except {
-                m.send(peer, msg.clone());
+                m.out.send(peer, msg.clone());
             }
         }
     }
@@ -136,24 +155,22 @@ impl RoomStore for MemoryRoomStore {
         if role == Role::Worker && !rejoin && no_workers && room.admin.is_none() {
             room.first = Some(member.peer.clone());
         }
-        room.members.insert(member.peer.clone(), Member { info: member, role, conn, held: Some(Vec::new()) });
+        room.members.insert(member.peer.clone(), Member { info: member, role, out: Outbox::registering(conn) });
         Ok((workers, admin))
     }
 
     async fn answered(&self, room_id: &RoomId, peer: &PeerId, conn_id: u64) {
         let mut rooms = self.rooms();
-        let member = rooms.get_mut(room_id).and_then(|r| r.members.get_mut(peer)).filter(|m| m.conn.id == conn_id);
+        let member = rooms.get_mut(room_id).and_then(|r| r.members.get_mut(peer)).filter(|m| m.out.conn.id == conn_id);
         if let Some(m) = member {
-            for msg in m.held.take().unwrap_or_default() {
-                m.send(peer, msg);
-            }
+            m.out.release(peer);
         }
     }
 
     async fn leave(&self, room_id: &RoomId, peer: &PeerId, conn_id: u64) {
         let mut rooms = self.rooms();
         let Some(room) = rooms.get_mut(room_id) else { return };
-        if room.members.get(peer).is_none_or(|m| m.conn.id != conn_id) {
+        if room.members.get(peer).is_none_or(|m| m.out.conn.id != conn_id) {
             return;
         }
         room.members.remove(peer);
@@ -172,7 +189,7 @@ impl RoomStore for MemoryRoomStore {
     async fn forward(&self, room_id: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode> {
         let mut rooms = self.rooms();
         let target = rooms.get_mut(room_id).and_then(|r| r.members.get_mut(to)).ok_or(ErrorCode::UnknownPeer)?;
-        target.send(to, ServerMsg::Signal { from: from.clone(), signal });
+        target.out.send(to, ServerMsg::Signal { from: from.clone(), signal });
         Ok(())
     }
 

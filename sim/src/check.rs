@@ -55,6 +55,7 @@ impl Checker {
         }
     }
 
+    /// Counts one check of `invariant`.
     pub(crate) fn count(&mut self, invariant: &'static str) {
         *self.counts.entry(invariant).or_insert(0) += 1;
     }
@@ -169,11 +170,6 @@ impl Checker {
             let detail = format!("{session} opened while {other} is still live between the same two nodes");
             self.fail(t, "one link per pair", detail);
         }
-    }
-
-    /// Counts one at-rest check.
-    pub fn count_rest(&mut self, invariant: &'static str) {
-        self.count(invariant);
     }
 }
 

@@ -217,7 +217,7 @@ fn settle_and_check(w: &mut World, recoveries: &mut Vec<u64>, departure_dials: O
         w.thaw(&p);
     }
     let start = w.t;
-    w.checker.count_rest("converges within the bound");
+    w.checker.count("converges within the bound");
     // At rest since when, and the link attempts made by then.
     let mut rest: Option<(u64, u64)> = None;
     loop {
@@ -240,7 +240,7 @@ fn settle_and_check(w: &mut World, recoveries: &mut Vec<u64>, departure_dials: O
     recoveries.push(took);
     w.log(|| format!("== at rest {took} ms after the settle, and quiet since"));
     if let Some(before) = departure_dials {
-        w.checker.count_rest("no link attempt among survivors of a departure");
+        w.checker.count("no link attempt among survivors of a departure");
         if w.worker_dials != before {
             let detail = format!("{} link attempts between workers after one departure", w.worker_dials - before);
             return w.checker.fail(w.t, "no link attempt among survivors of a departure", detail);
@@ -269,7 +269,7 @@ fn check_queries(w: &mut World) {
     }
     let workers: Vec<PeerId> = w.hosts.iter().filter(|(_, h)| h.role == Role::Worker).map(|(p, _)| p.clone()).collect();
     for key in &asked {
-        w.checker.count_rest("registry query answered within the bound");
+        w.checker.count("registry query answered within the bound");
         let Some(page) = w.answers.get(key) else {
             let detail = format!("{} got no answer within {} ms in a room at rest", key.0, bound(w));
             return w.checker.fail(w.t, "registry query answered within the bound", detail);

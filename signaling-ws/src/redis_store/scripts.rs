@@ -90,6 +90,17 @@ return 0
     )
 });
 
+/// `script` (JOIN or LEAVE) with the keys both take: the room's members, workers, admin and
+/// first worker, the set of rooms, and `inst`'s members.
+fn membership<'a>(script: &'a redis::Script, room: &RoomId, inst: &str) -> redis::ScriptInvocation<'a> {
+    let mut call = script.prepare_invoke();
+    for what in ["m", "w", "admin", "first"] {
+        call.key(room_key(room, what));
+    }
+    call.key("mesh:rooms").key(format!("mesh:inst:{inst}:m"));
+    call
+}
+
 fn inst_entry(room: &RoomId, peer: &PeerId, conn: &str) -> String {
     format!("{room}\n{peer}\n{conn}")
 }
@@ -108,13 +119,7 @@ pub(super) async fn join(
     inst: &str,
     conn: u64,
 ) -> Result<Result<(Vec<MemberInfo>, Option<PeerId>), ErrorCode>, ErrorCode> {
-    let out: Vec<String> = JOIN
-        .key(room_key(room, "m"))
-        .key(room_key(room, "w"))
-        .key(room_key(room, "admin"))
-        .key(room_key(room, "first"))
-        .key("mesh:rooms")
-        .key(format!("mesh:inst:{inst}:m"))
+    let out: Vec<String> = membership(&JOIN, room, inst)
         .arg(peer.as_str())
         .arg(entry)
         .arg(if role == Role::Worker { "1" } else { "0" })
@@ -147,13 +152,7 @@ pub(super) async fn join(
 
 /// Removes `peer` if `inst`'s connection `conn` still holds it; true if it did.
 pub(super) async fn leave(c: &mut ConnectionManager, room: &RoomId, peer: &PeerId, inst: &str, conn: &str) -> bool {
-    let removed: redis::RedisResult<i64> = LEAVE
-        .key(room_key(room, "m"))
-        .key(room_key(room, "w"))
-        .key(room_key(room, "admin"))
-        .key(room_key(room, "first"))
-        .key("mesh:rooms")
-        .key(format!("mesh:inst:{inst}:m"))
+    let removed: redis::RedisResult<i64> = membership(&LEAVE, room, inst)
         .arg(peer.as_str())
         .arg(inst)
         .arg(conn)

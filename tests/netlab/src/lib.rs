@@ -47,6 +47,30 @@ pub struct Lab {
     delayers: Mutex<Vec<std::process::Child>>,
 }
 
+/// Reads `child`'s stdout on a thread until a line contains `ready` (echoing every line to
+/// stderr when `echo` names a set environment variable); false if none does within `within`.
+pub(crate) fn await_line(
+    child: &mut std::process::Child,
+    ready: &'static str,
+    echo: &'static str,
+    within: std::time::Duration,
+) -> bool {
+    use std::io::{BufRead, BufReader};
+    let Some(stdout) = child.stdout.take() else { return false };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if std::env::var_os(echo).is_some() {
+                eprintln!("{line}");
+            }
+            if line.contains(ready) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(within).is_ok()
+}
+
 /// Runs a command, returning its stdout; an error names the command and its stderr.
 pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(program)

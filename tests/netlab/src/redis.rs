@@ -2,7 +2,6 @@
 //! cluster's tests and benchmarks. It can be restarted on the same port (its data is gone, as
 //! after a real restart) and is stopped on drop.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -20,6 +19,11 @@ impl RedisServer {
             .map_err(|e| format!("no free port: {e}"))?
             .port();
         Ok(Self { child: spawn(port)?, port })
+    }
+
+    /// Its loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -60,16 +64,7 @@ fn spawn(port: u16) -> Result<Child, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start redis-server (the redis-server package; scripts/test installs it): {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("Ready to accept connections") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+    if !crate::await_line(&mut child, "Ready to accept connections", "NETLAB_REDIS_LOG", Duration::from_secs(20)) {
         let _ = child.kill();
         let _ = child.wait();
         return Err(format!("redis-server on port {port} was not ready within 20 s"));

@@ -3,9 +3,8 @@
 //! temporary directory. Stopped on drop (and with the lab in any case).
 
 use crate::Lab;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running `turnserver`.
 pub struct Turn {
@@ -46,20 +45,8 @@ impl Turn {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start turnserver: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if std::env::var_os("NETLAB_TURN_LOG").is_some() {
-                    eprintln!("turnserver: {line}"); // for debugging a TURN scenario
-                }
-                if line.contains("Total General servers") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let ready = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok();
+        // NETLAB_TURN_LOG=1 echoes its log, for debugging a TURN scenario.
+        let ready = crate::await_line(&mut child, "Total General servers", "NETLAB_TURN_LOG", Duration::from_secs(20));
         let turn = Self { child, dir, url: format!("turn:{ip}:3478"), username, credential };
         if ready {
             Ok(turn)
