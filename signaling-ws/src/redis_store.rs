@@ -5,8 +5,11 @@
 //!   the same script that adds a member, so it holds under concurrent registrations anywhere),
 //!   the admin and the first worker; the set of rooms.
 //! - **Delivery** (pub/sub): each instance holds its own connections. Join, leave and admin
-//!   notices go out on `mesh:ev:{room}` and every instance hands them to its local members; a
+//!   notices go out on `mesh:r:{room}:ev` and every instance hands them to its local members; a
 //!   signal for a peer on another instance goes to that instance's channel `mesh:to:{instance}`.
+//!   Every change to a room takes the next number of the room's sequence (`mesh:r:{room}:seq`),
+//!   in the same script; a notice reaches only members registered before its change, so a late
+//!   one cannot contradict a newcomer's registration answer.
 //! - **Leases**: each instance refreshes `mesh:inst:{id}` (expiring after `lease_ms`) and lists
 //!   its members in `mesh:inst:{id}:m`. Once an instance's lease has expired, its peers may
 //!   register again on another instance, taking their registrations over (they never left, so
@@ -36,13 +39,22 @@ struct Entry {
     conn: String,
 }
 
-/// A room notice, published to every instance.
+/// A room notice.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 enum Notice {
     Joined { member: MemberInfo },
     Left { peer: PeerId },
     Admin { peer: PeerId },
+}
+
+/// A notice as published to every instance, with the room's sequence number of the change it
+/// tells (a member registered at or after it is not told: its registration answer says so).
+#[derive(Debug, Serialize, Deserialize)]
+struct Published {
+    seq: u64,
+    #[serde(flatten)]
+    notice: Notice,
 }
 
 /// A signal for a peer held by another instance.
@@ -120,13 +132,13 @@ impl RedisRoomStore {
         }
     }
 
-    async fn notify(&self, room: &RoomId, notice: &Notice) {
-        let Ok(payload) = serde_json::to_string(notice) else { return };
+    async fn notify(&self, room: &RoomId, seq: u64, notice: Notice) {
+        let Ok(payload) = serde_json::to_string(&Published { seq, notice }) else { return };
         self.publish(room_key(room, "ev"), payload).await;
     }
 
     /// Hands a notice to this instance's members of `room` (all but the peer it is about).
-    fn deliver(&self, room: &RoomId, notice: Notice) {
+    fn deliver(&self, room: &RoomId, Published { seq, notice }: Published) {
         let (about, msg) = match notice {
             Notice::Joined { member } => (member.peer.clone(), ServerMsg::PeerJoined { member }),
             Notice::Left { peer } => (peer.clone(), ServerMsg::PeerLeft { peer }),
@@ -135,7 +147,7 @@ impl RedisRoomStore {
         let mut local = self.local();
         for (peer, l) in local.get_mut(room).into_iter().flatten() {
             if peer != &about {
-                l.send(peer, msg.clone());
+                l.send(peer, seq, msg.clone());
             }
         }
     }
@@ -143,7 +155,7 @@ impl RedisRoomStore {
     fn deliver_signal(&self, f: Forward) {
         let mut local = self.local();
         if let Some(l) = local.get_mut(&f.room).and_then(|r| r.get_mut(&f.to)) {
-            l.send(&f.to, ServerMsg::Signal { from: f.from, signal: f.signal });
+            l.send(&f.to, 0, ServerMsg::Signal { from: f.from, signal: f.signal });
         }
     }
 
@@ -219,9 +231,9 @@ impl RedisRoomStore {
                 let mut parts = entry.splitn(3, '\n');
                 let (Some(room), Some(peer), Some(conn)) = (parts.next(), parts.next(), parts.next()) else { continue };
                 let (Ok(room), Ok(peer)) = (RoomId::new(room), PeerId::new(peer)) else { continue };
-                if scripts::leave(&mut c, &room, &peer, &inst, conn).await {
+                if let Some(seq) = scripts::leave(&mut c, &room, &peer, &inst, conn).await {
                     tracing::info!(%room, %peer, %inst, "the lease of its server expired; peer left");
-                    self.notify(&room, &Notice::Left { peer }).await;
+                    self.notify(&room, seq, Notice::Left { peer }).await;
                 }
             }
             let _: redis::RedisResult<()> =
@@ -288,7 +300,7 @@ async fn subscribe_loop(store: Weak<RedisRoomStore>) {
                     Err(e) => tracing::warn!(error = %e, "malformed forwarded signal ignored"),
                 }
             } else if let Some(room) = channel.strip_prefix("mesh:r:").and_then(|r| r.strip_suffix(":ev")) {
-                match (RoomId::new(room), serde_json::from_str::<Notice>(&payload)) {
+                match (RoomId::new(room), serde_json::from_str::<Published>(&payload)) {
                     (Ok(room), Ok(notice)) => s.deliver(&room, notice),
                     _ => tracing::warn!(channel, "malformed room notice ignored"),
                 }
@@ -318,7 +330,7 @@ impl RoomStore for RedisRoomStore {
         self.local().entry(room.clone()).or_default().insert(peer.clone(), out);
         let joined =
             scripts::join(&mut self.conn(), room, &peer, &entry, role, rejoin, max_workers, &self.inst, conn.id).await;
-        let (members, admin) = match joined {
+        let (members, admin, seq) = match joined {
             Ok(Ok(answer)) => answer,
             Ok(Err(code)) | Err(code) => {
                 let mut local = self.local();
@@ -330,8 +342,11 @@ impl RoomStore for RedisRoomStore {
                 return Err(code);
             }
         };
+        if let Some(out) = self.local().get_mut(room).and_then(|r| r.get_mut(&peer)).filter(|l| l.conn.id == conn.id) {
+            out.registered_at(seq);
+        }
         if role == Role::Worker {
-            self.notify(room, &Notice::Joined { member }).await;
+            self.notify(room, seq, Notice::Joined { member }).await;
         }
         Ok((members, admin))
     }
@@ -355,8 +370,8 @@ impl RoomStore for RedisRoomStore {
                 }
             }
         }
-        if scripts::leave(&mut self.conn(), room, peer, &self.inst, &conn_id.to_string()).await {
-            self.notify(room, &Notice::Left { peer: peer.clone() }).await;
+        if let Some(seq) = scripts::leave(&mut self.conn(), room, peer, &self.inst, &conn_id.to_string()).await {
+            self.notify(room, seq, Notice::Left { peer: peer.clone() }).await;
         }
     }
 
@@ -378,8 +393,8 @@ impl RoomStore for RedisRoomStore {
     }
 
     async fn set_admin(&self, room: &RoomId, peer: &PeerId) {
-        if scripts::set_admin(&mut self.conn(), room, peer).await {
-            self.notify(room, &Notice::Admin { peer: peer.clone() }).await;
+        if let Some(seq) = scripts::set_admin(&mut self.conn(), room, peer).await {
+            self.notify(room, seq, Notice::Admin { peer: peer.clone() }).await;
         }
     }
 

@@ -53,25 +53,37 @@ pub trait RoomStore: Send + Sync {
     }
 }
 
-/// A registered connection as a store delivers to it: frames for a newcomer are held until its
-/// registration answer is queued, so that answer is always its first frame.
+/// A registered connection as a store delivers to it. Frames for a newcomer are held until its
+/// registration answer is queued, so that answer is always its first frame. A room notice may
+/// carry the room's sequence number (a shared store's notices can arrive late): the connection
+/// gets only notices newer than its own registration, which its answer already reflects.
+/// Sequence 0 means "always deliver" (signals, and every frame of a store without sequences).
 pub struct Outbox {
     /// The connection.
     pub conn: Conn,
-    /// Frames waiting for the registration answer (`None` once it is queued).
-    held: Option<Vec<ServerMsg>>,
+    /// Frames waiting for the registration answer, with their sequence (`None` once it is queued).
+    held: Option<Vec<(u64, ServerMsg)>>,
+    /// The room's sequence number at this connection's registration.
+    since: u64,
 }
 
 impl Outbox {
     /// The outbox of a connection whose registration answer is not queued yet.
     pub fn registering(conn: Conn) -> Self {
-        Self { conn, held: Some(Vec::new()) }
+        Self { conn, held: Some(Vec::new()), since: 0 }
     }
 
-    /// Queues `msg` for `peer`, or holds it until the registration answer has gone out.
-    pub fn send(&mut self, peer: &PeerId, msg: ServerMsg) {
+    /// The room's sequence number at this registration: older notices are not delivered.
+    pub fn registered_at(&mut self, seq: u64) {
+        self.since = seq;
+    }
+
+    /// Queues `msg` (of room sequence `seq`, or 0) for `peer`, or holds it until the
+    /// registration answer has gone out.
+    pub fn send(&mut self, peer: &PeerId, seq: u64, msg: ServerMsg) {
         match &mut self.held {
-            Some(held) => held.push(msg),
+            Some(held) => held.push((seq, msg)),
+            None if seq != 0 && seq <= self.since => {} // the registration answer reflected it
             None => {
                 if self.conn.tx.try_send(msg).is_err() {
                     tracing::warn!(%peer, "outgoing queue full; frame dropped");
@@ -82,8 +94,8 @@ impl Outbox {
 
     /// The registration answer is queued: what was held follows it.
     pub fn release(&mut self, peer: &PeerId) {
-        for msg in self.held.take().unwrap_or_default() {
-            self.send(peer, msg);
+        for (seq, msg) in self.held.take().unwrap_or_default() {
+            self.send(peer, seq, msg);
         }
     }
 }
@@ -106,7 +118,7 @@ impl Room {
     fn tell_others(&mut self, except: &PeerId, msg: &ServerMsg) {
         for (peer, m) in self.members.iter_mut() {
             if peer != except {
-                m.out.send(peer, msg.clone());
+                m.out.send(peer, 0, msg.clone());
             }
         }
     }
@@ -189,7 +201,7 @@ impl RoomStore for MemoryRoomStore {
     async fn forward(&self, room_id: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode> {
         let mut rooms = self.rooms();
         let target = rooms.get_mut(room_id).and_then(|r| r.members.get_mut(to)).ok_or(ErrorCode::UnknownPeer)?;
-        target.out.send(to, ServerMsg::Signal { from: from.clone(), signal });
+        target.out.send(to, 0, ServerMsg::Signal { from: from.clone(), signal });
         Ok(())
     }
 
@@ -216,5 +228,34 @@ impl RoomStore for MemoryRoomStore {
 
     async fn room_count(&self) -> usize {
         self.rooms().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Conn, Outbox};
+    use crate::protocol::ServerMsg;
+    use mesh_core::PeerId;
+    use std::sync::Arc;
+
+    fn notice(peer: &str) -> ServerMsg {
+        ServerMsg::PeerLeft { peer: PeerId::new(peer).unwrap() }
+    }
+
+    #[test]
+    fn a_newcomer_gets_its_answer_first_and_only_notices_newer_than_its_registration() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let mut out = Outbox::registering(Conn { id: 1, tx, lost: Arc::default() });
+        let me = PeerId::new("b").unwrap();
+        out.send(&me, 3, notice("late")); // published before b registered, arrives after
+        out.send(&me, 6, notice("held")); // newer, but b's answer is not queued yet
+        out.registered_at(5);
+        assert!(rx.try_recv().is_err(), "nothing before the registration answer");
+        out.release(&me);
+        out.send(&me, 4, notice("stale"));
+        out.send(&me, 0, notice("signal"));
+        out.send(&me, 7, notice("new"));
+        let got: Vec<ServerMsg> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got, vec![notice("held"), notice("signal"), notice("new")]);
     }
 }

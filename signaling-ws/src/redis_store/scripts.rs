@@ -8,9 +8,9 @@ use mesh_core::{MemberInfo, PeerId, Role, RoomId};
 use redis::aio::ConnectionManager;
 use std::sync::LazyLock;
 
-/// KEYS: members, workers, admin, first, rooms, the instance's members.
+/// KEYS: members, workers, admin, first, rooms, the instance's members, the room's sequence.
 /// ARGV: peer, entry, is worker, rejoin, max workers, room, instance entry.
-/// Returns `{"dup"}`, `{"full"}` or `{"ok", admin or first or "", entry...}`. A peer held by a
+/// Returns `{"dup"}`, `{"full"}` or `{"ok", admin or first or "", sequence, entry...}`. A peer held by a
 /// server whose lease expired is taken over (the peer registering again elsewhere after its
 /// server died): it never left, so nobody is told it did.
 static JOIN: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -27,7 +27,9 @@ end
 local workers = redis.call('SMEMBERS', KEYS[2])
 if ARGV[3] == '1' and #workers >= tonumber(ARGV[5]) then return {'full'} end
 local admin = redis.call('GET', KEYS[3])
-local out = {'ok', admin or redis.call('GET', KEYS[4]) or ''}
+local seq = redis.call('INCR', KEYS[7])
+redis.call('PERSIST', KEYS[7])
+local out = {'ok', admin or redis.call('GET', KEYS[4]) or '', tostring(seq)}
 for _, w in ipairs(workers) do
   local e = redis.call('HGET', KEYS[1], w)
   if e then table.insert(out, e) end
@@ -44,8 +46,9 @@ return out
     )
 });
 
-/// KEYS: members, workers, admin, first, rooms, the instance's members.
-/// ARGV: peer, instance, connection, room, instance entry. Returns 1 if it removed the peer.
+/// KEYS: members, workers, admin, first, rooms, the instance's members, the room's sequence.
+/// ARGV: peer, instance, connection, room, instance entry. Returns the room's sequence number
+/// of the departure, 0 if it removed nothing. An empty room's sequence expires after a day.
 static LEAVE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
@@ -58,16 +61,19 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 if redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
+local seq = redis.call('INCR', KEYS[7])
 if redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[5], ARGV[4])
   redis.call('DEL', KEYS[3], KEYS[4])
+  redis.call('PEXPIRE', KEYS[7], 86400000)
 end
-return 1
+return seq
 "#,
     )
 });
 
-/// KEYS: admin, first, members. ARGV: peer. Returns 1 when the admin changed.
+/// KEYS: admin, first, members, the room's sequence. ARGV: peer. Returns the room's sequence
+/// number of the change, 0 when the admin did not change.
 static SET_ADMIN: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
@@ -75,7 +81,7 @@ if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[2])
 if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
-return 1
+return redis.call('INCR', KEYS[4])
 "#,
     )
 });
@@ -91,13 +97,13 @@ return 0
 });
 
 /// `script` (JOIN or LEAVE) with the keys both take: the room's members, workers, admin and
-/// first worker, the set of rooms, and `inst`'s members.
+/// first worker, the set of rooms, `inst`'s members, and the room's sequence.
 fn membership<'a>(script: &'a redis::Script, room: &RoomId, inst: &str) -> redis::ScriptInvocation<'a> {
     let mut call = script.prepare_invoke();
     for what in ["m", "w", "admin", "first"] {
         call.key(room_key(room, what));
     }
-    call.key("mesh:rooms").key(format!("mesh:inst:{inst}:m"));
+    call.key("mesh:rooms").key(format!("mesh:inst:{inst}:m")).key(room_key(room, "seq"));
     call
 }
 
@@ -106,7 +112,8 @@ fn inst_entry(room: &RoomId, peer: &PeerId, conn: &str) -> String {
 }
 
 /// Adds a member, atomically with the duplicate and room-limit checks: the room's workers
-/// and its admin (or first worker) as the registration answer.
+/// and its admin (or first worker) as the registration answer, and the room's sequence number
+/// of the join.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn join(
     c: &mut ConnectionManager,
@@ -118,7 +125,7 @@ pub(super) async fn join(
     max_workers: usize,
     inst: &str,
     conn: u64,
-) -> Result<Result<(Vec<MemberInfo>, Option<PeerId>), ErrorCode>, ErrorCode> {
+) -> Result<Result<(Vec<MemberInfo>, Option<PeerId>, u64), ErrorCode>, ErrorCode> {
     let out: Vec<String> = membership(&JOIN, room, inst)
         .arg(peer.as_str())
         .arg(entry)
@@ -138,20 +145,28 @@ pub(super) async fn join(
         Some("full") => Ok(Err(ErrorCode::RoomFull)),
         Some("ok") => {
             let admin = out.get(1).filter(|a| !a.is_empty()).and_then(|a| PeerId::new(a.as_str()).ok());
-            let members = out[2..]
+            let seq = out.get(2).and_then(|s| s.parse().ok()).ok_or(ErrorCode::Unavailable)?;
+            let members = out[3..]
                 .iter()
                 .filter_map(|e| serde_json::from_str::<super::Entry>(e).ok())
                 .map(|e| e.info)
                 .filter(|m| &m.peer != peer)
                 .collect();
-            Ok(Ok((members, admin)))
+            Ok(Ok((members, admin, seq)))
         }
         _ => Err(ErrorCode::Unavailable),
     }
 }
 
-/// Removes `peer` if `inst`'s connection `conn` still holds it; true if it did.
-pub(super) async fn leave(c: &mut ConnectionManager, room: &RoomId, peer: &PeerId, inst: &str, conn: &str) -> bool {
+/// Removes `peer` if `inst`'s connection `conn` still holds it; the room's sequence number of
+/// the departure if it did.
+pub(super) async fn leave(
+    c: &mut ConnectionManager,
+    room: &RoomId,
+    peer: &PeerId,
+    inst: &str,
+    conn: &str,
+) -> Option<u64> {
     let removed: redis::RedisResult<i64> = membership(&LEAVE, room, inst)
         .arg(peer.as_str())
         .arg(inst)
@@ -161,24 +176,25 @@ pub(super) async fn leave(c: &mut ConnectionManager, room: &RoomId, peer: &PeerI
         .invoke_async(c)
         .await;
     match removed {
-        Ok(n) => n == 1,
+        Ok(seq) => u64::try_from(seq).ok().filter(|s| *s > 0),
         Err(e) => {
             tracing::warn!(error = %e, %peer, "redis leave failed (the lease sweep removes it)");
-            false
+            None
         }
     }
 }
 
-/// Makes `peer` the admin; true when it changed.
-pub(super) async fn set_admin(c: &mut ConnectionManager, room: &RoomId, peer: &PeerId) -> bool {
+/// Makes `peer` the admin; the room's sequence number of the change, if it changed.
+pub(super) async fn set_admin(c: &mut ConnectionManager, room: &RoomId, peer: &PeerId) -> Option<u64> {
     let changed: redis::RedisResult<i64> = SET_ADMIN
         .key(room_key(room, "admin"))
         .key(room_key(room, "first"))
         .key(room_key(room, "m"))
+        .key(room_key(room, "seq"))
         .arg(peer.as_str())
         .invoke_async(c)
         .await;
-    changed.is_ok_and(|n| n == 1)
+    changed.ok().and_then(|n| u64::try_from(n).ok()).filter(|s| *s > 0)
 }
 
 /// Forgets `peer` as admin if it is.

@@ -441,3 +441,17 @@ async fn a_newcomers_first_frame_is_its_answer_even_while_others_join() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_is_never_told_of_a_change_its_answer_already_shows() {
+    let s = server(ServerConfig::default()).await;
+    for round in 0..20 {
+        let room = format!("late-{round}");
+        let (_a, _) = register(&s, &room, "a", json!({})).await;
+        let (mut b, rb) = register(&s, &room, "b", json!({})).await;
+        assert_eq!(rb["members"][0]["peer"], "a", "{rb}");
+        let (_c, _) = register(&s, &room, "c", json!({})).await;
+        let next = recv(&mut b).await;
+        assert_eq!(next["member"]["peer"], "c", "b's next frame is the join after its own: {next}");
+    }
+}
