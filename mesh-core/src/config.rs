@@ -88,6 +88,27 @@ impl TimingConfig {
     }
 }
 
+/// Which keys may be members of the room (`[trust]`): the same lists as mesh-signal's, so that
+/// even a compromised signaling server cannot add a member the honest workers accept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Worker public keys (64 hex digits each, as `--print-key` prints them); empty: any key.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub workers: Vec<String>,
+    /// Client public keys; empty: any key (worker keys are always accepted as clients too).
+    #[serde(deserialize_with = "list_or_csv")]
+    pub clients: Vec<String>,
+}
+
+impl TrustConfig {
+    /// As the state machine's allowlist (an empty list allows any key).
+    pub fn allowlist(&self) -> crate::identity::Allowlist {
+        let set = |l: &Vec<String>| (!l.is_empty()).then(|| l.iter().map(|k| k.trim().to_ascii_lowercase()).collect());
+        crate::identity::Allowlist { workers: set(&self.workers), clients: set(&self.clients) }
+    }
+}
+
 /// The whole configuration of a worker (or client).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -105,6 +126,8 @@ pub struct MeshConfig {
     pub signaling: Vec<String>,
     /// Metadata key whose number is the election priority.
     pub priority_key: String,
+    /// This worker's status as it joins (`available`, `busy`, `reserved`).
+    pub status: crate::room::WorkerStatus,
     /// Free-form metadata announced to the room.
     pub metadata: Metadata,
     /// Timings.
@@ -114,6 +137,8 @@ pub struct MeshConfig {
     /// File holding this node's Ed25519 secret key (hex), created if missing: a stable identity
     /// across restarts. Without it each start makes a fresh key.
     pub key_file: Option<std::path::PathBuf>,
+    /// The keys that may be members of the room.
+    pub trust: TrustConfig,
     /// Plugin sections (`[ws]`, `[webrtc]`, `[memory]` ...), handed to the plugin of that name.
     #[serde(flatten)]
     pub plugins: BTreeMap<String, serde_json::Value>,
@@ -128,10 +153,12 @@ impl Default for MeshConfig {
             transport: "webrtc".into(),
             signaling: vec!["relay".into(), "ws".into()],
             priority_key: "gpu_memory_mb".into(),
+            status: crate::room::WorkerStatus::Available,
             metadata: Metadata::new(),
             timing: TimingConfig::default(),
             max_message_bytes: crate::wire::DEFAULT_MAX_MESSAGE_BYTES,
             key_file: None,
+            trust: TrustConfig::default(),
             plugins: BTreeMap::new(),
         }
     }
@@ -207,6 +234,14 @@ impl MeshConfig {
         if t.retry_max_ms < t.retry_initial_ms {
             return invalid("timing.retry_max_ms", "must be at least timing.retry_initial_ms".into());
         }
+        for (key, list) in [("trust.workers", &self.trust.workers), ("trust.clients", &self.trust.clients)] {
+            if let Some(bad) = list.iter().find(|k| crate::identity::PublicKey::parse(k.trim()).is_none()) {
+                return invalid(key, format!("`{bad}` is not an Ed25519 public key (64 hex digits)"));
+            }
+        }
+        if self.status == crate::room::WorkerStatus::Leaving {
+            return invalid("status", "must be available, busy or reserved".into());
+        }
         if self.max_message_bytes < 1024 {
             return invalid("max_message_bytes", "must be at least 1024".into());
         }
@@ -239,7 +274,7 @@ impl MeshConfig {
     /// This worker's first record: metadata, and the priority read from `priority_key`.
     pub fn record(&self) -> WorkerRecord {
         let priority = self.metadata.get(&self.priority_key).and_then(|v| v.as_u64()).unwrap_or(0);
-        WorkerRecord::new(priority, self.metadata.clone())
+        WorkerRecord { status: self.status, ..WorkerRecord::new(priority, self.metadata.clone()) }
     }
 
     /// The configuration section of plugin `name` (`null` if absent).

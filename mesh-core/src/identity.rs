@@ -59,6 +59,38 @@ impl NodeKey {
     pub fn sign_record(&self, room: &RoomId, owner: &PeerId, record: &WorkerRecord) -> String {
         to_hex(&self.0.sign(&record_bytes(room, owner, record)).to_bytes())
     }
+
+    /// Signs this node's vote for `admin` as the admin of `room` at `epoch`.
+    pub fn sign_vote(&self, room: &RoomId, epoch: u64, admin: &PeerId) -> String {
+        to_hex(&self.0.sign(&vote_bytes(room, epoch, admin)).to_bytes())
+    }
+}
+
+/// Which keys may be members of a room (`[trust]` in a node's configuration; the same lists in
+/// mesh-signal's). No list: any key. With a list, a worker (or client) whose bound key is not on
+/// it is refused, whoever introduces it, the rendezvous included.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowlist {
+    /// Worker keys allowed (64 hex digits each); none: any.
+    pub workers: Option<std::collections::BTreeSet<String>>,
+    /// Client keys allowed; none: any.
+    pub clients: Option<std::collections::BTreeSet<String>>,
+}
+
+impl Allowlist {
+    /// True if `key` may be a worker of the room.
+    pub fn allows_worker(&self, key: &str) -> bool {
+        self.workers.as_ref().is_none_or(|l| l.contains(&key.to_ascii_lowercase()))
+    }
+
+    /// True if `key` may be a client of the room (worker keys may be clients too).
+    pub fn allows_client(&self, key: &str) -> bool {
+        self.clients.as_ref().is_none_or(|l| l.contains(&key.to_ascii_lowercase())) || self.workers_lists(key)
+    }
+
+    fn workers_lists(&self, key: &str) -> bool {
+        self.workers.as_ref().is_some_and(|l| l.contains(&key.to_ascii_lowercase()))
+    }
 }
 
 /// A peer's public key, parsed once (checking a signature then skips the key's decoding).
@@ -90,6 +122,11 @@ impl PublicKey {
         self.check(record.sig.as_deref(), &record_bytes(room, owner, record))
     }
 
+    /// True if `sig` is this key's vote for `admin` as the admin of `room` at `epoch`.
+    pub fn signed_vote(&self, room: &RoomId, epoch: u64, admin: &PeerId, sig: Option<&str>) -> bool {
+        self.check(sig, &vote_bytes(room, epoch, admin))
+    }
+
     fn check(&self, sig: Option<&str>, bytes: &[u8]) -> bool {
         match sig.and_then(from_hex).and_then(|b| <[u8; 64]>::try_from(b).ok()) {
             Some(sig) => self.key.verify(bytes, &Signature::from_bytes(&sig)).is_ok(),
@@ -101,6 +138,14 @@ impl PublicKey {
 fn record_bytes(room: &RoomId, owner: &PeerId, r: &WorkerRecord) -> Vec<u8> {
     let value = serde_json::json!([room, owner, r.version, r.status, r.priority, r.metadata]);
     let mut bytes = b"mesh-record-v1\n".to_vec();
+    bytes.extend(value.to_string().into_bytes());
+    bytes
+}
+
+/// What a vote covers: a JSON array (room, epoch, admin), with a domain prefix.
+fn vote_bytes(room: &RoomId, epoch: u64, admin: &PeerId) -> Vec<u8> {
+    let value = serde_json::json!([room, epoch, admin]);
+    let mut bytes = b"mesh-vote-v1\n".to_vec();
     bytes.extend(value.to_string().into_bytes());
     bytes
 }

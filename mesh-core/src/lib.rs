@@ -31,7 +31,7 @@ pub mod transport;
 pub mod wire;
 
 pub use chain::{PathCounters, PathOrder, SignalStats, SignalerChain};
-pub use config::{ConfigError, MeshConfig};
+pub use config::{ConfigError, MeshConfig, TrustConfig};
 pub use node::{MeshNode, NodeError, NodeOptions, Snapshot};
 pub use registry::{PluginContext, PluginError, Registry, Resources, SignalerPlugin, TransportPlugin};
 
@@ -46,7 +46,7 @@ pub use signaler::{
 };
 pub use state::{Action, Counters, Event, HealthRecord, MeshEvent, MeshState, StateConfig, Timing};
 pub use transport::{CloseReason, Link, LinkEvent, LinkHandle, SignalSink, Transport, TransportError};
-pub use wire::{MeshMessage, RelayErrorReason};
+pub use wire::{MeshMessage, Proof, RelayErrorReason, Vote, MAX_EPOCH};
 
 pub use async_trait::async_trait;
 pub use inventory;

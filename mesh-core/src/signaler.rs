@@ -64,6 +64,9 @@ pub enum SignalingEvent {
         from: PeerId,
         /// What it carries.
         signal: Signal,
+        /// The key the rendezvous bound to `from` at its registration, if it says (how a
+        /// client's key reaches the workers it dials).
+        key: Option<String>,
     },
     /// The rendezvous connection is gone; the signaler is reconnecting.
     Disconnected,
@@ -81,8 +84,8 @@ pub struct Inbound {
 /// What a node tells its signalers about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Announcement {
-    /// This node is now the room's admin.
-    Admin,
+    /// This node is the room's admin, and this is its proof (the server checks it).
+    Admin(crate::wire::Proof),
     /// This node no longer holds the admin role (it lost to another admin).
     Withdraw,
     /// This node is leaving the room.

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 /// Largest mesh message accepted off a link, in bytes, unless configured otherwise.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// The largest admin epoch taken (integers above 2^53 do not survive every JSON parser; a vote
+/// or proof beyond it is refused, so a rogue cannot exhaust the epochs).
+pub const MAX_EPOCH: u64 = 1 << 53;
+
 /// Why a relay could not pass an envelope on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -22,6 +26,29 @@ pub enum RelayErrorReason {
     SpoofedSender,
     /// The envelope was malformed (for example addressed to the relay itself).
     Invalid,
+}
+
+/// One worker's signed vote for an admin at an epoch (the admin and epoch are those of the
+/// message that carries it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    /// The worker that voted.
+    pub voter: PeerId,
+    /// Its Ed25519 signature over (room, epoch, admin), as hex (absent only between unsigned test
+    /// nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
+}
+
+/// An admin's proof of its role: votes of the room's workers for it at `epoch`. It is a proof
+/// for a node when the votes verify and come from a strict majority of the workers that node
+/// knows to be present.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    /// The epoch the votes are for.
+    pub epoch: u64,
+    /// The votes, one per worker.
+    pub votes: Vec<Vote>,
 }
 
 /// Every message a worker or client sends over a mesh link.
@@ -86,10 +113,18 @@ pub enum MeshMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         links: Option<u32>,
     },
-    /// "Are you alive and taking the admin role?" sent to a newly elected peer.
+    /// "Are you alive and taking the admin role?" sent to a newly elected peer, with the
+    /// asker's signed vote for it at the epoch the asker's election gives.
     AdminVerify {
         /// Echoed by the ack.
         id: u64,
+        /// The epoch the vote is for (the asker's, raised by one when its election was made by a
+        /// strict majority of the room's workers).
+        #[serde(default)]
+        epoch: u64,
+        /// The asker's vote for the recipient at `epoch` (absent from clients, which do not vote).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vote: Option<String>,
     },
     /// Answer to [`MeshMessage::AdminVerify`]. The asker counts the admin as verified only when
     /// `admin` names the answering peer itself.
@@ -101,6 +136,28 @@ pub enum MeshMessage {
         /// The admin epoch the answering peer knows.
         #[serde(default)]
         epoch: u64,
+        /// When `admin` is the answering peer: its proof, the workers' signed votes for it at
+        /// `epoch` (see [`MeshMessage::AdminProof`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        votes: Vec<Vote>,
+    },
+    /// Follower → its admin: "I follow you at `epoch`", a signed vote (sent once the follower
+    /// verified the admin at an epoch it had not voted for).
+    AdminVote {
+        /// The admin's epoch the vote is for.
+        epoch: u64,
+        /// The vote: the follower's signature over (room, epoch, admin).
+        #[serde(default)]
+        sig: Option<String>,
+    },
+    /// Admin → every linked peer: its proof of the role, the votes it holds at its epoch. A
+    /// node raises its epoch only on a proof with votes from a strict majority of the room's
+    /// workers; it is sent again whenever a vote is added.
+    AdminProof {
+        /// The epoch the votes are for.
+        epoch: u64,
+        /// The votes, one per worker.
+        votes: Vec<Vote>,
     },
     /// A worker's own record changed (status, metadata).
     RoomState {
@@ -184,6 +241,8 @@ impl MeshMessage {
             Self::Heartbeat { .. } => "heartbeat",
             Self::AdminVerify { .. } => "admin_verify",
             Self::AdminVerifyAck { .. } => "admin_verify_ack",
+            Self::AdminVote { .. } => "admin_vote",
+            Self::AdminProof { .. } => "admin_proof",
             Self::RoomState { .. } => "room_state",
             Self::RegistryQuery { .. } => "registry_query",
             Self::RegistryAnswer { .. } => "registry_answer",

@@ -12,8 +12,9 @@ use std::time::Duration;
 async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
     let net = MemoryNetwork::new();
     let nodes = spawn_mesh(&net, 2).await;
-    // A rogue peer registers as a client and opens a link to w0 by hand.
-    let (mut handle, _rogue) = rogue_link(&net, Role::Client, None).await;
+    // A rogue peer registers as a client, with a key of its own, and opens a link to w0 by hand.
+    let key = mesh_core::identity::NodeKey::generate();
+    let (mut handle, _rogue) = rogue_link(&net, Role::Client, Some(&key)).await;
     let hostile: Vec<Vec<u8>> = vec![
         b"not json".to_vec(),
         br#"{"type":"unknown"}"#.to_vec(),

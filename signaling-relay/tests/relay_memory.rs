@@ -29,6 +29,7 @@ fn options(name: &str) -> NodeOptions {
         timing: Timing::default(),
         signal_timeout: Duration::from_millis(500),
         max_message_bytes: 64 * 1024,
+        trust: Default::default(),
     }
 }
 

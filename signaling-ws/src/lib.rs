@@ -12,6 +12,7 @@ pub mod redis_store;
 pub mod server;
 pub mod signaler;
 pub mod store;
+pub mod trust;
 
 pub use server::{ServerConfig, SignalingServer};
 pub use signaler::WsSignaler;

@@ -1,6 +1,6 @@
 //! The signaling protocol: JSON text frames tagged by `type`. See `docs/PROTOCOL.md`.
 
-use mesh_core::{MemberInfo, PeerId, Role, RoomId, Signal, WorkerRecord};
+use mesh_core::{MemberInfo, PeerId, Role, RoomId, Signal, Vote, WorkerRecord};
 use serde::{Deserialize, Serialize};
 
 /// A frame from a peer to the server.
@@ -37,8 +37,18 @@ pub enum ClientMsg {
         /// The signal.
         signal: Signal,
     },
-    /// The sender is the room's elected admin.
-    AnnounceAdmin,
+    /// The sender is the room's elected admin, and these are its proof: the workers' signed
+    /// votes for it at `epoch`. The server names it only if the votes that verify against the
+    /// keys it bound come from a strict majority of the room's workers, and no admin of a higher
+    /// epoch is named.
+    AnnounceAdmin {
+        /// The epoch of the votes.
+        #[serde(default)]
+        epoch: u64,
+        /// The votes.
+        #[serde(default)]
+        votes: Vec<Vote>,
+    },
     /// The sender no longer holds the admin role (it lost to another admin); the server forgets
     /// it as admin if it still names it.
     WithdrawAdmin,
@@ -78,6 +88,11 @@ pub enum ErrorCode {
     UnknownPeer,
     /// Only workers may announce themselves admin.
     NotWorker,
+    /// An `announce_admin` whose votes are not a strict majority's, or older than the named
+    /// admin's epoch.
+    NotProven,
+    /// The registering key is not on the server's allowlist for that role.
+    NotAllowed,
     /// The room store is unreachable (a cluster's Redis); try again.
     Unavailable,
 }
@@ -113,6 +128,10 @@ pub enum ServerMsg {
         from: PeerId,
         /// The signal.
         signal: Signal,
+        /// The key the sender registered (the server's binding): how a client's key reaches the
+        /// workers it dials.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// A worker announced itself admin.
     Admin {

@@ -21,7 +21,7 @@
 mod scripts;
 
 use crate::protocol::{ErrorCode, ServerMsg};
-use crate::store::{Conn, Outbox, RoomStore};
+use crate::store::{Conn, Outbox, RoomStore, Sender};
 use mesh_core::{MemberInfo, PeerId, Role, RoomId, Signal};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,8 @@ struct Forward {
     from: PeerId,
     to: PeerId,
     signal: Signal,
+    #[serde(default)]
+    key: Option<String>,
 }
 
 fn room_key(room: &RoomId, what: &str) -> String {
@@ -155,7 +157,7 @@ impl RedisRoomStore {
     fn deliver_signal(&self, f: Forward) {
         let mut local = self.local();
         if let Some(l) = local.get_mut(&f.room).and_then(|r| r.get_mut(&f.to)) {
-            l.send(&f.to, 0, ServerMsg::Signal { from: f.from, signal: f.signal });
+            l.send(&f.to, 0, ServerMsg::Signal { from: f.from, signal: f.signal, key: f.key });
         }
     }
 
@@ -375,7 +377,7 @@ impl RoomStore for RedisRoomStore {
         }
     }
 
-    async fn forward(&self, room: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode> {
+    async fn forward(&self, room: &RoomId, from: Sender, to: &PeerId, signal: Signal) -> Result<(), ErrorCode> {
         let entry: Option<String> = redis::cmd("HGET")
             .arg(room_key(room, "m"))
             .arg(to.as_str())
@@ -383,7 +385,7 @@ impl RoomStore for RedisRoomStore {
             .await
             .map_err(|_| ErrorCode::Unavailable)?;
         let entry: Entry = entry.and_then(|e| serde_json::from_str(&e).ok()).ok_or(ErrorCode::UnknownPeer)?;
-        let f = Forward { room: room.clone(), from: from.clone(), to: to.clone(), signal };
+        let f = Forward { room: room.clone(), from: from.peer, to: to.clone(), signal, key: from.key };
         if entry.inst == self.inst {
             self.deliver_signal(f);
         } else if let Ok(payload) = serde_json::to_string(&f) {
@@ -392,9 +394,24 @@ impl RoomStore for RedisRoomStore {
         Ok(())
     }
 
-    async fn set_admin(&self, room: &RoomId, peer: &PeerId) {
-        if let Some(seq) = scripts::set_admin(&mut self.conn(), room, peer).await {
-            self.notify(room, seq, Notice::Admin { peer: peer.clone() }).await;
+    async fn workers(&self, room: &RoomId) -> Result<Vec<MemberInfo>, ErrorCode> {
+        let entries: Vec<String> = redis::cmd("HVALS")
+            .arg(room_key(room, "m"))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|_| ErrorCode::Unavailable)?;
+        let entries = entries.iter().filter_map(|e| serde_json::from_str::<Entry>(e).ok());
+        Ok(entries.filter(|e| e.role == Role::Worker).map(|e| e.info).collect())
+    }
+
+    async fn set_admin(&self, room: &RoomId, peer: &PeerId, epoch: u64) -> bool {
+        match scripts::set_admin(&mut self.conn(), room, peer, epoch).await {
+            scripts::AdminSet::Changed(seq) => {
+                self.notify(room, seq, Notice::Admin { peer: peer.clone() }).await;
+                true
+            }
+            scripts::AdminSet::Same => true,
+            scripts::AdminSet::Refused => false,
         }
     }
 

@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// Server settings; every limit has a safe default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Workers per room (clients are not counted).
     pub max_workers_per_room: usize,
@@ -58,6 +58,10 @@ pub struct ServerConfig {
     pub redis_url: Option<String>,
     /// With Redis: how long a server that stopped refreshing its lease keeps its peers.
     pub lease_ms: u64,
+    /// Worker public keys allowed to register (64 hex digits each); empty: any key.
+    pub allow_workers: Vec<String>,
+    /// Client public keys allowed to register; empty: any key (worker keys always may).
+    pub allow_clients: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +80,8 @@ impl Default for ServerConfig {
             shared_secret: None,
             redis_url: None,
             lease_ms: 3_000,
+            allow_workers: Vec::new(),
+            allow_clients: Vec::new(),
         }
     }
 }
@@ -174,7 +180,7 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut shutdown: watch:
                     let span = tracing::info_span!("conn", id, %remote);
                     let lost = Arc::new(tokio::sync::Notify::new());
                     let (config, store, metrics) = (shared.config.clone(), shared.store.clone(), shared.metrics.clone());
-                    let c = Connection { id, config, store, metrics, registered: None, lost };
+                    let c = Connection { id, config, store, metrics, registered: None, key: None, lost };
                     let run = c.run(tcp, shutdown.clone());
                     connections.spawn(tracing::Instrument::instrument(async move { run.await; drop(slot) }, span));
                 }
@@ -216,6 +222,8 @@ struct Connection {
     store: Arc<dyn RoomStore>,
     metrics: Arc<Metrics>,
     registered: Option<(RoomId, PeerId, Role)>,
+    /// The key this connection registered (handed out with its signals).
+    key: Option<String>,
     /// Notified when the store lost this connection's registration.
     lost: Arc<tokio::sync::Notify>,
 }
@@ -453,6 +461,14 @@ impl Connection {
                     reply(ServerMsg::error(ErrorCode::BadToken, format!("wrong or missing token for room {room}")));
                     return Next::Close(CloseCode::Policy, "bad token");
                 }
+                let (workers, clients) = (&self.config.allow_workers, &self.config.allow_clients);
+                if !crate::trust::allowed(workers, clients, role, key.as_deref()) {
+                    tracing::warn!(%room, %peer, ?role, "key not on the allowlist");
+                    let message = format!("the key registered is not on this server's allowlist for {role:?}s");
+                    reply(ServerMsg::error(ErrorCode::NotAllowed, message));
+                    return Next::Close(CloseCode::Policy, "key not allowed");
+                }
+                let member_key = key.clone();
                 let member = MemberInfo {
                     peer: peer.clone(),
                     record: record.unwrap_or_else(|| WorkerRecord::new(0, Default::default())),
@@ -467,6 +483,7 @@ impl Connection {
                         self.metrics.registered();
                         tracing::info!(%room, %peer, ?role, "registered");
                         self.registered = Some((room.clone(), peer.clone(), role));
+                        self.key = member_key;
                         reply(ServerMsg::Registered { room: room.clone(), peer: peer.clone(), members, admin });
                         self.store.answered(&room, &peer, self.id).await;
                     }
@@ -491,7 +508,8 @@ impl Connection {
             (_, None) => reply(ServerMsg::error(ErrorCode::NotRegistered, "register first")),
             (ClientMsg::Signal { to, signal }, Some((room, peer, _))) => {
                 let t = Instant::now();
-                let forwarded = self.store.forward(&room, &peer, &to, signal).await;
+                let sender = crate::store::Sender { peer: peer.clone(), key: self.key.clone() };
+                let forwarded = self.store.forward(&room, sender, &to, signal).await;
                 self.metrics.store_op(t.elapsed());
                 if forwarded.is_ok() {
                     self.metrics.forwarded();
@@ -504,13 +522,26 @@ impl Connection {
                     reply(ServerMsg::error(code, message));
                 }
             }
-            (ClientMsg::AnnounceAdmin, Some((room, peer, role))) => {
-                if role == Role::Worker {
-                    let t = Instant::now();
-                    self.store.set_admin(&room, &peer).await;
-                    self.metrics.store_op(t.elapsed());
-                } else {
+            (ClientMsg::AnnounceAdmin { epoch, votes }, Some((room, peer, role))) => {
+                if role != Role::Worker {
                     reply(ServerMsg::error(ErrorCode::NotWorker, "only workers can be admin"));
+                    return Next::Continue;
+                }
+                let t = Instant::now();
+                let refusal = match self.store.workers(&room).await {
+                    Err(code) => Some((code, "the room store is unreachable; try again".to_string())),
+                    Ok(workers) => match crate::trust::check_admin_proof(&room, &peer, epoch, &votes, &workers) {
+                        Err(why) => Some((ErrorCode::NotProven, why)),
+                        Ok(()) if !self.store.set_admin(&room, &peer, epoch).await => {
+                            Some((ErrorCode::NotProven, format!("an admin of an epoch above {epoch} is named")))
+                        }
+                        Ok(()) => None,
+                    },
+                };
+                self.metrics.store_op(t.elapsed());
+                if let Some((code, message)) = refusal {
+                    tracing::info!(%room, %peer, epoch, %message, "admin announcement refused");
+                    reply(ServerMsg::error(code, message));
                 }
             }
             (ClientMsg::WithdrawAdmin, Some((room, peer, _))) => self.store.withdraw_admin(&room, &peer).await,

@@ -162,11 +162,17 @@ async fn session(
                     }
                     ServerMsg::PeerJoined { member } => SignalingEvent::PeerJoined(member),
                     ServerMsg::PeerLeft { peer } => SignalingEvent::PeerLeft(peer),
-                    ServerMsg::Signal { from, signal } => SignalingEvent::Signal { from, signal },
+                    ServerMsg::Signal { from, signal, key } => SignalingEvent::Signal { from, signal, key },
                     ServerMsg::Admin { peer } => SignalingEvent::Admin(peer),
                     ServerMsg::Pong { .. } => continue,
                     ServerMsg::Error { code, message } => {
-                        tracing::warn!(?code, %message, "signaling server error");
+                        if code == crate::protocol::ErrorCode::NotProven {
+                            // The admin's proof is not a majority's yet at the server: it is
+                            // announced again as votes come in.
+                            tracing::debug!(%message, "admin announcement not taken yet");
+                        } else {
+                            tracing::warn!(?code, %message, "signaling server error");
+                        }
                         if let Some(tx) = registered.take() {
                             let _ = tx.send(Err(message.clone()));
                             return Err(message);
@@ -263,7 +269,7 @@ impl Signaler for WsSignaler {
     async fn announce(&self, what: Announcement) -> Result<(), SignalError> {
         let tx = self.outgoing().ok_or(SignalError::NotRunning)?;
         let msg = match what {
-            Announcement::Admin => ClientMsg::AnnounceAdmin,
+            Announcement::Admin(proof) => ClientMsg::AnnounceAdmin { epoch: proof.epoch, votes: proof.votes },
             Announcement::Withdraw => ClientMsg::WithdrawAdmin,
             Announcement::Leaving => ClientMsg::Leave,
         };

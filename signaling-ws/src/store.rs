@@ -7,6 +7,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
+/// The sender of a signal: its peer id and the key it registered.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    /// The sender's peer id.
+    pub peer: PeerId,
+    /// The key it registered, if any.
+    pub key: Option<String>,
+}
+
 /// The outgoing queue of one connection, with an id unique per server.
 #[derive(Clone)]
 pub struct Conn {
@@ -40,9 +49,12 @@ pub trait RoomStore: Send + Sync {
     /// Removes `peer` if `conn_id` still holds it, tells the others; empty rooms are removed.
     async fn leave(&self, room: &RoomId, peer: &PeerId, conn_id: u64);
     /// Hands `signal` from `from` to `to` in the same room.
-    async fn forward(&self, room: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode>;
-    /// Records `peer` as the room's admin and tells every member (when it changes).
-    async fn set_admin(&self, room: &RoomId, peer: &PeerId);
+    async fn forward(&self, room: &RoomId, from: Sender, to: &PeerId, signal: Signal) -> Result<(), ErrorCode>;
+    /// The room's workers, with the keys they registered.
+    async fn workers(&self, room: &RoomId) -> Result<Vec<MemberInfo>, ErrorCode>;
+    /// Records `peer` as the room's admin at `epoch` and tells every member (when it changes).
+    /// False (nothing changed) when another admin of a higher epoch is named.
+    async fn set_admin(&self, room: &RoomId, peer: &PeerId, epoch: u64) -> bool;
     /// Forgets `peer` as the room's admin, if it is.
     async fn withdraw_admin(&self, room: &RoomId, peer: &PeerId);
     /// Number of rooms.
@@ -110,6 +122,8 @@ struct Member {
 struct Room {
     members: BTreeMap<PeerId, Member>,
     admin: Option<PeerId>,
+    /// The epoch of the last admin named (kept when it leaves: an older proof stays refused).
+    admin_epoch: u64,
     /// The first worker of an empty room: admin by the mesh's rule, until one announces itself.
     first: Option<PeerId>,
 }
@@ -198,23 +212,33 @@ impl RoomStore for MemoryRoomStore {
         }
     }
 
-    async fn forward(&self, room_id: &RoomId, from: &PeerId, to: &PeerId, signal: Signal) -> Result<(), ErrorCode> {
+    async fn forward(&self, room_id: &RoomId, from: Sender, to: &PeerId, signal: Signal) -> Result<(), ErrorCode> {
         let mut rooms = self.rooms();
         let target = rooms.get_mut(room_id).and_then(|r| r.members.get_mut(to)).ok_or(ErrorCode::UnknownPeer)?;
-        target.out.send(to, 0, ServerMsg::Signal { from: from.clone(), signal });
+        target.out.send(to, 0, ServerMsg::Signal { from: from.peer, signal, key: from.key });
         Ok(())
     }
 
-    async fn set_admin(&self, room_id: &RoomId, peer: &PeerId) {
+    async fn workers(&self, room_id: &RoomId) -> Result<Vec<MemberInfo>, ErrorCode> {
+        let rooms = self.rooms();
+        let members = rooms.get(room_id).map(|r| r.members.values()).into_iter().flatten();
+        Ok(members.filter(|m| m.role == Role::Worker).map(|m| m.info.clone()).collect())
+    }
+
+    async fn set_admin(&self, room_id: &RoomId, peer: &PeerId, epoch: u64) -> bool {
         let mut rooms = self.rooms();
-        if let Some(room) = rooms.get_mut(room_id) {
-            let changed = room.admin.as_ref() != Some(peer);
-            room.admin = Some(peer.clone());
-            room.first = None;
-            if changed {
-                room.tell_others(peer, &ServerMsg::Admin { peer: peer.clone() });
-            }
+        let Some(room) = rooms.get_mut(room_id) else { return false };
+        if room.admin.as_ref() != Some(peer) && epoch < room.admin_epoch {
+            return false;
         }
+        let changed = room.admin.as_ref() != Some(peer);
+        room.admin = Some(peer.clone());
+        room.admin_epoch = epoch;
+        room.first = None;
+        if changed {
+            room.tell_others(peer, &ServerMsg::Admin { peer: peer.clone() });
+        }
+        true
     }
 
     async fn withdraw_admin(&self, room_id: &RoomId, peer: &PeerId) {

@@ -24,6 +24,7 @@ async fn try_node(net: &MemoryNetwork, url: &str, name: &str) -> Result<MeshNode
         timing: Timing::default(),
         signal_timeout: Duration::from_millis(500),
         max_message_bytes: 64 * 1024,
+        trust: Default::default(),
     };
     let transport = Arc::new(MemoryTransport::new(net.clone(), peer, Duration::from_secs(5)));
     MeshNode::start(options, transport, vec![Arc::new(WsSignaler::new(url, None))]).await

@@ -11,7 +11,7 @@ impl World {
             return;
         }
         match what {
-            Announcement::Admin => {
+            Announcement::Admin(_) => {
                 self.server.first = None;
                 if self.server.admin.replace(from.clone()).as_ref() == Some(from) {
                     return; // told again: the server tells nobody

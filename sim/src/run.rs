@@ -124,6 +124,7 @@ pub fn apply(w: &mut World, seed: u64, fault: &Fault) {
                 key: None,
                 // The node's clock-based start: later processes start higher.
                 first_session: w.t * 1_000_000 + w.next_inc() as u64 * 1000,
+                trust: Default::default(),
             };
             w.spawn(me, role, MeshState::new(cfg));
         }

@@ -299,7 +299,12 @@ async fn a_client_queries_at_once_and_again_after_the_admin_leaves() {
     stack.shutdown().await;
 }
 
-/// A rogue peer (`role`) linked to `w0` by hand over the real server and WebRTC, without a key.
+/// A rogue peer (`role`) linked to `w0` by hand over the real server and WebRTC: a valid member
+/// with a key of its own, which signs its signals.
+fn w0_id() -> mesh_core::PeerId {
+    mesh_core::PeerId::new("w0").unwrap()
+}
+
 async fn rogue_link(
     stack: &Stack,
     role: mesh_core::Role,
@@ -308,6 +313,7 @@ async fn rogue_link(
     use mesh_core::{SignalingEvent, Transport, WorkerRecord};
     use std::sync::Arc;
     let rogue = PeerId::new("rogue").unwrap();
+    let key = Arc::new(mesh_core::identity::NodeKey::generate());
     let signaler = Arc::new(signaling_ws::WsSignaler::new(stack.server_url().unwrap(), None));
     let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
     let identity = Identity {
@@ -315,7 +321,7 @@ async fn rogue_link(
         peer: rogue.clone(),
         role,
         record: WorkerRecord::new(0, Default::default()),
-        key: None,
+        key: Some(key.public_hex()),
     };
     signaler.start(SignalerContext { identity, inbox, mesh: Arc::new(mesh_core::NoLinks) }).await.expect("registered");
     let transport = transport_webrtc::WebRtcTransport::new(transport_webrtc::WebRtcConfig::loopback(), 1 << 20);
@@ -325,8 +331,11 @@ async fn rogue_link(
     let session = SessionId { offerer: rogue, seq: 1 };
     let (outgoing, l, s) = (signaler.clone(), link.link.clone(), session);
     tokio::spawn(async move {
+        let (room, me) = (RoomId::new("real").unwrap(), PeerId::new("rogue").unwrap());
         while let Some(body) = out.recv().await {
-            let _ = outgoing.send(&PeerId::new("w0").unwrap(), Signal::new(s.clone(), body)).await;
+            let mut signal = Signal::new(s.clone(), body);
+            signal.sig = Some(key.sign(&room, &me, &w0_id(), &signal));
+            let _ = outgoing.send(&w0_id(), signal).await;
         }
     });
     tokio::spawn(async move {

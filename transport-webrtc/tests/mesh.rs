@@ -21,6 +21,7 @@ fn options(name: &str, timing: Timing) -> NodeOptions {
         timing,
         signal_timeout: Duration::from_millis(500),
         max_message_bytes: 1024 * 1024,
+        trust: Default::default(),
     }
 }
 

@@ -192,15 +192,16 @@ impl MemoryNetwork {
 
     /// Forwards a signal within `room`, honouring drops and delays. False if `to` is not there.
     fn forward(&self, room: &RoomId, from: &PeerId, to: &PeerId, signal: crate::Signal) -> bool {
-        let (inbox, delay, dropped) = {
+        let (inbox, delay, dropped, key) = {
             let inner = self.lock();
             let Some(m) = inner.rooms.get(room).and_then(|r| r.get(to)) else { return false };
-            (m.inbox.clone(), inner.signal_delay, inner.dropped_signals_to.contains(to))
+            let key = inner.rooms.get(room).and_then(|r| r.get(from)).and_then(|m| m.info.key.clone());
+            (m.inbox.clone(), inner.signal_delay, inner.dropped_signals_to.contains(to), key)
         };
         if dropped {
             return true;
         }
-        let event = SignalingEvent::Signal { from: from.clone(), signal };
+        let event = SignalingEvent::Signal { from: from.clone(), signal, key };
         let inbound = Inbound { path: NAME, event };
         if delay.is_zero() {
             let _ = inbox.try_send(inbound);

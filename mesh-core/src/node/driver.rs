@@ -129,10 +129,10 @@ impl Driver {
             SignalingEvent::PeerLeft(peer) => self.p.state.handle(now, Event::PeerLeft(peer)),
             SignalingEvent::Admin(peer) => self.p.state.handle(now, Event::AdminAnnounced(peer)),
             SignalingEvent::Disconnected => tracing::info!(path = inbound.path, "signaling path disconnected"),
-            SignalingEvent::Signal { from, signal } => {
+            SignalingEvent::Signal { from, signal, key } => {
                 self.p.chain.stats().received(inbound.path);
                 // Relayed signals were checked by the state machine on the relay's link.
-                if inbound.path != "relay" && !self.p.state.accepts_signal(&from, &signal, None) {
+                if inbound.path != "relay" && !self.p.state.accepts_signal(&from, &signal, None, key.as_deref()) {
                     return;
                 }
                 let (kind, session) = (signal.body.kind(), &signal.session);
@@ -300,7 +300,7 @@ impl Driver {
                     });
                 }
                 Action::DeliverSignal { from, signal } => {
-                    let inbound = Inbound { path: "relay", event: SignalingEvent::Signal { from, signal } };
+                    let inbound = Inbound { path: "relay", event: SignalingEvent::Signal { from, signal, key: None } };
                     if self.p.inbox_tx.try_send(inbound).is_err() {
                         tracing::warn!("inbox full; relayed signal dropped");
                     }

@@ -144,6 +144,8 @@ pub struct NodeOptions {
     pub signal_timeout: Duration,
     /// Largest mesh message accepted off a link.
     pub max_message_bytes: usize,
+    /// The keys that may be members of the room (default: any).
+    pub trust: crate::identity::Allowlist,
 }
 
 /// A running mesh member.
@@ -175,6 +177,7 @@ impl MeshNode {
             timing: config.timing.timing(),
             signal_timeout: Duration::from_millis(config.timing.signal_timeout_ms),
             max_message_bytes: config.max_message_bytes,
+            trust: config.trust.allowlist(),
         };
         let key = match &config.key_file {
             Some(path) => NodeKey::load_or_create(path).map_err(NodeError::Identity)?,
@@ -227,6 +230,7 @@ impl MeshNode {
             seed: rand::random(),
             key: Some(key.clone()),
             first_session: first_session(),
+            trust: options.trust.clone(),
         });
         let (commands, commands_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);

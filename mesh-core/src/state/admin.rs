@@ -14,8 +14,13 @@
 //!   heartbeat says it does not (or none says it does by then), the admin is lost and the
 //!   election runs.
 //! - **Epochs**: an election made by a strict majority of the present workers raises the admin
-//!   epoch by one. Two admins (a healed partition, a race) settle on the higher epoch, then on the
-//!   election rule, so a majority's admin keeps the role and an even split settles by priority.
+//!   epoch by one, once the winner holds their votes (see [`super::proof`]). Two admins (a healed
+//!   partition, a race) settle on the higher proven epoch, then on the election rule, so a
+//!   majority's admin keeps the role and an even split settles by priority.
+//! - **Only a claimer's own word, with proof**: a rival admin is weighed only on its own
+//!   heartbeat naming itself; a third party's view of the admin moves nothing (only the admin
+//!   followed, naming the one it stepped down for, sends this node to verify that one). Clients'
+//!   heartbeats carry no authority at all.
 
 use super::{Action, MeshEvent, MeshState};
 use crate::id::PeerId;
@@ -36,6 +41,8 @@ pub(super) struct PendingVerify {
     /// Ask again at this time: the candidate answered without holding the role (yet).
     pub(super) resend_at: Option<Instant>,
     answered: bool,
+    /// The epoch this node voted for the candidate at, in the `admin_verify`.
+    epoch: u64,
 }
 
 /// The link to the admin was lost while the admin is still in the room.
@@ -51,6 +58,8 @@ pub(super) struct Suspect {
 pub(super) struct PeerView {
     admin: Option<PeerId>,
     admin_linked: bool,
+    /// The epoch it claimed.
+    epoch: u64,
     at: Instant,
     /// Its open links to workers, as it said.
     pub(super) links: Option<u32>,
@@ -76,8 +85,7 @@ impl MeshState {
     }
 
     /// Takes `admin` for this node's admin, unverified: verified as soon as it is linked.
-    pub(super) fn follow(&mut self, now: Instant, admin: PeerId, epoch: u64) {
-        self.epoch = self.epoch.max(epoch);
+    pub(super) fn follow(&mut self, now: Instant, admin: PeerId) {
         if admin == self.cfg.me && self.cfg.role == Role::Worker {
             self.become_admin(now);
             return;
@@ -98,26 +106,40 @@ impl MeshState {
             self.client_keep_only(&admin);
         }
         if self.is_linked(&admin) {
-            self.start_verify(now, admin);
+            self.start_verify(now, admin, self.epoch);
         } else {
             self.dial_admin_now(now, &admin);
         }
     }
 
-    fn start_verify(&mut self, now: Instant, candidate: PeerId) {
+    /// Asks `candidate` whether it takes the role, with this worker's vote for it at `epoch`.
+    fn start_verify(&mut self, now: Instant, candidate: PeerId, epoch: u64) {
         let id = self.next_seq;
         self.next_seq += 1;
         let deadline = now + self.cfg.timing.admin_verify_timeout;
-        self.verify =
-            Some(PendingVerify { candidate: candidate.clone(), id, deadline, resend_at: None, answered: false });
+        let pending =
+            PendingVerify { candidate: candidate.clone(), id, deadline, resend_at: None, answered: false, epoch };
+        self.verify = Some(pending);
         tracing::info!(%candidate, "verifying the admin");
-        self.send(&candidate, MeshMessage::AdminVerify { id });
+        let msg = self.verify_message(id, epoch, &candidate);
+        self.send(&candidate, msg);
+    }
+
+    fn verify_message(&mut self, id: u64, epoch: u64, candidate: &PeerId) -> MeshMessage {
+        let vote = match self.cfg.role {
+            Role::Worker => {
+                self.proofs.voted = Some((epoch, candidate.clone()));
+                self.vote_for(epoch, candidate)
+            }
+            Role::Client => None,
+        };
+        MeshMessage::AdminVerify { id, epoch, vote }
     }
 
     /// The link to `peer` opened: verify it if it is the admin this node waits to verify.
     pub(super) fn on_admin_link_opened(&mut self, now: Instant, peer: &PeerId) {
         if self.admin.as_ref() == Some(peer) && !self.admin_verified && self.verify.is_none() {
-            self.start_verify(now, peer.clone());
+            self.start_verify(now, peer.clone(), self.epoch);
         }
     }
 
@@ -192,7 +214,7 @@ impl MeshState {
         }
         let me = self.cfg.me.clone();
         let (reached, present) = self.reach();
-        let epoch = self.epoch + u64::from(reached * 2 > present);
+        let epoch = (self.epoch + u64::from(reached * 2 > present)).min(super::proof::MAX_EPOCH);
         let winner = crate::room::elect(
             self.room.present().filter(|(p, _)| **p == me || self.is_linked(p)).map(|(p, r)| (p, r.priority)),
         )
@@ -200,17 +222,18 @@ impl MeshState {
         if self.verify.as_ref().is_some_and(|v| v.candidate == winner) {
             return;
         }
-        self.epoch = epoch;
         if winner == me {
             self.become_admin(now);
+            let vote = self.vote_for(epoch, &me);
+            self.add_vote(now, &me, epoch, vote.as_deref());
             return;
         }
         self.suspect = None;
         self.set_admin(Some(winner.clone()), false);
-        self.start_verify(now, winner);
+        self.start_verify(now, winner, epoch);
     }
 
-    pub(super) fn on_admin_verify(&mut self, now: Instant, from: &PeerId, id: u64) {
+    pub(super) fn on_admin_verify(&mut self, now: Instant, from: &PeerId, id: u64, vote: (u64, Option<String>)) {
         // A worker that asks has lost its admin and elected us: if we lost ours too, decide now
         // instead of waiting for our own suspicion to run out. An admin we merely have not linked
         // yet (a joiner's) is not lost: we answer with it.
@@ -222,8 +245,12 @@ impl MeshState {
             self.suspect = None;
             self.elect_admin(now);
         }
+        if self.is_admin() && self.is_present_worker(from) {
+            self.add_vote(now, from, vote.0, vote.1.as_deref());
+        }
+        let votes = if self.is_admin() { self.my_proof().votes } else { Vec::new() };
         let (admin, epoch) = (self.admin.clone(), self.epoch);
-        self.send(from, MeshMessage::AdminVerifyAck { id, admin, epoch });
+        self.send(from, MeshMessage::AdminVerifyAck { id, admin, epoch, votes });
         if self.is_admin() && self.is_present_worker(from) {
             // A worker takes us for admin now, perhaps a rival stepping down, whose withdrawal
             // may reach the rendezvous after our last announcement and leave it naming nobody:
@@ -238,17 +265,24 @@ impl MeshState {
         from: &PeerId,
         id: u64,
         admin: Option<PeerId>,
-        epoch: u64,
+        (epoch, votes): (u64, Vec<crate::wire::Vote>),
     ) {
         if self.verify.as_ref().is_none_or(|v| &v.candidate != from || v.id != id) {
-            return;
+            return self.refuse(from, "admin_verify_ack", "an ack this node did not ask for");
         }
+        let proven = admin.as_ref() == Some(from) && self.take_proof(from, epoch, &votes);
         match admin {
-            Some(a) if &a == from => {
+            // A client takes an admin only on its proof: the votes of most of the room's workers.
+            Some(a) if &a == from && (proven || self.cfg.role == Role::Worker) => {
                 self.verify = None;
                 self.verify_hops.clear();
-                self.epoch = self.epoch.max(epoch);
-                self.set_admin(Some(a), true);
+                if proven && epoch > self.epoch {
+                    self.epoch = epoch;
+                }
+                self.set_admin(Some(a.clone()), true);
+                if epoch >= self.epoch {
+                    self.vote_once(&a, epoch);
+                }
             }
             Some(a)
                 if a != self.cfg.me
@@ -259,7 +293,7 @@ impl MeshState {
                 tracing::info!(candidate = %from, admin = %a, "the candidate follows another admin; following it too");
                 self.verify_hops.push(from.clone());
                 self.verify = None;
-                self.follow(now, a, epoch);
+                self.follow(now, a);
             }
             _ => {
                 // Alive, but not (yet) holding the role, or the admins named form a cycle (each
@@ -278,8 +312,9 @@ impl MeshState {
         let Some(v) = &mut self.verify else { return };
         if v.resend_at.is_some_and(|t| t <= now) && v.deadline > now {
             v.resend_at = None;
-            let (to, id) = (v.candidate.clone(), v.id);
-            self.send(&to, MeshMessage::AdminVerify { id });
+            let (to, id, epoch) = (v.candidate.clone(), v.id, v.epoch);
+            let msg = self.verify_message(id, epoch, &to);
+            self.send(&to, msg);
             return;
         }
         if v.deadline > now {
@@ -317,7 +352,7 @@ impl MeshState {
         (admin_linked, links): (bool, Option<u32>),
     ) {
         if let Some(entry) = self.peers.get_mut(from) {
-            entry.view = Some(PeerView { admin: claim.clone(), admin_linked, at: now, links });
+            entry.view = Some(PeerView { admin: claim.clone(), admin_linked, epoch, at: now, links });
         }
         let Some(theirs) = claim else { return };
         // The candidate that answered "not yet" now says it holds the role: ask again at once
@@ -329,32 +364,56 @@ impl MeshState {
             self.fire_verify_timer(now);
         }
         if self.cfg.role == Role::Client {
-            // The admin itself says another peer holds the role: follow it.
+            // The admin itself says another peer holds the role: follow it (and verify its proof).
             if self.admin.as_ref() == Some(from) && &theirs != from && admin_linked {
-                self.follow(now, theirs, epoch);
+                self.follow(now, theirs);
             }
             return;
         }
+        if !self.is_present_worker(from) {
+            return; // a client's heartbeat (or a departed peer's) says nothing about the admin
+        }
+        if &theirs != from {
+            // A third party's view moves nothing. Only the admin this node follows, naming the
+            // rival it stepped down for, sends this node to verify that one.
+            let stepped_down = self.speaks_for_admin(from) && self.admin_verified && admin_linked;
+            if stepped_down && theirs != self.cfg.me && self.is_present_worker(&theirs) {
+                tracing::info!(admin = %from, to = %theirs, "the admin stepped down for another; verifying that one");
+                self.follow(now, theirs);
+            }
+            return;
+        }
+        self.weigh_claim_of(now, from);
+    }
+
+    /// `from`'s latest heartbeat names itself admin: follow it if its claim outweighs this node's
+    /// admin. Both claims weigh by their proven epochs (an unproven claim weighs as epoch 0), then
+    /// by the election rule, so two admins judge each other alike and one steps down.
+    pub(super) fn weigh_claim_of(&mut self, now: Instant, from: &PeerId) {
+        let Some(view) = self.peers.get(from).and_then(|e| e.view.as_ref()) else { return };
+        if view.admin.as_ref() != Some(from) {
+            return;
+        }
+        let claimed = view.epoch;
         let Some(ours) = self.admin.clone() else { return };
-        if theirs == ours {
-            self.epoch = self.epoch.max(epoch);
+        if &ours == from {
+            if self.proven(from, claimed) && claimed > self.epoch {
+                self.epoch = claimed;
+            }
             return;
         }
-        // A peer that does not reach the admin it names holds a stale view, not a rival admin.
-        if !admin_linked || (theirs != self.cfg.me && !self.is_present_worker(&theirs)) {
-            return;
-        }
+        let (theirs_epoch, ours_epoch) = (self.proven_epoch(from), self.proven_epoch(&ours));
         let priority = |s: &Self, p: &PeerId| s.room.get(p).map(|r| r.priority).unwrap_or(0);
         let key = |s: &Self, p: &PeerId, e: u64| (e, priority(s, p), std::cmp::Reverse(p.clone()));
-        // The admin hands the role over only to a rival that claims it itself: a third party's
-        // word (a stale view, or a rogue member's) must not make the room headless.
-        let may_follow = !self.is_admin() || &theirs == from;
-        if may_follow && key(self, &theirs, epoch) > key(self, &ours, self.epoch) {
-            tracing::info!(%from, admin = %theirs, epoch, "two admins: following the later or stronger one");
-            self.follow(now, theirs, epoch);
+        if key(self, from, theirs_epoch) > key(self, &ours, ours_epoch) {
+            tracing::info!(admin = %from, epoch = claimed, "two admins: following the later or stronger one");
+            self.follow(now, from.clone());
         } else if self.is_admin() && self.last_announce.is_none_or(|t| now >= t + self.cfg.timing.heartbeat_interval) {
-            // We keep the role: make sure the rendezvous points newcomers at us.
+            // We keep the role: make sure the rendezvous points newcomers at us, and that the
+            // rival can weigh our proof.
             self.announce_admin(now);
+            let proof = self.my_proof();
+            self.send(from, MeshMessage::AdminProof { epoch: proof.epoch, votes: proof.votes });
         }
     }
 
@@ -375,9 +434,14 @@ impl MeshState {
         self.broadcast_view();
     }
 
+    /// Tells the rendezvous this node is admin, with its proof, once it is one (the rendezvous
+    /// names an admin only on a proof).
     pub(super) fn announce_admin(&mut self, now: Instant) {
         self.last_announce = Some(now);
-        self.push(Action::Announce(Announcement::Admin));
+        let proof = self.my_proof();
+        if self.majority_of(&proof) {
+            self.push(Action::Announce(Announcement::Admin(proof)));
+        }
     }
 
     /// Sends this node's view of the admin to every linked peer now, off the heartbeat schedule.
@@ -410,7 +474,7 @@ impl MeshState {
         self.announced_admin = Some(admin.clone());
         if self.cfg.role == Role::Client && self.admin.as_ref() != Some(&admin) {
             tracing::info!(%admin, "the rendezvous announced a new admin; following it");
-            self.follow(now, admin, self.epoch);
+            self.follow(now, admin);
         }
     }
 
@@ -428,10 +492,10 @@ impl MeshState {
             })
             .or_else(|| exclude.filter(|p| present(self, p)).cloned());
         match target {
-            Some(target) if self.admin.as_ref() != Some(&target) => self.follow(now, target, self.epoch),
+            Some(target) if self.admin.as_ref() != Some(&target) => self.follow(now, target),
             Some(target) => {
                 if self.is_linked(&target) {
-                    self.start_verify(now, target);
+                    self.start_verify(now, target, self.epoch);
                 }
             }
             None => self.set_admin(None, false),

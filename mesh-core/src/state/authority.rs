@@ -9,6 +9,8 @@ use crate::id::PeerId;
 
 /// Distinct (sender, reason) pairs logged at WARN before further refusals go to DEBUG only.
 const MAX_LOGGED: usize = 1024;
+/// Client keys remembered (the oldest-named are forgotten first beyond this).
+const MAX_CLIENT_KEYS: usize = 4096;
 /// Departed peers remembered (the oldest-named are forgotten first beyond this).
 const MAX_DEPARTED: usize = 1024;
 
@@ -18,19 +20,27 @@ impl MeshState {
         from != &self.cfg.me && self.admin.as_ref() == Some(from)
     }
 
-    /// Remembers `peer`'s public key: the rendezvous' binding (`authoritative`) replaces any,
-    /// the admin's word only fills a gap.
-    pub(super) fn learn_key(&mut self, peer: &PeerId, key: Option<&String>, authoritative: bool) {
-        if let Some(key) = key {
-            if authoritative || !self.keys.contains_key(peer) {
-                match crate::identity::PublicKey::parse(key) {
-                    Some(key) => {
-                        self.keys.insert(peer.clone(), key);
-                    }
-                    None => tracing::warn!(%peer, "a member's key is not an Ed25519 public key; ignored"),
+    /// Remembers worker `peer`'s public key: the rendezvous' binding (`authoritative`) replaces
+    /// any, the admin's word only fills a gap. False if the key is refused (not an Ed25519 key,
+    /// or not on the room's allowlist of worker keys): the peer is then not taken in.
+    pub(super) fn learn_key(&mut self, peer: &PeerId, key: Option<&String>, authoritative: bool) -> bool {
+        let Some(key) = key else { return true };
+        if !self.cfg.trust.allows_worker(key) {
+            self.refuse(peer, "member", "a worker key not on the room's allowlist");
+            return false;
+        }
+        if authoritative || !self.keys.contains_key(peer) {
+            match crate::identity::PublicKey::parse(key) {
+                Some(key) => {
+                    self.keys.insert(peer.clone(), key);
+                }
+                None => {
+                    self.refuse(peer, "member", "a member's key that is not an Ed25519 public key");
+                    return false;
                 }
             }
         }
+        true
     }
 
     /// Notes that `peer` left: records of it from others' snapshots are ignored from now on.
@@ -57,34 +67,77 @@ impl MeshState {
         if self.departed.contains(owner) || !self.room.would_take(owner, record) {
             return false; // gone, or nothing new: no need to check it
         }
-        if let Some(key) = self.keys.get(owner) {
-            if !key.signed_record(&self.cfg.room, owner, record) {
+        match self.keys.get(owner) {
+            Some(key) if !key.signed_record(&self.cfg.room, owner, record) => {
                 self.refuse(from, "record", "a record its owner did not sign");
                 return false;
             }
+            // A signing node takes records only of workers whose key it knows: a client (whose
+            // key comes with its signals) or a peer that registered no key never holds one.
+            None if self.cfg.key.is_some() => {
+                self.refuse(from, "record", "a record of a peer with no known worker key");
+                return false;
+            }
+            _ => {}
         }
         self.room.merge(owner, record)
     }
 
-    /// Checks the signature of a signal from `from` to this node (handed over by `via`, the peer
-    /// of a relay link, if any): it must verify when `from`'s key is known; an unknown key is
-    /// accepted only from the rendezvous or `from`'s own link. A refusal is counted and logged.
-    pub fn accepts_signal(&mut self, from: &PeerId, signal: &crate::Signal, via: Option<&PeerId>) -> bool {
+    /// Checks the signature of a signal from `from` to this node, handed over by `via` (the peer
+    /// of a relay link) or by the rendezvous with `bound`, the key it bound to `from` (how a
+    /// client's key reaches the workers it dials). It must verify against `from`'s worker key,
+    /// else its client key, else `bound`; a signing node refuses a signal it cannot check. A
+    /// refusal is counted and logged.
+    pub fn accepts_signal(
+        &mut self,
+        from: &PeerId,
+        signal: &crate::Signal,
+        via: Option<&PeerId>,
+        bound: Option<&str>,
+    ) -> bool {
+        let blame = via.unwrap_or(from).clone();
+        if !self.keys.contains_key(from) && via.is_none() {
+            if let Some(bound) = bound {
+                if !self.learn_client_key(from, bound) {
+                    return false;
+                }
+            }
+        }
         let (room, me) = (self.cfg.room.clone(), self.cfg.me.clone());
-        match self.keys.get(from) {
+        match self.keys.get(from).or_else(|| self.client_keys.get(from)) {
             Some(key) if key.signed_signal(&room, from, &me, signal) => true,
             Some(_) => {
-                self.refuse(via.unwrap_or(from), "signal", "a signature that does not verify");
+                self.refuse(&blame, "signal", "a signature that does not verify");
                 false
             }
-            None => match via {
-                Some(via) if via != from => {
-                    self.refuse(via, "relay", "a relayed signal from a peer with no known key");
-                    false
-                }
-                _ => true,
-            },
+            None if via.is_some_and(|v| v != from) => {
+                self.refuse(&blame, "relay", "a relayed signal from a peer with no known key");
+                false
+            }
+            None if self.cfg.key.is_some() => {
+                self.refuse(&blame, "signal", "a signal from a peer with no known key");
+                false
+            }
+            None => true,
         }
+    }
+
+    /// Remembers the key the rendezvous bound to `peer`, a client (not a known worker). False if
+    /// it is refused: not an Ed25519 key, or not on the room's allowlist of client keys.
+    fn learn_client_key(&mut self, peer: &PeerId, key: &str) -> bool {
+        if !self.cfg.trust.allows_client(key) {
+            self.refuse(peer, "signal", "a client key not on the room's allowlist");
+            return false;
+        }
+        let Some(key) = crate::identity::PublicKey::parse(key) else {
+            self.refuse(peer, "signal", "a bound key that is not an Ed25519 public key");
+            return false;
+        };
+        if self.client_keys.len() >= MAX_CLIENT_KEYS && !self.client_keys.contains_key(peer) {
+            self.client_keys.pop_first();
+        }
+        self.client_keys.insert(peer.clone(), key);
+        true
     }
 
     /// Counts and logs a refused message from `from`; `kind` is the message, `why` the rule.

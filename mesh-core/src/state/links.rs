@@ -42,8 +42,9 @@ impl MeshState {
         self.registered = true;
         for m in &members {
             self.note_present(&m.peer);
-            self.learn_key(&m.peer, m.key.as_ref(), true);
-            self.merge_record(&m.peer, &m.peer, &m.record);
+            if self.learn_key(&m.peer, m.key.as_ref(), true) {
+                self.merge_record(&m.peer, &m.peer, &m.record);
+            }
         }
         if let Some(a) = &admin {
             self.announced_admin = Some(a.clone());
@@ -61,7 +62,12 @@ impl MeshState {
             }
             return;
         }
-        let others: Vec<PeerId> = members.iter().map(|m| m.peer.clone()).filter(|p| p != &self.cfg.me).collect();
+        // A member whose key or record was refused is not taken in (nor dialed).
+        let others: Vec<PeerId> = members
+            .iter()
+            .map(|m| m.peer.clone())
+            .filter(|p| p != &self.cfg.me && self.room.get(p).is_some())
+            .collect();
         if others.is_empty() && self.admin.is_none() {
             self.become_admin(now);
         } else if first || self.admin.is_none() {
@@ -74,7 +80,7 @@ impl MeshState {
                 )
             });
             if let Some(admin) = admin {
-                self.follow(now, admin, 0);
+                self.follow(now, admin);
             }
         } else if self.is_admin() {
             // Registered again (the server restarted): tell it who the admin is.
@@ -131,7 +137,9 @@ impl MeshState {
             // (it waited in a cut link): only the rendezvous, or a link, brings a peer back.
             return;
         }
-        self.learn_key(&member.peer, member.key.as_ref(), by_rendezvous);
+        if !self.learn_key(&member.peer, member.key.as_ref(), by_rendezvous) {
+            return;
+        }
         if !self.merge_record(&member.peer, &member.peer, &member.record) && self.room.get(&member.peer).is_none() {
             return; // a newcomer whose record does not verify is not taken in
         }
@@ -163,6 +171,8 @@ impl MeshState {
         }
         self.room.remove(peer);
         self.keys.remove(peer);
+        self.client_keys.remove(peer);
+        self.forget_proofs_of(peer);
         self.note_departed(peer);
         if self.announced_admin.as_ref() == Some(peer) {
             // The rendezvous named the leaver admin and forgets it now: it names nobody. If
@@ -312,6 +322,11 @@ impl MeshState {
             self.send(&peer, MeshMessage::RoomState { peer: self.cfg.me.clone(), record });
         }
         self.maybe_send_peer_list(&peer);
+        if self.is_admin() {
+            // A rival admin weighs this node's claim by its proof: send it before any heartbeat.
+            let proof = self.my_proof();
+            self.send(&peer, MeshMessage::AdminProof { epoch: proof.epoch, votes: proof.votes });
+        }
         self.on_admin_link_opened(now, &peer);
     }
 
@@ -338,8 +353,9 @@ impl MeshState {
     pub(super) fn on_peer_list(&mut self, now: Instant, from: &PeerId, peers: Vec<MemberInfo>) {
         crate::mark!("peer_list", peer = %from, members = peers.len());
         for m in &peers {
-            self.learn_key(&m.peer, m.key.as_ref(), false);
-            self.merge_record(from, &m.peer, &m.record);
+            if self.learn_key(&m.peer, m.key.as_ref(), false) {
+                self.merge_record(from, &m.peer, &m.record);
+            }
         }
         for m in peers {
             if m.peer != self.cfg.me && self.room.get(&m.peer).is_some() {

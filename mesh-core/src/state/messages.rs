@@ -40,8 +40,15 @@ impl MeshState {
             MeshMessage::Heartbeat { admin, epoch, admin_linked, links, .. } => {
                 self.on_heartbeat(now, &from, admin, epoch, (admin_linked, links))
             }
-            MeshMessage::AdminVerify { id } => self.on_admin_verify(now, &from, id),
-            MeshMessage::AdminVerifyAck { id, admin, epoch } => self.on_admin_verify_ack(now, &from, id, admin, epoch),
+            MeshMessage::AdminVerify { id, epoch, vote } => self.on_admin_verify(now, &from, id, (epoch, vote)),
+            MeshMessage::AdminVerifyAck { id, admin, epoch, votes } => {
+                self.on_admin_verify_ack(now, &from, id, admin, (epoch, votes))
+            }
+            MeshMessage::AdminVote { epoch, sig } if self.is_present_worker(&from) => {
+                self.add_vote(now, &from, epoch, sig.as_deref())
+            }
+            MeshMessage::AdminVote { .. } => self.refuse(&from, "admin_vote", "only workers vote"),
+            MeshMessage::AdminProof { epoch, votes } => self.on_admin_proof(now, &from, epoch, votes),
             MeshMessage::RoomState { peer, record } if peer == from => {
                 self.merge_record(&from, &peer, &record);
             }
@@ -68,7 +75,7 @@ impl MeshState {
             if origin != link_peer && !self.is_present_worker(&link_peer) {
                 return self.refuse(&link_peer, "relay", "only workers relay signals of others");
             }
-            if !self.accepts_signal(&origin, &signal, Some(&link_peer)) {
+            if !self.accepts_signal(&origin, &signal, Some(&link_peer), None) {
                 return;
             }
             self.push(Action::DeliverSignal { from: origin, signal });

@@ -4,15 +4,17 @@
 //! (the async [`crate::MeshNode`], or a test). It does no I/O and reads no clock: time only
 //! comes in as the `now` argument, so every rule runs on virtual time in tests.
 //!
-//! The rules live in one submodule each: [`links`](self) (who dials whom, crossing offers,
-//! retries), admin (election, verification, conflicts), health (heartbeats, loss, partition, the
-//! health record).
+//! The rules live in one submodule each: links (who dials whom, crossing offers, retries), admin
+//! (election, verification, conflicts), proof (votes and proofs of the admin role), health
+//! (heartbeats, loss, partition, the health record), authority (who may say what, keys, refusals),
+//! messages (what each mesh message does), queries (registry queries).
 
 mod admin;
 mod authority;
 mod health;
 mod links;
 mod messages;
+mod proof;
 mod queries;
 #[cfg(test)]
 mod tests;
@@ -86,6 +88,8 @@ pub struct StateConfig {
     /// the session ids of the one before it (a late signal of the old one would hit the new
     /// one's attempt), so the node starts from the wall clock; tests start from 1.
     pub first_session: u64,
+    /// The keys that may be members of the room (default: any).
+    pub trust: crate::identity::Allowlist,
 }
 
 /// Something that happened, fed to [`MeshState::handle`].
@@ -376,8 +380,13 @@ pub struct MeshState {
     next_health: Option<Instant>,
     rng: u64,
     counters: Counters,
-    /// Public keys of peers, as the rendezvous bound them (or the admin's peer list told).
+    /// Public keys of workers, as the rendezvous bound them (or the admin's peer list told).
     keys: BTreeMap<PeerId, crate::identity::PublicKey>,
+    /// Public keys of clients, as the rendezvous bound them (it hands them out with each
+    /// client's signals). A client is never a worker: its records and votes are refused.
+    client_keys: BTreeMap<PeerId, crate::identity::PublicKey>,
+    /// Votes for this node and proofs heard from claimers of the admin role.
+    proofs: proof::Proofs,
     /// Peers that left (the rendezvous or the peer itself said so): a record of theirs in a
     /// snapshot sent before they left (a peer list, a sync answer) must not bring them back.
     /// Cleared when the rendezvous introduces the peer again.
@@ -427,6 +436,8 @@ impl MeshState {
             refusals_logged: Default::default(),
             departed: Default::default(),
             keys: BTreeMap::new(),
+            client_keys: BTreeMap::new(),
+            proofs: Default::default(),
             actions: Default::default(),
         }
     }

@@ -8,3 +8,4 @@ mod authority;
 mod behaviour;
 mod failover;
 mod sim;
+mod trust;

@@ -28,6 +28,7 @@ pub fn options(name: &str, role: Role, gpu: u64) -> NodeOptions {
         timing: Timing::default(),
         signal_timeout: Duration::from_millis(500),
         max_message_bytes: 64 * 1024,
+        trust: Default::default(),
     }
 }
 

@@ -64,7 +64,7 @@ if redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
 local seq = redis.call('INCR', KEYS[7])
 if redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[5], ARGV[4])
-  redis.call('DEL', KEYS[3], KEYS[4])
+  redis.call('DEL', KEYS[3], KEYS[4], KEYS[8])
   redis.call('PEXPIRE', KEYS[7], 86400000)
 end
 return seq
@@ -72,14 +72,18 @@ return seq
     )
 });
 
-/// KEYS: admin, first, members, the room's sequence. ARGV: peer. Returns the room's sequence
-/// number of the change, 0 when the admin did not change.
+/// KEYS: admin, first, members, the room's sequence, the admin's epoch. ARGV: peer, epoch.
+/// Returns the room's sequence number of the change, 0 when the admin did not change, -1 when
+/// another admin of a higher epoch is named (the epoch is kept when that admin leaves).
 static SET_ADMIN: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then return 0 end
+local same = redis.call('GET', KEYS[1]) == ARGV[1]
+if not same and tonumber(ARGV[2]) < tonumber(redis.call('GET', KEYS[5]) or '0') then return -1 end
+redis.call('SET', KEYS[5], ARGV[2])
 redis.call('DEL', KEYS[2])
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+if same then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
 return redis.call('INCR', KEYS[4])
 "#,
@@ -104,6 +108,7 @@ fn membership<'a>(script: &'a redis::Script, room: &RoomId, inst: &str) -> redis
         call.key(room_key(room, what));
     }
     call.key("mesh:rooms").key(format!("mesh:inst:{inst}:m")).key(room_key(room, "seq"));
+    call.key(room_key(room, "admin_epoch"));
     call
 }
 
@@ -184,17 +189,33 @@ pub(super) async fn leave(
     }
 }
 
-/// Makes `peer` the admin; the room's sequence number of the change, if it changed.
-pub(super) async fn set_admin(c: &mut ConnectionManager, room: &RoomId, peer: &PeerId) -> Option<u64> {
+/// What [`set_admin`] did.
+pub(super) enum AdminSet {
+    /// The admin changed, at this room sequence number.
+    Changed(u64),
+    /// It was named already (or is not a member, or the store is unreachable).
+    Same,
+    /// Another admin of a higher epoch is named.
+    Refused,
+}
+
+/// Makes `peer` the admin at `epoch`.
+pub(super) async fn set_admin(c: &mut ConnectionManager, room: &RoomId, peer: &PeerId, epoch: u64) -> AdminSet {
     let changed: redis::RedisResult<i64> = SET_ADMIN
         .key(room_key(room, "admin"))
         .key(room_key(room, "first"))
         .key(room_key(room, "m"))
         .key(room_key(room, "seq"))
+        .key(room_key(room, "admin_epoch"))
         .arg(peer.as_str())
+        .arg(epoch)
         .invoke_async(c)
         .await;
-    changed.ok().and_then(|n| u64::try_from(n).ok()).filter(|s| *s > 0)
+    match changed {
+        Ok(n) if n > 0 => AdminSet::Changed(n as u64),
+        Ok(n) if n < 0 => AdminSet::Refused,
+        _ => AdminSet::Same,
+    }
 }
 
 /// Forgets `peer` as admin if it is.

@@ -20,6 +20,7 @@ fn state(me: &str, role: Role) -> MeshState {
         seed: 1,
         key: None,
         first_session: 1,
+        trust: Default::default(),
     })
 }
 
@@ -184,8 +185,8 @@ fn random_message(r: &mut Rng, sender: &str) -> MeshMessage {
             let admin = Some(name(r)).filter(|a| a.as_str() != sender);
             MeshMessage::Heartbeat { seq: r.next(), admin, epoch: r.next() % 3, admin_linked: true, links: None }
         }
-        7 => MeshMessage::AdminVerify { id: r.next() % 8 },
-        8 => MeshMessage::AdminVerifyAck { id: r.next() % 8, admin: Some(name(r)), epoch: r.next() % 3 },
+        7 => MeshMessage::AdminVerify { id: r.next() % 8, epoch: r.next() % 3, vote: None },
+        8 => MeshMessage::AdminVerifyAck { id: r.next() % 8, admin: Some(name(r)), epoch: r.next() % 3, votes: vec![] },
         9 => MeshMessage::RegistryQuery { id: r.next() % 8, filter: Default::default() },
         10 => MeshMessage::RegistryAnswer {
             id: r.next() % 8,
@@ -290,7 +291,7 @@ fn b25_a_relayed_signal_must_carry_its_origins_signature() {
     assert_eq!(s.counters().refused, 3);
     assert!(s.is_linked(&peer("w2")), "the link w3 tried to abort is up");
     // The same check on the rendezvous path: a signal from w2 must verify against w2's key.
-    assert!(!s.accepts_signal(&peer("w2"), &abort("w2"), None), "unsigned, though w2's key is known");
+    assert!(!s.accepts_signal(&peer("w2"), &abort("w2"), None, None), "unsigned, though w2's key is known");
     // w2's own signature, relayed by w3 untouched: delivered.
     let mut genuine = abort("w2");
     genuine.sig = Some(w2_key.sign(&room, &peer("w2"), &peer("w0"), &genuine));
@@ -320,8 +321,8 @@ fn b25_a_record_counts_only_as_its_owner_signed_it_even_from_the_admin() {
     }
     // w0 answers the verification: w1's queries go to a verified admin.
     for a in drain(&mut s) {
-        if let Action::Send { msg: MeshMessage::AdminVerify { id }, .. } = a {
-            let ack = MeshMessage::AdminVerifyAck { id, admin: Some(peer("w0")), epoch: 0 };
+        if let Action::Send { msg: MeshMessage::AdminVerify { id, .. }, .. } = a {
+            let ack = MeshMessage::AdminVerifyAck { id, admin: Some(peer("w0")), epoch: 0, votes: vec![] };
             s.handle(now, Event::Message { from: peer("w0"), msg: ack });
         }
     }

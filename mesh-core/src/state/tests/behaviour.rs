@@ -66,6 +66,7 @@ fn b07_newcomer_dials_every_worker_the_rendezvous_names_at_once() {
         seed: 1,
         key: None,
         first_session: 1,
+        trust: Default::default(),
     };
     let mut s = MeshState::new(cfg);
     let members = NAMES[..4].iter().map(|n| crate::MemberInfo::new(peer(n), Sim::record(0))).collect();
@@ -92,6 +93,7 @@ fn b07_an_offer_the_rendezvous_did_not_get_answered_is_made_again_by_relay() {
         seed: 1,
         key: None,
         first_session: 1,
+        trust: Default::default(),
     };
     let mut s = MeshState::new(cfg);
     let now = std::time::Instant::now();
@@ -150,6 +152,7 @@ fn b08_crossing_offers_resolve_to_one_link_lower_id_wins() {
         seed: 1,
         key: None,
         first_session: 1,
+        trust: Default::default(),
     };
     let now = std::time::Instant::now();
     for (me, other, mine_wins) in [("a", "b", true), ("b", "a", false)] {

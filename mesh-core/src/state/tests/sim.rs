@@ -68,6 +68,7 @@ impl Sim {
             seed: self.nodes.len() as u64 + 7,
             key: None,
             first_session: 1,
+            trust: Default::default(),
         };
         let members: Vec<MemberInfo> = self
             .registered
@@ -231,7 +232,7 @@ impl Sim {
                     self.queue.push_back((to, Event::Message { from: from.clone(), msg }));
                 }
             }
-            Action::Announce(Announcement::Admin) => {
+            Action::Announce(Announcement::Admin(_)) => {
                 self.rendezvous_admin = Some(from.clone());
                 for (p, _) in self.registered.clone() {
                     if &p != from {

@@ -1,0 +1,103 @@
+//! What the server checks before it takes a member's word: the key a member registers against
+//! the room's allowlist, and an admin's claim against the workers' signed votes (docs/PROTOCOL.md,
+//! "Keys and the admin").
+
+use mesh_core::identity::PublicKey;
+use mesh_core::{MemberInfo, PeerId, Role, RoomId, Vote, MAX_EPOCH};
+use std::collections::BTreeSet;
+
+/// Votes read from one announcement (a room has at most a few hundred workers).
+const MAX_VOTES: usize = 1024;
+
+/// True if a peer registering as `role` with `key` may join under the server's allowlists
+/// (`allow_workers`, `allow_clients`; an empty list allows any key, a list requires one on it;
+/// worker keys may always join as clients).
+pub fn allowed(workers: &[String], clients: &[String], role: Role, key: Option<&str>) -> bool {
+    let on = |list: &[String]| key.is_some_and(|k| list.iter().any(|l| l.trim().eq_ignore_ascii_case(k)));
+    match role {
+        Role::Worker => workers.is_empty() || on(workers),
+        Role::Client => clients.is_empty() || on(clients) || (!workers.is_empty() && on(workers)),
+    }
+}
+
+/// Checks `admin`'s claim to the role in `room` at `epoch`: the votes that verify against the
+/// keys the `workers` registered must come from a strict majority of them. The error says why.
+pub fn check_admin_proof(
+    room: &RoomId,
+    admin: &PeerId,
+    epoch: u64,
+    votes: &[Vote],
+    workers: &[MemberInfo],
+) -> Result<(), String> {
+    if epoch > MAX_EPOCH {
+        return Err(format!("epoch {epoch} is beyond the largest taken ({MAX_EPOCH})"));
+    }
+    let mut voters = BTreeSet::new();
+    for vote in votes.iter().take(MAX_VOTES) {
+        let key = workers.iter().find(|w| w.peer == vote.voter).and_then(|w| w.key.as_deref());
+        if key.and_then(PublicKey::parse).is_some_and(|k| k.signed_vote(room, epoch, admin, vote.sig.as_deref())) {
+            voters.insert(&vote.voter);
+        }
+    }
+    if voters.len() * 2 > workers.len() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of the room's {} workers voted for {admin} at epoch {epoch} (signatures that verify); a strict majority is needed",
+            voters.len(),
+            workers.len()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_core::identity::NodeKey;
+    use mesh_core::WorkerRecord;
+
+    fn worker(name: &str, key: &NodeKey) -> MemberInfo {
+        MemberInfo {
+            key: Some(key.public_hex()),
+            ..MemberInfo::new(PeerId::new(name).unwrap(), WorkerRecord::new(0, Default::default()))
+        }
+    }
+
+    #[test]
+    fn a_claim_stands_only_on_a_strict_majority_of_verified_votes() {
+        let room = RoomId::new("r").unwrap();
+        let keys: Vec<NodeKey> = (0..4).map(|_| NodeKey::generate()).collect();
+        let workers: Vec<MemberInfo> = keys.iter().enumerate().map(|(i, k)| worker(&format!("w{i}"), k)).collect();
+        let admin = PeerId::new("w0").unwrap();
+        let vote = |i: usize, epoch: u64| Vote {
+            voter: workers[i].peer.clone(),
+            sig: Some(keys[i].sign_vote(&room, epoch, &admin)),
+        };
+        let three: Vec<Vote> = (0..3).map(|i| vote(i, 5)).collect();
+        assert!(check_admin_proof(&room, &admin, 5, &three, &workers).is_ok());
+        assert!(check_admin_proof(&room, &admin, 5, &three[..2], &workers).is_err(), "2 of 4 is no majority");
+        assert!(check_admin_proof(&room, &admin, 6, &three, &workers).is_err(), "votes for another epoch");
+        let other = PeerId::new("w3").unwrap();
+        assert!(check_admin_proof(&room, &other, 5, &three, &workers).is_err(), "votes for another admin");
+        let repeated = vec![vote(0, 5), vote(0, 5), vote(0, 5)];
+        assert!(check_admin_proof(&room, &admin, 5, &repeated, &workers).is_err(), "one voter counted once");
+        let forged: Vec<Vote> = (0..3)
+            .map(|i| Vote { voter: workers[i].peer.clone(), sig: Some(keys[3].sign_vote(&room, 5, &admin)) })
+            .collect();
+        assert!(check_admin_proof(&room, &admin, 5, &forged, &workers[..1]).is_err(), "signed with the wrong key");
+        assert!(check_admin_proof(&room, &admin, u64::MAX, &three, &workers).is_err(), "a huge epoch");
+    }
+
+    #[test]
+    fn allowlists_admit_only_listed_keys() {
+        let (w, c) = (vec!["AB".to_string()], vec!["cd".to_string()]);
+        assert!(allowed(&[], &[], Role::Worker, None), "no list: open");
+        assert!(allowed(&w, &c, Role::Worker, Some("ab")));
+        assert!(!allowed(&w, &c, Role::Worker, Some("cd")), "a client key is no worker key");
+        assert!(!allowed(&w, &c, Role::Worker, None));
+        assert!(allowed(&w, &c, Role::Client, Some("cd")));
+        assert!(allowed(&w, &c, Role::Client, Some("ab")), "a worker may join as a client");
+        assert!(!allowed(&w, &c, Role::Client, Some("ef")));
+        assert!(allowed(&w, &[], Role::Client, Some("ef")), "no client list: any client");
+    }
+}
