@@ -43,8 +43,16 @@ async fn next_of(ws: &mut Ws, kind: &str) -> Value {
 }
 
 async fn register(s: &SignalingServer, room: &str, peer: &str, role: &str) -> (Ws, Value) {
+    register_keyed(s, room, peer, role, None).await
+}
+
+async fn register_keyed(s: &SignalingServer, room: &str, peer: &str, role: &str, key: Option<String>) -> (Ws, Value) {
     let (mut ws, _) = tokio_tungstenite::connect_async(s.url()).await.expect("connects");
-    send(&mut ws, json!({"type": "register", "room": room, "peer": peer, "role": role})).await;
+    let mut frame = json!({"type": "register", "room": room, "peer": peer, "role": role});
+    if let Some(key) = key {
+        frame["key"] = json!(key);
+    }
+    send(&mut ws, frame).await;
     let answer = tokio::time::timeout(WAIT, async {
         loop {
             match ws.next().await {
@@ -71,9 +79,10 @@ fn peers(members: &Value) -> Vec<String> {
 async fn members_notices_and_signals_cross_servers() {
     let redis = RedisServer::start().expect("redis");
     let (a, b) = (server(&redis).await, server(&redis).await);
-    let (mut w0, r0) = register(&a, "room", "w0", "worker").await;
+    let keys = [mesh_core::identity::NodeKey::generate(), mesh_core::identity::NodeKey::generate()];
+    let (mut w0, r0) = register_keyed(&a, "room", "w0", "worker", Some(keys[0].public_hex())).await;
     assert_eq!(r0["type"], "registered");
-    let (mut w1, r1) = register(&b, "room", "w1", "worker").await;
+    let (mut w1, r1) = register_keyed(&b, "room", "w1", "worker", Some(keys[1].public_hex())).await;
     assert_eq!(peers(&r1["members"]), vec!["w0"], "w1, on the other server, is told of w0");
     assert_eq!(r1["admin"], "w0", "and pointed at the first worker");
     assert_eq!(next_of(&mut w0, "peer_joined").await["member"]["peer"], "w1");
@@ -81,7 +90,14 @@ async fn members_notices_and_signals_cross_servers() {
     send(&mut w0, json!({"type": "signal", "to": "w1", "signal": signal})).await;
     let got = next_of(&mut w1, "signal").await;
     assert_eq!((got["from"].clone(), got["signal"]["body"]["sdp"].clone()), (json!("w0"), json!("v=0")));
-    send(&mut w1, json!({"type": "announce_admin"})).await;
+    // Both workers' votes for w1: a proof the server checks against the keys in Redis.
+    let (room, w1_id) = (mesh_core::RoomId::new("room").unwrap(), mesh_core::PeerId::new("w1").unwrap());
+    let votes: Vec<Value> = ["w0", "w1"]
+        .iter()
+        .zip(&keys)
+        .map(|(v, k)| json!({"voter": v, "sig": k.sign_vote(&room, 1, &w1_id)}))
+        .collect();
+    send(&mut w1, json!({"type": "announce_admin", "epoch": 1, "votes": votes})).await;
     assert_eq!(next_of(&mut w0, "admin").await["peer"], "w1");
     let (_c0, rc) = register(&a, "room", "c0", "client").await;
     assert_eq!(rc["admin"], "w1", "the admin announced on one server is the room's on every server");

@@ -1,6 +1,8 @@
 //! The server's cases, driven by raw WebSocket clients: compiled into `server.rs` (rooms in the
 //! process) and `server_redis.rs` (rooms on a real Redis, one per test).
 
+mod trust;
+
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use signaling_ws::{ServerConfig, SignalingServer};
@@ -86,10 +88,14 @@ fn signal(offerer: &str) -> Value {
 #[tokio::test]
 async fn registration_answers_members_and_admin_and_notifies_the_room() {
     let s = server(ServerConfig::default()).await;
-    let (mut a, ra) = register(&s, "r1", "a", json!({})).await;
+    let key = mesh_core::identity::NodeKey::generate();
+    let (mut a, ra) = register(&s, "r1", "a", json!({"key": key.public_hex()})).await;
     assert_eq!(ra["type"], "registered");
     assert_eq!(ra["members"], json!([]));
-    send(&mut a, json!({"type": "announce_admin"})).await;
+    // Its own vote is a proof while it is the room's only worker.
+    let admin = mesh_core::PeerId::new("a").unwrap();
+    let sig = key.sign_vote(&mesh_core::RoomId::new("r1").unwrap(), 1, &admin);
+    send(&mut a, json!({"type": "announce_admin", "epoch": 1, "votes": [{"voter": "a", "sig": sig}]})).await;
     let (_b, rb) = register(&s, "r1", "b", json!({"record": {"version": 1, "status": "available", "priority": 24000, "metadata": {"gpu_memory_mb": 24000}}})).await;
     assert_eq!(rb["members"][0]["peer"], "a");
     assert_eq!(rb["admin"], "a");
