@@ -21,6 +21,10 @@ struct Args {
     /// Milliseconds between snapshot lines.
     #[arg(long, default_value_t = 1000)]
     report_ms: u64,
+    /// Print this node's public key (from `key_file`, created if missing) and exit: the line to
+    /// put in the room's allowlists.
+    #[arg(long)]
+    print_key: bool,
 }
 
 fn print_snapshot(node: &MeshNode) {
@@ -33,6 +37,14 @@ fn print_snapshot(node: &MeshNode) {
 async fn run(args: Args) -> Result<(), String> {
     link_plugins();
     let config = MeshConfig::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    if args.print_key {
+        let path = config
+            .key_file
+            .as_ref()
+            .ok_or("--print-key needs key_file (MESH_KEY_FILE): without one every start has a fresh key")?;
+        println!("{}", mesh_core::identity::NodeKey::load_or_create(path)?.public_hex());
+        return Ok(());
+    }
     let node = MeshNode::from_config(&config, &Registry::from_inventory()).await.map_err(|e| e.to_string())?;
     tracing::info!(peer = %node.peer_id(), room = %node.room(), "worker started");
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;

@@ -203,7 +203,10 @@ impl Driver {
                 }
                 match MeshMessage::decode(&bytes, self.p.max_message_bytes) {
                     Ok(msg) => self.p.state.handle(now, Event::Message { from: peer, msg }),
-                    Err(err) => tracing::warn!(%peer, error = %err, "undecodable mesh message dropped"),
+                    Err(err) => {
+                        tracing::debug!(%peer, error = %err, "undecodable mesh message dropped");
+                        self.p.state.refuse_undecodable(&peer);
+                    }
                 }
             }
             LinkEvent::Closed(reason) => {

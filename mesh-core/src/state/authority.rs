@@ -140,6 +140,12 @@ impl MeshState {
         true
     }
 
+    /// Counts and logs bytes off `from`'s link that are not a mesh message (malformed, unknown
+    /// type, over the size limit).
+    pub fn refuse_undecodable(&mut self, from: &PeerId) {
+        self.refuse(from, "message", "bytes that are not a mesh message, or over the size limit");
+    }
+
     /// Counts and logs a refused message from `from`; `kind` is the message, `why` the rule.
     pub(super) fn refuse(&mut self, from: &PeerId, kind: &'static str, why: &'static str) {
         self.counters.refused += 1;

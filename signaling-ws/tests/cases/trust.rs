@@ -24,6 +24,16 @@ async fn named(s: &SignalingServer) -> Value {
     answer["admin"].clone()
 }
 
+/// The peer the next `admin` notice names (other frames skipped).
+async fn admin_notice(ws: &mut Ws) -> Value {
+    loop {
+        let v = recv(ws).await;
+        if v["type"] == "admin" || v.is_null() {
+            return v["peer"].clone();
+        }
+    }
+}
+
 /// The next error frame (notices before it skipped).
 async fn next_error(ws: &mut Ws) -> Value {
     loop {
@@ -49,6 +59,7 @@ async fn a21_6_the_server_names_an_admin_only_on_a_majoritys_proof() {
     // Three of four workers voted for w0 at epoch 2: named.
     let proof = vec![vote(w0k, "w0", 2, "w0"), vote(w1k, "w1", 2, "w0"), vote(w2k, "w2", 2, "w0")];
     send(&mut ws[0], announce(2, proof.clone())).await;
+    assert_eq!(admin_notice(&mut ws[2]).await, "w0", "the room is told");
     assert_eq!(named(&s).await, "w0");
     let mut refused = Vec::new();
     // The rogue: on its word alone, with a huge epoch, with its own vote and forged ones (its key
@@ -74,6 +85,7 @@ async fn a21_6_the_server_names_an_admin_only_on_a_majoritys_proof() {
     // A later, proven epoch moves the role, and everyone is told.
     let later = vec![vote(w1k, "w1", 3, "w1"), vote(w2k, "w2", 3, "w1"), vote(rk, "rogue", 3, "w1")];
     send(&mut ws[1], announce(3, later)).await;
+    assert_eq!(admin_notice(&mut ws[2]).await, "w1", "the room is told");
     assert_eq!(named(&s).await, "w1");
 }
 
