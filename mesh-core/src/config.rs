@@ -194,7 +194,13 @@ impl MeshConfig {
 
     /// Extracts and validates from any figment (tests layer their own).
     pub fn from_figment(f: Figment) -> Result<Self, ConfigError> {
-        let cfg: MeshConfig = f.extract().map_err(Box::new)?;
+        let mut cfg: MeshConfig = f.extract().map_err(Box::new)?;
+        // A tag list given as one string (`MESH_METADATA__TAGS=h100,fp8`) is a CSV list, as
+        // every list of the configuration may be.
+        if let Some(serde_json::Value::String(csv)) = cfg.metadata.get("tags") {
+            let tags: Vec<String> = csv.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+            cfg.metadata.insert("tags".into(), serde_json::json!(tags));
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -337,6 +343,52 @@ mod tests {
             jail.set_env("MESH_TIMING__RETRY_MAX_MS", "nope");
             let err = MeshConfig::load(None).unwrap_err().to_string();
             assert!(err.to_lowercase().contains("timing.retry_max_ms"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn status_trust_and_csv_tags_come_from_the_environment() {
+        Jail::expect_with(|jail| {
+            let key = crate::identity::NodeKey::generate().public_hex();
+            jail.set_env("MESH_STATUS", "busy");
+            jail.set_env("MESH_METADATA__TAGS", "h100, fp8");
+            jail.set_env("MESH_TRUST__WORKERS", format!("{key},{key}"));
+            let cfg = MeshConfig::load(None).expect("valid");
+            assert_eq!(cfg.record().status, crate::room::WorkerStatus::Busy);
+            assert_eq!(cfg.metadata["tags"], serde_json::json!(["h100", "fp8"]));
+            let filter = crate::RegistryFilter { tags: vec!["fp8".into()], ..Default::default() };
+            let mut room = crate::RoomState::default();
+            room.merge(&PeerId::new("w").unwrap(), &cfg.record());
+            assert_eq!(filter.apply(&room).matched_count, 1, "a tag filter matches a CSV tag");
+            assert!(cfg.trust.allowlist().allows_worker(&key));
+            jail.set_env("MESH_TRUST__WORKERS", "not-a-key");
+            let err = MeshConfig::load(None).unwrap_err().to_string();
+            assert!(err.contains("trust.workers"), "{err}");
+            jail.set_env("MESH_TRUST__WORKERS", "");
+            jail.set_env("MESH_STATUS", "leaving");
+            assert!(MeshConfig::load(None).unwrap_err().to_string().contains("`status`"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name_at_the_top_and_in_sections() {
+        Jail::expect_with(|jail| {
+            jail.create_file("bogus.toml", "bogus_key = 1\n")?;
+            let cfg = MeshConfig::load(Some(Path::new("bogus.toml"))).expect("loads: plugin sections are open here");
+            let err = crate::Registry::from_inventory().check_sections(&cfg).unwrap_err().to_string();
+            assert!(err.contains("`bogus_key`"), "{err}");
+            jail.create_file("timing.toml", "[timing]\nheartbeat_interval = 5\n")?;
+            let err = MeshConfig::load(Some(Path::new("timing.toml"))).unwrap_err().to_string();
+            assert!(err.contains("heartbeat_interval"), "{err}");
+            jail.create_file("trust.toml", "[trust]\nworker = []\n")?;
+            let err = MeshConfig::load(Some(Path::new("trust.toml"))).unwrap_err().to_string();
+            assert!(err.contains("worker"), "{err}");
+            let mut cfg = MeshConfig::default();
+            cfg.plugins.insert("memory".into(), serde_json::json!({"conect_timeout_ms": 1}));
+            let err = crate::Registry::from_inventory().transport("memory", &cfg).err().expect("refused").to_string();
+            assert!(err.contains("conect_timeout_ms"), "{err}");
             Ok(())
         });
     }

@@ -52,6 +52,14 @@ pub enum PluginError {
         /// Registered names.
         known: Vec<String>,
     },
+    /// A top-level configuration key that is neither a setting nor a known plugin's section.
+    #[error("unknown configuration key `{key}` (not a setting, nor the section of a plugin: {})", known.join(", "))]
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// Registered plugin names.
+        known: Vec<String>,
+    },
     /// The plugin's configuration section is not acceptable.
     #[error("plugin `{plugin}`: {why}")]
     Config {
@@ -130,6 +138,19 @@ impl Registry {
     /// Registered signalers: name and description.
     pub fn signalers(&self) -> Vec<(&'static str, &'static str)> {
         self.signalers.iter().map(|(n, (d, _))| (*n, *d)).collect()
+    }
+
+    /// Refuses a configuration whose top-level keys include one that is neither a setting nor
+    /// the section of a registered plugin (a misspelt key would otherwise pass silently).
+    pub fn check_sections(&self, config: &MeshConfig) -> Result<(), PluginError> {
+        let known = |name: &str| self.transports.contains_key(name) || self.signalers.contains_key(name);
+        match config.plugins.keys().find(|k| !known(k)) {
+            Some(key) => {
+                let names = self.transports.keys().chain(self.signalers.keys()).map(|n| n.to_string()).collect();
+                Err(PluginError::UnknownKey { key: key.clone(), known: names })
+            }
+            None => Ok(()),
+        }
     }
 
     fn ctx<'a>(&'a self, config: &'a MeshConfig, name: &str) -> PluginContext<'a> {

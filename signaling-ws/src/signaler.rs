@@ -300,6 +300,11 @@ impl Drop for WsSignaler {
 /// `MESH_WS__URLS` gives it), else `url`, else the local default; each must be `ws://` or
 /// `wss://`.
 pub fn urls_of(section: &serde_json::Value) -> Result<Vec<String>, String> {
+    if let Some(bad) =
+        section.as_object().and_then(|o| o.keys().find(|k| !["url", "urls", "token"].contains(&k.as_str())))
+    {
+        return Err(format!("unknown key `ws.{bad}` (known: url, urls, token)"));
+    }
     let urls: Vec<String> = match (section.get("urls"), section.get("url")) {
         (Some(serde_json::Value::Array(list)), _) => list
             .iter()

@@ -188,7 +188,8 @@ async fn a_relay_envelope_with_a_spoofed_sender_is_refused_and_never_forwarded()
     let before = relayed_to_w1(&nodes[1]);
 
     // A rogue client links to the admin w0 by hand over the real server and WebRTC.
-    let (mut link, signaler) = rogue_link(&stack, Role::Client).await;
+    let mesh_tests::Rogue { mut link, signaler, tasks: _tasks, .. } =
+        mesh_tests::rogue_link(&stack, Role::Client).await;
 
     // It asks w0 to forward a signal to w1 "from w2".
     let spoofed = MeshMessage::Relay {
@@ -299,59 +300,6 @@ async fn a_client_queries_at_once_and_again_after_the_admin_leaves() {
     stack.shutdown().await;
 }
 
-/// A rogue peer (`role`) linked to `w0` by hand over the real server and WebRTC: a valid member
-/// with a key of its own, which signs its signals.
-fn w0_id() -> mesh_core::PeerId {
-    mesh_core::PeerId::new("w0").unwrap()
-}
-
-async fn rogue_link(
-    stack: &Stack,
-    role: mesh_core::Role,
-) -> (mesh_core::LinkHandle, std::sync::Arc<signaling_ws::WsSignaler>) {
-    use mesh_core::{Identity, Inbound, LinkEvent, PeerId, RoomId, SessionId, Signal, Signaler, SignalerContext};
-    use mesh_core::{SignalingEvent, Transport, WorkerRecord};
-    use std::sync::Arc;
-    let rogue = PeerId::new("rogue").unwrap();
-    let key = Arc::new(mesh_core::identity::NodeKey::generate());
-    let signaler = Arc::new(signaling_ws::WsSignaler::new(stack.server_url().unwrap(), None));
-    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
-    let identity = Identity {
-        room: RoomId::new("real").unwrap(),
-        peer: rogue.clone(),
-        role,
-        record: WorkerRecord::new(0, Default::default()),
-        key: Some(key.public_hex()),
-    };
-    signaler.start(SignalerContext { identity, inbox, mesh: Arc::new(mesh_core::NoLinks) }).await.expect("registered");
-    let transport = transport_webrtc::WebRtcTransport::new(transport_webrtc::WebRtcConfig::loopback(), 1 << 20);
-    let (sink, mut out) = tokio::sync::mpsc::channel(64);
-    let w0 = PeerId::new("w0").unwrap();
-    let mut link = transport.dial(&w0, sink).await.unwrap();
-    let session = SessionId { offerer: rogue, seq: 1 };
-    let (outgoing, l, s) = (signaler.clone(), link.link.clone(), session);
-    tokio::spawn(async move {
-        let (room, me) = (RoomId::new("real").unwrap(), PeerId::new("rogue").unwrap());
-        while let Some(body) = out.recv().await {
-            let mut signal = Signal::new(s.clone(), body);
-            signal.sig = Some(key.sign(&room, &me, &w0_id(), &signal));
-            let _ = outgoing.send(&w0_id(), signal).await;
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(Inbound { event, .. }) = rx.recv().await {
-            if let SignalingEvent::Signal { signal, .. } = event {
-                if signal.session.offerer.as_str() == "rogue" {
-                    let _ = l.apply_signal(signal.body).await;
-                }
-            }
-        }
-    });
-    let opened = tokio::time::timeout(WAIT, link.events.recv()).await.expect("opens in time");
-    assert_eq!(opened, Some(LinkEvent::Open));
-    (link, signaler)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rogue_client_or_worker_linked_to_the_admin_forges_nothing() {
     use mesh_core::{LinkEvent, MeshMessage, PeerId, RegistryFilter, Role, SessionId, Signal, SignalBody, Signaler};
@@ -364,7 +312,7 @@ async fn a_rogue_client_or_worker_linked_to_the_admin_forges_nothing() {
             |nodes: &[MeshNode]| -> Vec<u64> { nodes.iter().map(|n| n.snapshot().counters.reconnects).collect() };
         let before = reconnects(&nodes);
         let page_before = nodes[1].query_registry(RegistryFilter::default(), WAIT).await.expect("registry");
-        let (mut link, signaler) = rogue_link(&stack, role).await;
+        let mesh_tests::Rogue { mut link, signaler, tasks: _tasks, .. } = mesh_tests::rogue_link(&stack, role).await;
         let forged_record: mesh_core::WorkerRecord = serde_json::from_value(
             serde_json::json!({"version": 999_999_999_999_999u64, "status": "leaving", "priority": 1, "metadata": {}}),
         )

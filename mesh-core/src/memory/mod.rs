@@ -224,7 +224,10 @@ inventory::submit! {
     crate::TransportPlugin {
         name: NAME,
         description: "in-process links with fault injection (tests, demos)",
-        build: |ctx| Ok(Arc::new(MemoryTransport::new(network_from(ctx.resources), ctx.config.peer_id(), transport::connect_timeout(&ctx.section)))),
+        build: |ctx| {
+            let timeout = transport::connect_timeout(&ctx.section).map_err(|why| crate::PluginError::Config { plugin: NAME, why })?;
+            Ok(Arc::new(MemoryTransport::new(network_from(ctx.resources), ctx.config.peer_id(), timeout)))
+        },
     }
 }
 

@@ -14,12 +14,17 @@ use std::time::Duration;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads `connect_timeout_ms` from a `[memory]` section.
-pub(super) fn connect_timeout(section: &serde_json::Value) -> Duration {
-    section
-        .get("connect_timeout_ms")
-        .and_then(|v| v.as_u64())
-        .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+pub(super) fn connect_timeout(section: &serde_json::Value) -> Result<Duration, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Section {
+        connect_timeout_ms: Option<u64>,
+    }
+    if section.is_null() {
+        return Ok(DEFAULT_CONNECT_TIMEOUT);
+    }
+    let s: Section = serde_json::from_value(section.clone()).map_err(|e| e.to_string())?;
+    Ok(s.connect_timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_CONNECT_TIMEOUT))
 }
 
 /// In-process links between peers of one [`MemoryNetwork`].

@@ -161,6 +161,7 @@ pub struct MeshNode {
 impl MeshNode {
     /// Builds the configured plugins from `registry` and starts the node.
     pub async fn from_config(config: &MeshConfig, registry: &Registry) -> Result<Self, NodeError> {
+        registry.check_sections(config)?;
         let mut config = config.clone();
         config.peer_id = config.peer_id().to_string(); // fix a generated id once for every plugin
         let transport = registry.transport(&config.transport, &config)?;

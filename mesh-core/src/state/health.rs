@@ -41,6 +41,8 @@ pub struct HealthRecord {
     pub admin: Option<PeerId>,
     /// True once the admin is this node or answered `admin_verify`.
     pub admin_verified: bool,
+    /// The admin epoch this node holds (raised only on a proof: docs/BEHAVIOUR.md 17a).
+    pub epoch: u64,
     /// Open links to workers (a client counts its link to the admin).
     pub links_up: usize,
     /// Links this node should hold: every other present worker (1 for a client).
@@ -203,6 +205,7 @@ impl MeshState {
             role,
             admin: self.admin.clone(),
             admin_verified: self.admin_verified,
+            epoch: self.epoch,
             links_up: peers
                 .iter()
                 .filter(|p| p.state == "up" && (self.cfg.role == Role::Client || self.is_present_worker(&p.peer)))
