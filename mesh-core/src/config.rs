@@ -29,6 +29,10 @@ pub enum ConfigError {
     },
 }
 
+/// `MESH_*` variables that are not a node's settings (the log format of the programs, the
+/// simulator's seed count): left out of the configuration, where an unknown key is refused.
+const NOT_SETTINGS: [&str; 2] = ["log_format", "sim_seeds"];
+
 /// Timings in milliseconds, as written in configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -184,7 +188,11 @@ impl MeshConfig {
         if let Some(file) = file {
             f = f.merge(Toml::file_exact(file));
         }
-        f.merge(Env::prefixed("MESH_").split("__"))
+        // Not settings of a node: mesh-signal's (`MESH_SIGNAL_*`) and the programs' own.
+        let not_ours = |k: &figment::value::UncasedStr| {
+            k.as_str().starts_with("signal_") || NOT_SETTINGS.iter().any(|n| k == *n)
+        };
+        f.merge(Env::prefixed("MESH_").filter(move |k| !not_ours(k)).split("__"))
     }
 
     /// Loads and validates from defaults, `file` and the environment.
@@ -375,6 +383,10 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused_by_name_at_the_top_and_in_sections() {
         Jail::expect_with(|jail| {
+            jail.set_env("MESH_LOG_FORMAT", "json");
+            jail.set_env("MESH_SIGNAL_RATE_BURST", "5");
+            let cfg = MeshConfig::load(None).expect("valid");
+            crate::Registry::from_inventory().check_sections(&cfg).expect("other programs' variables are not settings");
             jail.create_file("bogus.toml", "bogus_key = 1\n")?;
             let cfg = MeshConfig::load(Some(Path::new("bogus.toml"))).expect("loads: plugin sections are open here");
             let err = crate::Registry::from_inventory().check_sections(&cfg).unwrap_err().to_string();
