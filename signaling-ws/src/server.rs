@@ -312,7 +312,10 @@ impl Connection {
             per_sec: self.config.rate_per_sec as f64,
             burst: self.config.rate_burst as f64,
         };
-        let mut strikes = 0u32;
+        // Frames refused by the rate in this flood: a flood ends after a second without one. The
+        // first refusal of a flood is answered; the connection closes past `rate_burst` of them,
+        // however many frames the rate let through in between (a steady flood is still a flood).
+        let (mut strikes, mut last_strike) = (0u32, Instant::now());
         let mut refused = match first {
             Some(text) => match self.on_text(&text, &tx).await {
                 Next::Close(code, reason) => Some((code, reason)),
@@ -371,15 +374,17 @@ impl Connection {
                         }
                         // Every frame counts against the rate (binary, ping and pong too).
                         Some(Ok(_)) if !rate.allow() => {
-                            strikes += 1;
-                            tracing::warn!(strikes, "rate limit exceeded");
-                            let error = ServerMsg::error(ErrorCode::RateLimited, "too many frames; slow down");
+                            if last_strike.elapsed() >= Duration::from_secs(1) {
+                                strikes = 0;
+                            }
+                            (strikes, last_strike) = (strikes + 1, Instant::now());
                             if strikes == 1 {
+                                tracing::warn!("rate limit exceeded");
                                 // Straight to the socket: a flood fills the queue, and the
-                                // flooder must still learn why it is being cut off.
+                                // flooder must still learn why it is being cut off. Further
+                                // frames of the flood are dropped unanswered.
+                                let error = ServerMsg::error(ErrorCode::RateLimited, "too many frames; slow down");
                                 let _ = sink.send(self.text(&error)).await;
-                            } else {
-                                let _ = tx.try_send(error);
                             }
                             if strikes > self.config.rate_burst { Next::Close(CloseCode::Policy, "rate limit exceeded") } else { Next::Continue }
                         }
@@ -389,16 +394,12 @@ impl Connection {
                             let _ = tx.try_send(ServerMsg::error(ErrorCode::TooLarge, message));
                             Next::Close(CloseCode::Size, "frame too large")
                         }
-                        Some(Ok(Message::Text(text))) => {
-                            strikes = 0;
-                            self.on_text(&text, &tx).await
-                        }
+                        Some(Ok(Message::Text(text))) => self.on_text(&text, &tx).await,
                         Some(Ok(Message::Binary(_))) => {
-                            strikes = 0;
                             let _ = tx.try_send(ServerMsg::error(ErrorCode::InvalidMessage, "binary frames are not part of the protocol"));
                             Next::Continue
                         }
-                        Some(Ok(_)) => { strikes = 0; Next::Continue } // ping/pong: liveness only
+                        Some(Ok(_)) => Next::Continue, // ping/pong: liveness only
                     };
                     if let Next::Close(code, reason) = next {
                         while let Ok(msg) = rx.try_recv() {

@@ -219,6 +219,40 @@ async fn floods_are_rate_limited_then_closed() {
 }
 
 #[tokio::test]
+async fn a_steady_flood_above_the_rate_is_answered_once_then_closed() {
+    // Four times the rate, paced, for as long as it takes: frames the rate lets through in
+    // between do not make it a new flood, and the flooder gets one answer, not one per frame.
+    let config = ServerConfig { rate_per_sec: 10, rate_burst: 20, ..ServerConfig::default() };
+    let s = server(config).await;
+    let (mut flood, _) = register(&s, "r", "flooder", json!({})).await;
+    let ping = Message::Text(json!({"type": "ping", "id": 1}).to_string().into());
+    let mut pace = tokio::time::interval(Duration::from_millis(25));
+    let (mut limited, mut sent) = (0, 0);
+    let reason = tokio::time::timeout(WAIT, async {
+        loop {
+            tokio::select! {
+                _ = pace.tick() => {
+                    sent += 1;
+                    if flood.send(ping.clone()).await.is_err() {
+                        return String::new();
+                    }
+                }
+                frame = flood.next() => match frame {
+                    Some(Ok(Message::Text(t))) => limited += usize::from(t.contains("rate_limited")),
+                    Some(Ok(Message::Close(f))) => return f.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    None | Some(Err(_)) => return String::new(),
+                    _ => {}
+                },
+            }
+        }
+    })
+    .await
+    .expect("the steady flood is closed");
+    assert_eq!(reason, "rate limit exceeded", "after {sent} frames");
+    assert_eq!(limited, 1, "one rate_limited answer for the whole flood");
+}
+
+#[tokio::test]
 async fn half_open_connection_is_closed_after_the_keepalive_timeout() {
     let config = ServerConfig { idle_timeout_ms: 300, keepalive_interval_ms: 60_000, ..ServerConfig::default() };
     let s = server(config).await;
