@@ -180,3 +180,34 @@ fn a_worker_with_no_server_warns_naming_the_url_and_the_retry() {
     let _ = child.wait();
     assert!(warning.contains("cannot reach the signaling server") && warning.contains("retry_in"), "{warning}");
 }
+
+#[test]
+fn print_key_prints_the_public_key_of_the_key_file_every_time() {
+    let dir = std::env::temp_dir().join(format!("mesh-print-key-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("node.key");
+    let print = || {
+        Command::new(env!("CARGO_BIN_EXE_mesh-worker"))
+            .arg("--print-key")
+            .env("MESH_KEY_FILE", &key_file)
+            .output()
+            .expect("mesh-worker runs")
+    };
+    let first = print();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let key = String::from_utf8(first.stdout).unwrap().trim().to_string();
+    assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+    let again = print();
+    assert_eq!(String::from_utf8(again.stdout).unwrap().trim(), key, "the same key from the same file");
+    let secret = std::fs::read_to_string(&key_file).unwrap();
+    assert!(!secret.contains(&key), "the file holds the secret, the output the public half");
+    let none = Command::new(env!("CARGO_BIN_EXE_mesh-worker"))
+        .arg("--print-key")
+        .env_remove("MESH_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(!none.status.success(), "no key_file: refused");
+    assert!(String::from_utf8_lossy(&none.stderr).contains("key_file"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -171,3 +171,35 @@ async fn rogue_link(
     assert_eq!(handle.events.recv().await, Some(mesh_core::LinkEvent::Open));
     (handle, rogue)
 }
+
+#[tokio::test(start_paused = true)]
+async fn a21_every_refusal_is_counted_parse_failures_and_unasked_acks_included() {
+    let net = MemoryNetwork::new();
+    let nodes = spawn_mesh(&net, 2).await;
+    let key = mesh_core::identity::NodeKey::generate();
+    let (mut handle, _rogue) = rogue_link(&net, Role::Client, Some(&key)).await;
+    let refused = |n: &mesh_core::MeshNode| n.snapshot().counters.refused;
+    let before = refused(&nodes[0]);
+    let hostile: Vec<&[u8]> = vec![
+        b"not json",
+        br#"{"type":"launch"}"#,
+        br#"{"type":"heartbeat","seq":"x"}"#,
+        br#"{"type":"relay_ack","id":12345}"#,
+        br#"{"type":"relay_error","id":54321,"reason":"not_linked"}"#,
+        br#"{"type":"admin_verify_ack","id":999,"admin":"rogue","epoch":7}"#,
+        br#"{"type":"admin_vote","epoch":0,"sig":"00"}"#,
+    ];
+    let sent = hostile.len() as u64;
+    for bytes in hostile {
+        handle.link.send(bytes.to_vec().into()).await.expect("sent");
+    }
+    let mut watch = nodes[0].watch();
+    tokio::time::timeout(WAIT, async {
+        while refused(&nodes[0]) < before + sent {
+            watch.changed().await.expect("node runs");
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} of {sent} refusals counted", refused(&nodes[0]) - before));
+    assert_eq!(refused(&nodes[0]), before + sent, "each counted once");
+}

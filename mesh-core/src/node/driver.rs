@@ -367,11 +367,19 @@ impl Driver {
     }
 
     fn answer_relay(&mut self, relay: &PeerId, id: u64, outcome: RelayOutcome) {
-        let Ok(mut shared) = self.p.shared.lock() else { return };
-        if shared.relay_waiters.get(&id).is_some_and(|(via, _)| via == relay) {
-            if let Some((_, tx)) = shared.relay_waiters.remove(&id) {
+        let waiter = match self.p.shared.lock() {
+            Ok(mut shared) if shared.relay_waiters.get(&id).is_some_and(|(via, _)| via == relay) => {
+                shared.relay_waiters.remove(&id)
+            }
+            _ => None,
+        };
+        match waiter {
+            Some((_, tx)) => {
                 let _ = tx.send(outcome);
             }
+            // Nobody waits for it: an envelope this node never sent by that relay, or one whose
+            // wait ran out.
+            None => self.p.state.refuse_unasked_relay_answer(relay),
         }
     }
 

@@ -146,6 +146,12 @@ impl MeshState {
         self.refuse(from, "message", "bytes that are not a mesh message, or over the size limit");
     }
 
+    /// Counts and logs a `relay_ack` or `relay_error` from `from` that no envelope of this node
+    /// waits for.
+    pub fn refuse_unasked_relay_answer(&mut self, from: &PeerId) {
+        self.refuse(from, "relay_ack", "an answer to no envelope waiting for one by this relay");
+    }
+
     /// Counts and logs a refused message from `from`; `kind` is the message, `why` the rule.
     pub(super) fn refuse(&mut self, from: &PeerId, kind: &'static str, why: &'static str) {
         self.counters.refused += 1;
