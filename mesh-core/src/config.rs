@@ -189,8 +189,9 @@ impl MeshConfig {
             f = f.merge(Toml::file_exact(file));
         }
         // Not settings of a node: mesh-signal's (`MESH_SIGNAL_*`) and the programs' own.
-        let not_ours =
-            |k: &figment::value::UncasedStr| k.as_str().starts_with("signal_") || NOT_SETTINGS.iter().any(|n| k == *n);
+        let not_ours = |k: &figment::value::UncasedStr| {
+            k.as_str().to_ascii_lowercase().starts_with("signal_") || NOT_SETTINGS.iter().any(|n| k == *n)
+        };
         f.merge(Env::prefixed("MESH_").filter(move |k| !not_ours(k)).split("__"))
     }
 

@@ -146,7 +146,9 @@ impl Registry {
         let known = |name: &str| self.transports.contains_key(name) || self.signalers.contains_key(name);
         match config.plugins.keys().find(|k| !known(k)) {
             Some(key) => {
-                let names = self.transports.keys().chain(self.signalers.keys()).map(|n| n.to_string()).collect();
+                let names: std::collections::BTreeSet<String> =
+                    self.transports.keys().chain(self.signalers.keys()).map(|n| n.to_string()).collect();
+                let names = names.into_iter().collect();
                 Err(PluginError::UnknownKey { key: key.clone(), known: names })
             }
             None => Ok(()),

@@ -152,7 +152,7 @@ pub enum MeshMessage {
     },
     /// Admin → every linked peer: its proof of the role, the votes it holds at its epoch. A
     /// node raises its epoch only on a proof with votes from a strict majority of the room's
-    /// workers; it is sent again whenever a vote is added.
+    /// workers. Sent when the epoch rises, on a new link, and to a rival it outweighs.
     AdminProof {
         /// The epoch the votes are for.
         epoch: u64,

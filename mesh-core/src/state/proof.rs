@@ -4,8 +4,9 @@
 //! - A worker that elects or follows an admin signs a **vote** for it at an epoch: in
 //!   `admin_verify` (the epoch its election gives: its own, plus one when a strict majority of the
 //!   room's workers made it), and in `admin_vote` once it verified the admin at another epoch.
-//! - The admin keeps the votes for it and sends them as its **proof** (`admin_proof`, and in every
-//!   `admin_verify_ack`) whenever one is added. Its epoch rises to a higher one only when the votes
+//! - The admin keeps the votes for it and sends them as its **proof**: in every
+//!   `admin_verify_ack`, and in `admin_proof` to every linked peer when its epoch rises, to each
+//!   peer whose link opens, and to a rival it beats. Its epoch rises to a higher one only when the votes
 //!   for that epoch come from a strict majority of the present workers.
 //! - A node **raises its epoch only on a proof**: votes that verify against the voters' keys,
 //!   from a strict majority of the workers it knows to be present. A rival's claim to a higher
@@ -82,15 +83,18 @@ impl MeshState {
             self.refuse(claimer, "admin_proof", "an epoch beyond the largest taken");
             return false;
         }
-        if let Some((e, voters)) = self.proofs.heard.get(claimer) {
-            if *e == epoch && votes.iter().all(|v| voters.contains(&v.voter)) {
-                return self.majority(voters.iter()); // nothing new: no signature to check again
-            }
-        }
+        // Votes already checked for this claimer and epoch are not checked again: a proof grows
+        // one vote at a time, and each growth is sent to every peer.
+        let known = match self.proofs.heard.remove(claimer) {
+            Some((e, voters)) if e == epoch => voters,
+            _ => BTreeSet::new(),
+        };
         let mut voters = BTreeSet::new();
         let mut bad = false;
         for v in votes.iter().take(MAX_VOTES) {
-            if self.genuine_vote(&v.voter, epoch, claimer, v.sig.as_deref()) {
+            if known.contains(&v.voter) {
+                voters.insert(v.voter.clone());
+            } else if self.genuine_vote(&v.voter, epoch, claimer, v.sig.as_deref()) {
                 voters.insert(v.voter.clone());
             } else {
                 bad |= self.is_present_worker(&v.voter) || v.voter == self.cfg.me;
@@ -151,22 +155,28 @@ impl MeshState {
             self.epoch = epoch;
             self.proofs.mine.retain(|e, _| *e >= epoch);
         }
-        if raised || (added && epoch == self.epoch) {
+        if raised {
             self.publish_proof(now);
+        } else if added && epoch == self.epoch {
+            // A vote more at the same epoch: the rendezvous hears the grown proof; peers get it
+            // with their next ack, on a new link, or when a rival must weigh it.
+            self.announce_admin(now);
         }
     }
 
     /// As admin: this node's votes at its own epoch (always its own vote among them).
     pub(super) fn my_proof(&mut self) -> Proof {
         let (epoch, me) = (self.epoch, self.cfg.me.clone());
-        let own = self.vote_for(epoch, &me);
+        if !self.proofs.mine.get(&epoch).is_some_and(|v| v.contains_key(&me)) {
+            let own = self.vote_for(epoch, &me); // signed once per epoch
+            self.proofs.mine.entry(epoch).or_default().insert(me, own);
+        }
         let votes = self.proofs.mine.entry(epoch).or_default();
-        votes.entry(me).or_insert(own);
         let votes = votes.iter().map(|(voter, sig)| Vote { voter: voter.clone(), sig: sig.clone() }).collect();
         Proof { epoch, votes }
     }
 
-    /// As admin: sends the proof to every linked peer and, once it is a proof, to the rendezvous.
+    /// As admin: sends the proof to every linked peer and, once it holds, to the rendezvous.
     pub(super) fn publish_proof(&mut self, now: Instant) {
         let proof = self.my_proof();
         for peer in self.linked_peers() {
