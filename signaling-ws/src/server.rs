@@ -180,7 +180,7 @@ async fn accept_loop(listener: TcpListener, shared: Shared, mut shutdown: watch:
                     let span = tracing::info_span!("conn", id, %remote);
                     let lost = Arc::new(tokio::sync::Notify::new());
                     let (config, store, metrics) = (shared.config.clone(), shared.store.clone(), shared.metrics.clone());
-                    let c = Connection { id, config, store, metrics, registered: None, key: None, lost };
+                    let c = Connection { id, config, store, metrics, registered: None, key: None, proven: Default::default(), lost };
                     let run = c.run(tcp, shutdown.clone());
                     connections.spawn(tracing::Instrument::instrument(async move { run.await; drop(slot) }, span));
                 }
@@ -224,6 +224,9 @@ struct Connection {
     registered: Option<(RoomId, PeerId, Role)>,
     /// The key this connection registered (handed out with its signals).
     key: Option<String>,
+    /// The epoch and voters of this connection's last admin proof that held: they are not
+    /// checked again as the proof grows.
+    proven: (u64, std::collections::BTreeSet<PeerId>),
     /// Notified when the store lost this connection's registration.
     lost: Arc<tokio::sync::Notify>,
 }
@@ -531,13 +534,19 @@ impl Connection {
                 let t = Instant::now();
                 let refusal = match self.store.workers(&room).await {
                     Err(code) => Some((code, "the room store is unreachable; try again".to_string())),
-                    Ok(workers) => match crate::trust::check_admin_proof(&room, &peer, epoch, &votes, &workers) {
-                        Err(why) => Some((ErrorCode::NotProven, why)),
-                        Ok(()) if !self.store.set_admin(&room, &peer, epoch).await => {
-                            Some((ErrorCode::NotProven, format!("an admin of an epoch above {epoch} is named")))
+                    Ok(workers) => {
+                        let checked = if self.proven.0 == epoch { self.proven.1.clone() } else { Default::default() };
+                        match crate::trust::check_admin_proof(&room, &peer, epoch, &votes, &workers, &checked) {
+                            Err(why) => Some((ErrorCode::NotProven, why)),
+                            Ok(_) if !self.store.set_admin(&room, &peer, epoch).await => {
+                                Some((ErrorCode::NotProven, format!("an admin of an epoch above {epoch} is named")))
+                            }
+                            Ok(voters) => {
+                                self.proven = (epoch, voters);
+                                None
+                            }
                         }
-                        Ok(()) => None,
-                    },
+                    }
                 };
                 self.metrics.store_op(t.elapsed());
                 if let Some((code, message)) = refusal {

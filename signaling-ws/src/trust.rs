@@ -21,26 +21,33 @@ pub fn allowed(workers: &[String], clients: &[String], role: Role, key: Option<&
 }
 
 /// Checks `admin`'s claim to the role in `room` at `epoch`: the votes that verify against the
-/// keys the `workers` registered must come from a strict majority of them. The error says why.
+/// keys the `workers` registered must come from a strict majority of them. `checked` are voters
+/// whose votes for this admin and epoch verified before (an admin announces its proof again as
+/// it grows): they are not checked again. The voters that verified, or why the claim fails.
 pub fn check_admin_proof(
     room: &RoomId,
     admin: &PeerId,
     epoch: u64,
     votes: &[Vote],
     workers: &[MemberInfo],
-) -> Result<(), String> {
+    checked: &BTreeSet<PeerId>,
+) -> Result<BTreeSet<PeerId>, String> {
     if epoch > MAX_EPOCH {
         return Err(format!("epoch {epoch} is beyond the largest taken ({MAX_EPOCH})"));
     }
     let mut voters = BTreeSet::new();
     for vote in votes.iter().take(MAX_VOTES) {
-        let key = workers.iter().find(|w| w.peer == vote.voter).and_then(|w| w.key.as_deref());
-        if key.and_then(PublicKey::parse).is_some_and(|k| k.signed_vote(room, epoch, admin, vote.sig.as_deref())) {
-            voters.insert(&vote.voter);
+        let Some(worker) = workers.iter().find(|w| w.peer == vote.voter) else { continue };
+        let verifies = || {
+            let key = worker.key.as_deref().and_then(PublicKey::parse);
+            key.is_some_and(|k| k.signed_vote(room, epoch, admin, vote.sig.as_deref()))
+        };
+        if checked.contains(&vote.voter) || verifies() {
+            voters.insert(vote.voter.clone());
         }
     }
     if voters.len() * 2 > workers.len() {
-        Ok(())
+        Ok(voters)
     } else {
         Err(format!(
             "{} of the room's {} workers voted for {admin} at epoch {epoch} (signatures that verify); a strict majority is needed",
@@ -74,18 +81,30 @@ mod tests {
             sig: Some(keys[i].sign_vote(&room, epoch, &admin)),
         };
         let three: Vec<Vote> = (0..3).map(|i| vote(i, 5)).collect();
-        assert!(check_admin_proof(&room, &admin, 5, &three, &workers).is_ok());
-        assert!(check_admin_proof(&room, &admin, 5, &three[..2], &workers).is_err(), "2 of 4 is no majority");
-        assert!(check_admin_proof(&room, &admin, 6, &three, &workers).is_err(), "votes for another epoch");
+        let none = BTreeSet::new();
+        let check = |admin: &PeerId, epoch, votes: &[Vote], workers: &[MemberInfo]| {
+            check_admin_proof(&room, admin, epoch, votes, workers, &none)
+        };
+        assert_eq!(check(&admin, 5, &three, &workers).expect("3 of 4").len(), 3);
+        assert!(check(&admin, 5, &three[..2], &workers).is_err(), "2 of 4 is no majority");
+        assert!(check(&admin, 6, &three, &workers).is_err(), "votes for another epoch");
         let other = PeerId::new("w3").unwrap();
-        assert!(check_admin_proof(&room, &other, 5, &three, &workers).is_err(), "votes for another admin");
+        assert!(check(&other, 5, &three, &workers).is_err(), "votes for another admin");
         let repeated = vec![vote(0, 5), vote(0, 5), vote(0, 5)];
-        assert!(check_admin_proof(&room, &admin, 5, &repeated, &workers).is_err(), "one voter counted once");
+        assert!(check(&admin, 5, &repeated, &workers).is_err(), "one voter counted once");
         let forged: Vec<Vote> = (0..3)
             .map(|i| Vote { voter: workers[i].peer.clone(), sig: Some(keys[3].sign_vote(&room, 5, &admin)) })
             .collect();
-        assert!(check_admin_proof(&room, &admin, 5, &forged, &workers[..1]).is_err(), "signed with the wrong key");
-        assert!(check_admin_proof(&room, &admin, u64::MAX, &three, &workers).is_err(), "a huge epoch");
+        assert!(check(&admin, 5, &forged, &workers).is_err(), "signed with another key");
+        assert!(check(&admin, u64::MAX, &three, &workers).is_err(), "a huge epoch");
+        // Voters checked before count without their signature again; a non-member never does.
+        let unsigned: Vec<Vote> =
+            ["w0", "w1", "ghost"].iter().map(|v| Vote { voter: PeerId::new(*v).unwrap(), sig: None }).collect();
+        let before: BTreeSet<PeerId> = ["w0", "w1", "ghost"].iter().map(|v| PeerId::new(*v).unwrap()).collect();
+        assert!(check_admin_proof(&room, &admin, 5, &unsigned, &workers, &before).is_err(), "2 members of 4");
+        let mut grown = unsigned.clone();
+        grown.push(vote(2, 5));
+        assert!(check_admin_proof(&room, &admin, 5, &grown, &workers, &before).is_ok(), "the new vote is checked");
     }
 
     #[test]

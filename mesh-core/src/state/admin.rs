@@ -245,13 +245,13 @@ impl MeshState {
             self.suspect = None;
             self.elect_admin(now);
         }
-        if self.is_admin() && self.is_present_worker(from) {
-            self.add_vote(now, from, vote.0, vote.1.as_deref());
-        }
+        // The ack goes first, then the asker's vote is checked (a failover waits on the ack; a
+        // vote that raises the epoch sends the new proof to everyone).
         let votes = if self.is_admin() { self.my_proof().votes } else { Vec::new() };
         let (admin, epoch) = (self.admin.clone(), self.epoch);
         self.send(from, MeshMessage::AdminVerifyAck { id, admin, epoch, votes });
         if self.is_admin() && self.is_present_worker(from) {
+            self.add_vote(now, from, vote.0, vote.1.as_deref());
             // A worker takes us for admin now, perhaps a rival stepping down, whose withdrawal
             // may reach the rendezvous after our last announcement and leave it naming nobody:
             // announce again, so it names the admin the room settled on.
@@ -270,17 +270,22 @@ impl MeshState {
         if self.verify.as_ref().is_none_or(|v| &v.candidate != from || v.id != id) {
             return self.refuse(from, "admin_verify_ack", "an ack this node did not ask for");
         }
-        let proven = admin.as_ref() == Some(from) && self.take_proof(from, epoch, &votes);
+        // A client needs the proof to verify; a worker only to raise its epoch.
+        let check = self.cfg.role == Role::Client || epoch > self.epoch;
+        let proven = check && admin.as_ref() == Some(from) && self.take_proof(from, epoch, &votes);
         match admin {
             // A client takes an admin only on its proof: the votes of most of the room's workers.
             Some(a) if &a == from && (proven || self.cfg.role == Role::Worker) => {
+                // The epoch this node voted for in the verify: a vote for a later epoch than
+                // the ack's (an election by a majority) counts once the admin reaches it.
+                let voted = self.verify.as_ref().map_or(0, |v| v.epoch);
                 self.verify = None;
                 self.verify_hops.clear();
                 if proven && epoch > self.epoch {
                     self.epoch = epoch;
                 }
                 self.set_admin(Some(a.clone()), true);
-                if epoch >= self.epoch {
+                if epoch >= self.epoch && epoch > voted {
                     self.vote_once(&a, epoch);
                 }
             }
