@@ -172,7 +172,6 @@ fn seed_22014_the_admins_late_join_notice_does_not_undo_a_departure() {
 /// lost go again once a verified admin is linked.
 #[test]
 fn seed_51506_a_query_whose_answer_was_lost_with_the_link_is_sent_again() {
-    let client = |name: &str| Fault::Join { name: name.into(), client: true, priority: 0 };
     holds(
         51506,
         net(63, 12, 20, 43),
@@ -188,6 +187,84 @@ fn seed_51506_a_query_whose_answer_was_lost_with_the_link_is_sent_again() {
             (35, worker("w6", 16)),
             (18, worker("w7", 0)),
             (39, worker("w8", 8)),
+        ],
+    );
+}
+
+fn client(name: &str) -> Fault {
+    Fault::Join { name: name.into(), client: true, priority: 0 }
+}
+
+/// The admin crashed while the strongest worker was frozen, then the last other worker left:
+/// the thawed worker became admin while its room still counted the leaver, so its own vote was
+/// no majority and it did not announce; nothing announced later, and the server named nobody
+/// ("converges": the server names None). Fixed: an announcement that waited for the proof to
+/// hold goes out as soon as it holds (here: the leaver is gone).
+#[test]
+fn seed_966_an_admin_announces_once_its_proof_holds() {
+    holds(
+        966,
+        net(5, 0, 0, 5),
+        &[
+            (0, worker("w0", 8)),
+            (0, worker("w1", 0)),
+            (0, worker("w2", 16)),
+            (34, Fault::Freeze(named("w2"))),
+            (0, Fault::Crash(Target::Admin)),
+            (17, Fault::Leave(named("w1"))),
+            (0, Fault::Settle),
+        ],
+    );
+}
+
+/// A worker crashed while the server was down; the client registered again and the server no
+/// longer listed it, but the client kept counting it, so no admin's proof ever held for it
+/// ("converges": the client follows an admin it never verifies). Fixed: a client takes the
+/// rendezvous' list as the workers present when it registers again.
+#[test]
+fn seed_4002_a_client_forgets_the_workers_the_restarted_server_no_longer_lists() {
+    holds(
+        4002,
+        net(5, 0, 0, 5),
+        &[
+            (0, worker("w0", 0)),
+            (0, client("c0")),
+            (0, worker("w1", 8)),
+            (23, Fault::Partition(vec![vec!["c0".into()], vec!["w1".into(), "w2".into()], vec!["w0".into()]])),
+            (0, Fault::ServerDown),
+            (0, Fault::Crash(named("w1"))),
+            (0, Fault::Settle),
+        ],
+    );
+}
+
+/// After a partition, a worker verifying a candidate that follows another admin (named in a
+/// cycle of acks it had chased before) asked it again for ever: only a verified admin's
+/// heartbeat could send it on ("converges": w3 follows w4, unverified). Fixed: the heartbeat of
+/// the candidate being verified, naming the admin it follows, sends this node to verify that one.
+#[test]
+fn seed_15989_the_candidates_heartbeat_naming_its_admin_ends_a_chase() {
+    holds(
+        15989,
+        net(3, 1, 20, 18),
+        &[
+            (0, worker("w0", 0)),
+            (0, client("c0")),
+            (0, client("c1")),
+            (0, worker("w1", 16)),
+            (0, worker("w2", 16)),
+            (0, worker("w3", 8)),
+            (0, worker("w4", 24)),
+            (0, Fault::Settle),
+            (
+                3291,
+                Fault::Partition(vec![
+                    vec!["w0".into(), "w4".into()],
+                    vec!["w1".into(), "w2".into(), "w3".into(), "c0".into(), "c1".into()],
+                ]),
+            ),
+            (2379, Fault::Crash(named("c0"))),
+            (460, Fault::Settle),
         ],
     );
 }

@@ -379,9 +379,10 @@ impl MeshState {
             return; // a client's heartbeat (or a departed peer's) says nothing about the admin
         }
         if &theirs != from {
-            // A third party's view moves nothing. Only the admin this node follows, naming the
-            // rival it stepped down for, sends this node to verify that one.
-            let stepped_down = self.speaks_for_admin(from) && self.admin_verified && admin_linked;
+            // A third party's view moves nothing. Only the admin this node follows (or the
+            // candidate it verifies), naming the admin it follows itself, sends this node to
+            // verify that one.
+            let stepped_down = self.speaks_for_admin(from) && admin_linked;
             if stepped_down && theirs != self.cfg.me && self.is_present_worker(&theirs) {
                 tracing::info!(admin = %from, to = %theirs, "the admin stepped down for another; verifying that one");
                 self.follow(now, theirs);
@@ -404,6 +405,11 @@ impl MeshState {
         if &ours == from {
             if self.proven(from, claimed) && claimed > self.epoch {
                 self.epoch = claimed;
+            }
+            if self.admin_verified {
+                // Our vote must be among those of the admin's epoch (we may have voted for
+                // another, one the admin never reached): its proof holds only with most votes.
+                self.vote_once(from, claimed);
             }
             return;
         }
@@ -444,7 +450,8 @@ impl MeshState {
     pub(super) fn announce_admin(&mut self, now: Instant) {
         self.last_announce = Some(now);
         let proof = self.my_proof();
-        if self.majority_of(&proof) {
+        self.proofs.unannounced = !self.majority_of(&proof);
+        if !self.proofs.unannounced {
             self.push(Action::Announce(Announcement::Admin(proof)));
         }
     }

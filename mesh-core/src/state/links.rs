@@ -52,6 +52,16 @@ impl MeshState {
         if !first {
             self.forget_unlisted(now, &members);
         }
+        if !first && self.cfg.role == Role::Client {
+            // A client links to no worker but its admin: the rendezvous is its only word on who
+            // is present, and a worker it no longer lists (gone while it was down) is gone. (It
+            // would count against every admin's proof for ever.)
+            let gone: Vec<PeerId> =
+                self.room.present().map(|(p, _)| p.clone()).filter(|p| !members.iter().any(|m| &m.peer == p)).collect();
+            for peer in gone {
+                self.on_peer_left(now, &peer);
+            }
+        }
         if self.next_heartbeat.is_none() {
             self.next_heartbeat = Some(now + self.cfg.timing.heartbeat_interval);
             self.next_health = Some(now + self.cfg.timing.health_interval);

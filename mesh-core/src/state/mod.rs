@@ -469,6 +469,7 @@ impl MeshState {
         self.review_suspect(now);
         self.update_partition(now);
         self.flush_queries(now);
+        self.announce_if_due(now);
     }
 
     /// The next queued action, if any.

@@ -40,6 +40,9 @@ pub(super) struct Proofs {
     heard: BTreeMap<PeerId, (u64, BTreeSet<PeerId>)>,
     /// The last (epoch, admin) this node voted for.
     pub(super) voted: Option<(u64, PeerId)>,
+    /// As admin: an announcement was due while the proof did not hold (too few votes for the
+    /// workers present): it goes out once the proof holds (a vote more, or a worker less).
+    pub(super) unannounced: bool,
 }
 
 impl MeshState {
@@ -106,6 +109,18 @@ impl MeshState {
         let proven = self.majority(voters.iter());
         self.proofs.heard.insert(claimer.clone(), (epoch, voters));
         proven
+    }
+
+    /// As admin: announces the proof now if an announcement waits for it to hold and it does.
+    pub(super) fn announce_if_due(&mut self, now: Instant) {
+        if !self.proofs.unannounced || !self.is_admin() {
+            return;
+        }
+        let me = &self.cfg.me;
+        let votes = self.proofs.mine.get(&self.epoch).map(|v| v.keys().filter(|p| *p != me).count()).unwrap_or(0);
+        if (votes + 1) * 2 > self.room.present().count() {
+            self.announce_admin(now);
+        }
     }
 
     /// True if `claimer`'s latest proof proves it admin at `epoch` to this node now.
