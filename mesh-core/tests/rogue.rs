@@ -177,7 +177,7 @@ async fn a21_every_refusal_is_counted_parse_failures_and_unasked_acks_included()
     let net = MemoryNetwork::new();
     let nodes = spawn_mesh(&net, 2).await;
     let key = mesh_core::identity::NodeKey::generate();
-    let (mut handle, _rogue) = rogue_link(&net, Role::Client, Some(&key)).await;
+    let (handle, _rogue) = rogue_link(&net, Role::Client, Some(&key)).await;
     let refused = |n: &mesh_core::MeshNode| n.snapshot().counters.refused;
     let before = refused(&nodes[0]);
     let hostile: Vec<&[u8]> = vec![

@@ -95,9 +95,7 @@ impl MeshState {
         let mut voters = BTreeSet::new();
         let mut bad = false;
         for v in votes.iter().take(MAX_VOTES) {
-            if known.contains(&v.voter) {
-                voters.insert(v.voter.clone());
-            } else if self.genuine_vote(&v.voter, epoch, claimer, v.sig.as_deref()) {
+            if known.contains(&v.voter) || self.genuine_vote(&v.voter, epoch, claimer, v.sig.as_deref()) {
                 voters.insert(v.voter.clone());
             } else {
                 bad |= self.is_present_worker(&v.voter) || v.voter == self.cfg.me;

@@ -3,7 +3,7 @@
 //! with the lowest priority, each claiming for itself, for a third party and with huge numbers.
 
 use super::sim::{peer, Sim};
-use crate::identity::NodeKey;
+use crate::identity::{Allowlist, NodeKey};
 use crate::signal::{Signal, SignalBody};
 use crate::signaler::Role;
 use crate::state::{Action, Event, MeshState, StateConfig, Timing};
@@ -33,6 +33,10 @@ impl Keys {
     }
 
     fn state(&self, me: &'static str, role: Role, priority: u64) -> MeshState {
+        self.state_trusting(me, role, priority, Default::default())
+    }
+
+    fn state_trusting(&self, me: &'static str, role: Role, priority: u64, trust: Allowlist) -> MeshState {
         MeshState::new(StateConfig {
             room: room(),
             me: peer(me),
@@ -42,7 +46,7 @@ impl Keys {
             seed: 1,
             key: Some(self.0[me].clone()),
             first_session: 1,
-            trust: Default::default(),
+            trust,
         })
     }
 
@@ -248,4 +252,34 @@ fn a21_5_a_rogue_with_the_lowest_priority_is_not_elected_by_acks_naming_itself()
     assert_eq!(w1.admin(), (Some(&peer("w1")), true));
     msg(&mut w1, now, "r", heartbeat("r", 1_000_000_000_000));
     assert_eq!(w1.admin(), (Some(&peer("w1")), true), "the rogue's unproven claim weighs as epoch 0");
+}
+
+#[test]
+fn a21_allowlists_keep_out_members_whoever_introduces_them() {
+    let keys = Keys::new(&NAMES);
+    let now = Instant::now();
+    let listed = |names: &[&str]| Some(names.iter().map(|n| keys.0[n].public_hex()).collect());
+    let trust = Allowlist { workers: listed(&["w0", "w1", "w2"]), clients: listed(&["c"]) };
+    let mut w1 = keys.state_trusting("w1", Role::Worker, 40, trust);
+    // A compromised server lists the rogue as a worker, then says it joined.
+    let members = vec![keys.member("w0", 50), keys.member("r", 1_000)];
+    w1.handle(now, Event::Registered { members, admin: Some(peer("w0")) });
+    w1.handle(now, Event::PeerJoined(keys.member("r", 1_000)));
+    assert!(w1.room_state().get(&peer("r")).is_none(), "the rogue is not taken in");
+    assert!(w1.room_state().get(&peer("w0")).is_some());
+    let dialed: Vec<Action> = drain(&mut w1);
+    assert!(!dialed.iter().any(|a| matches!(a, Action::Dial { peer: p, .. } if p == &peer("r"))), "nor dialed");
+    // Its offers are refused, and so are a client's whose key is not listed; a listed one passes.
+    let session = SessionId { offerer: peer("r"), seq: 1 };
+    let mut offer = Signal::new(session, SignalBody::Offer { sdp: "v=0".into() });
+    offer.sig = Some(keys.0["r"].sign(&room(), &peer("r"), &peer("w1"), &offer));
+    assert!(!w1.accepts_signal(&peer("r"), &offer, None, Some(&keys.0["r"].public_hex())));
+    let mut by_c = Signal::new(SessionId { offerer: peer("c"), seq: 1 }, SignalBody::Offer { sdp: "v=0".into() });
+    by_c.sig = Some(keys.0["c"].sign(&room(), &peer("c"), &peer("w1"), &by_c));
+    assert!(w1.accepts_signal(&peer("c"), &by_c, None, Some(&keys.0["c"].public_hex())), "a listed client");
+    let other = NodeKey::generate();
+    let mut by_x = Signal::new(SessionId { offerer: peer("x"), seq: 1 }, SignalBody::Offer { sdp: "v=0".into() });
+    by_x.sig = Some(other.sign(&room(), &peer("x"), &peer("w1"), &by_x));
+    assert!(!w1.accepts_signal(&peer("x"), &by_x, None, Some(&other.public_hex())), "a client off the list");
+    assert!(w1.counters().refused >= 4, "{:?}", w1.counters());
 }
