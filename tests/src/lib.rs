@@ -1,5 +1,6 @@
 //! Cross-plugin integration tests of the worker mesh live in `tests/tests/`. This library holds
-//! the one helper several of them share: a rogue member that links to `w0` by hand.
+//! the helpers several of them share: a rogue member that links to `w0` by hand, and a wait for
+//! its peer to have read everything sent.
 
 use mesh_core::{Identity, Inbound, LinkEvent, LinkHandle, PeerId, Role, RoomId, SessionId, Signal, Signaler};
 use mesh_core::{SignalerContext, SignalingEvent, Transport, WorkerRecord};
@@ -76,4 +77,27 @@ pub async fn rogue_link(stack: &Stack, role: Role) -> Rogue {
     let opened = tokio::time::timeout(WAIT, rogue.link.events.recv()).await.expect("opens in time");
     assert_eq!(opened, Some(LinkEvent::Open));
     rogue
+}
+
+/// Waits until the peer of `link` answered a registry query sent after everything before it:
+/// it read it all.
+pub async fn read_everything(link: &mut LinkHandle) {
+    use mesh_core::{MeshMessage, RegistryFilter};
+    let query = MeshMessage::RegistryQuery { id: 99, filter: RegistryFilter::default() };
+    link.link.send(query.encode().into()).await.expect("sent");
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match link.events.recv().await {
+                Some(LinkEvent::Message(m)) => {
+                    if matches!(MeshMessage::decode(&m, 1 << 20), Ok(MeshMessage::RegistryAnswer { id: 99, .. })) {
+                        return;
+                    }
+                }
+                Some(_) => continue,
+                None => panic!("link ended"),
+            }
+        }
+    })
+    .await
+    .expect("the peer answered");
 }

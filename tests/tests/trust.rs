@@ -2,7 +2,7 @@
 //! and a worker of the room, each with a key of its own, try to take or move the admin role, to
 //! list themselves, and to link with signals that do not verify. Nothing changes.
 
-use mesh_core::{LinkEvent, Signaler};
+use mesh_core::Signaler;
 use mesh_core::{MeshConfig, MeshMessage, MeshNode, PeerId, RegistryFilter, Role, Vote, WorkerRecord};
 use mesh_examples::stack::Stack;
 use std::time::Duration;
@@ -60,27 +60,6 @@ async fn named_by_server(stack: &Stack) -> Option<PeerId> {
     admin
 }
 
-/// Waits until w0 has answered a registry query the rogue sent after its attack (it read it all).
-async fn w0_read_everything(link: &mut mesh_core::LinkHandle) {
-    let query = MeshMessage::RegistryQuery { id: 99, filter: RegistryFilter::default() };
-    link.link.send(query.encode().into()).await.unwrap();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match link.events.recv().await {
-                Some(LinkEvent::Message(m)) => {
-                    if matches!(MeshMessage::decode(&m, 1 << 20), Ok(MeshMessage::RegistryAnswer { id: 99, .. })) {
-                        return;
-                    }
-                }
-                Some(_) => continue,
-                None => panic!("link ended"),
-            }
-        }
-    })
-    .await
-    .expect("w0 answered");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a21_a_rogue_client_or_worker_can_take_or_move_no_role_nor_list_itself() {
     for role in [Role::Client, Role::Worker] {
@@ -120,7 +99,7 @@ async fn a21_a_rogue_client_or_worker_can_take_or_move_no_role_nor_list_itself()
         // And through the server: an announcement with no proof, then one with forged votes.
         let forged = mesh_core::Proof { epoch: 1_000_000_000_000, votes: vec![] };
         let _ = signaler.announce(mesh_core::Announcement::Admin(forged)).await;
-        w0_read_everything(&mut link).await;
+        mesh_tests::read_everything(&mut link).await;
         for n in &nodes {
             let h = n.snapshot().health;
             assert_eq!((h.admin.as_ref().map(|a| a.as_str()), h.admin_verified), (Some("w0"), true), "{role:?}: {h:?}");
