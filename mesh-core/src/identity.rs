@@ -85,11 +85,20 @@ impl Allowlist {
 
     /// True if `key` may be a client of the room (worker keys may be clients too).
     pub fn allows_client(&self, key: &str) -> bool {
-        self.clients.as_ref().is_none_or(|l| l.contains(&key.to_ascii_lowercase())) || self.workers_lists(key)
+        let key = key.to_ascii_lowercase();
+        self.clients.as_ref().is_none_or(|l| l.contains(&key))
+            || self.workers.as_ref().is_some_and(|l| l.contains(&key))
     }
 
-    fn workers_lists(&self, key: &str) -> bool {
-        self.workers.as_ref().is_some_and(|l| l.contains(&key.to_ascii_lowercase()))
+    /// True if a peer registering as `role` with `key` (none: it registered no key) may join:
+    /// without a key, only where that role has no list.
+    pub fn admits(&self, role: crate::Role, key: Option<&str>) -> bool {
+        match (role, key) {
+            (crate::Role::Worker, Some(key)) => self.allows_worker(key),
+            (crate::Role::Client, Some(key)) => self.allows_client(key),
+            (crate::Role::Worker, None) => self.workers.is_none(),
+            (crate::Role::Client, None) => self.clients.is_none(),
+        }
     }
 }
 

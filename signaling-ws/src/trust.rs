@@ -12,12 +12,10 @@ const MAX_VOTES: usize = 1024;
 /// True if a peer registering as `role` with `key` may join under the server's allowlists
 /// (`allow_workers`, `allow_clients`; an empty list allows any key, a list requires one on it;
 /// worker keys may always join as clients).
+/// The rule is the nodes' own ([`mesh_core::identity::Allowlist`]).
 pub fn allowed(workers: &[String], clients: &[String], role: Role, key: Option<&str>) -> bool {
-    let on = |list: &[String]| key.is_some_and(|k| list.iter().any(|l| l.trim().eq_ignore_ascii_case(k)));
-    match role {
-        Role::Worker => workers.is_empty() || on(workers),
-        Role::Client => clients.is_empty() || on(clients) || (!workers.is_empty() && on(workers)),
-    }
+    let lists = mesh_core::TrustConfig { workers: workers.to_vec(), clients: clients.to_vec() };
+    lists.allowlist().admits(role, key)
 }
 
 /// Checks `admin`'s claim to the role in `room` at `epoch`: the votes that verify against the

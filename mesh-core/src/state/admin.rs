@@ -423,8 +423,7 @@ impl MeshState {
             // We keep the role: make sure the rendezvous points newcomers at us, and that the
             // rival can weigh our proof.
             self.announce_admin(now);
-            let proof = self.my_proof();
-            self.send(from, MeshMessage::AdminProof { epoch: proof.epoch, votes: proof.votes });
+            self.send_proof(from);
         }
     }
 

@@ -334,8 +334,7 @@ impl MeshState {
         self.maybe_send_peer_list(&peer);
         if self.is_admin() {
             // A rival admin weighs this node's claim by its proof: send it before any heartbeat.
-            let proof = self.my_proof();
-            self.send(&peer, MeshMessage::AdminProof { epoch: proof.epoch, votes: proof.votes });
+            self.send_proof(&peer);
         }
         self.on_admin_link_opened(now, &peer);
     }

@@ -65,18 +65,18 @@ impl MeshState {
         }
     }
 
-    /// True if `voters` are a strict majority of the present workers as this node knows them.
+    /// True if `voters` (each counted once) are a strict majority of the present workers as this
+    /// node knows them.
     fn majority<'a>(&self, voters: impl Iterator<Item = &'a PeerId>) -> bool {
-        let present = self.room.present().count();
-        let counted = voters
+        let counted: BTreeSet<&PeerId> = voters
             .filter(|v| (**v == self.cfg.me && self.cfg.role == Role::Worker) || self.is_present_worker(v))
-            .count();
-        counted * 2 > present
+            .collect();
+        counted.len() * 2 > self.room.present().count()
     }
 
-    /// True if `proof` is a strict majority's, counting its voters as they are named.
+    /// True if `proof`'s voters are a strict majority.
     pub(super) fn majority_of(&self, proof: &Proof) -> bool {
-        self.majority(proof.votes.iter().map(|v| &v.voter).collect::<BTreeSet<_>>().into_iter())
+        self.majority(proof.votes.iter().map(|v| &v.voter))
     }
 
     /// Takes `claimer`'s proof (`votes` for it at `epoch`): keeps the voters whose votes verify,
@@ -114,9 +114,8 @@ impl MeshState {
         if !self.proofs.unannounced || !self.is_admin() {
             return;
         }
-        let me = &self.cfg.me;
-        let votes = self.proofs.mine.get(&self.epoch).map(|v| v.keys().filter(|p| *p != me).count()).unwrap_or(0);
-        if (votes + 1) * 2 > self.room.present().count() {
+        let votes = self.proofs.mine.get(&self.epoch).into_iter().flat_map(|v| v.keys());
+        if self.majority(votes.chain(std::iter::once(&self.cfg.me))) {
             self.announce_admin(now);
         }
     }
@@ -192,11 +191,16 @@ impl MeshState {
 
     /// As admin: sends the proof to every linked peer and, once it holds, to the rendezvous.
     pub(super) fn publish_proof(&mut self, now: Instant) {
-        let proof = self.my_proof();
         for peer in self.linked_peers() {
-            self.send(&peer, MeshMessage::AdminProof { epoch: proof.epoch, votes: proof.votes.clone() });
+            self.send_proof(&peer);
         }
         self.announce_admin(now);
+    }
+
+    /// As admin: sends `to` this node's proof (`admin_proof`).
+    pub(super) fn send_proof(&mut self, to: &PeerId) {
+        let Proof { epoch, votes } = self.my_proof();
+        self.send(to, MeshMessage::AdminProof { epoch, votes });
     }
 
     /// As a worker following `admin` at `epoch`: votes for it unless it already did.
