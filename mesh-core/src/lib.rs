@@ -44,7 +44,10 @@ pub use signaler::{
     Announcement, Identity, Inbound, MeshAccess, NoLinks, RelayOutcome, Role, SignalError, Signaler, SignalerContext,
     SignalingEvent,
 };
-pub use state::{Action, Counters, Event, HealthRecord, MeshEvent, MeshState, StateConfig, Timing};
+pub use state::{
+    Counters, Drive, Event, HealthRecord, LinkOp, MeshEvent, MeshState, Output, SignalingOp, StateConfig, Timing,
+    Transmit,
+};
 pub use transport::{CloseReason, Link, LinkEvent, LinkHandle, SignalSink, Transport, TransportError};
 pub use wire::{MeshMessage, Proof, RelayErrorReason, Vote, MAX_EPOCH};
 

@@ -27,6 +27,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+/// How long a connection may stay silent before the server drops it (the default of
+/// `idle_timeout_ms`).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// Server settings; every limit has a safe default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -72,7 +76,7 @@ impl Default for ServerConfig {
             rate_per_sec: 100,
             rate_burst: 200,
             keepalive_interval_ms: 15_000,
-            idle_timeout_ms: 45_000,
+            idle_timeout_ms: IDLE_TIMEOUT.as_millis() as u64,
             handshake_timeout_ms: 10_000,
             max_connections: 20_000,
             max_connections_per_address: 256,

@@ -25,7 +25,8 @@ use tokio_tungstenite::tungstenite::Message;
 pub const NAME: &str = "ws";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Longest wait between reconnection rounds (the backoff doubles from 250 ms up to this).
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(10);
 /// A registration refused on reconnecting is asked for again this soon.
 const REFUSED_RETRY: Duration = Duration::from_millis(500);

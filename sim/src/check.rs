@@ -4,7 +4,7 @@
 
 use crate::net::Sessions;
 use crate::world::{Host, World};
-use mesh_core::{Action, MeshEvent, PeerId, Role, SessionId, Timing};
+use mesh_core::{LinkOp, MeshEvent, Output, PeerId, Role, SessionId, Timing};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -67,7 +67,7 @@ impl Checker {
     }
 
     /// Checks one node right after it handled an event that produced `actions`.
-    pub fn after_event(&mut self, t: u64, host: &Host, actions: &[Action]) {
+    pub fn after_event(&mut self, t: u64, host: &Host, actions: &[Output]) {
         let me = host.state.me().clone();
         self.count("no panic");
         self.count("no livelock");
@@ -78,11 +78,11 @@ impl Checker {
         let timing = Timing::default();
         for action in actions {
             match action {
-                Action::Emit(MeshEvent::LinkUp { peer, .. }) => {
+                Output::Emit(MeshEvent::LinkUp { peer, .. }) => {
                     self.ever_linked.entry(me.clone()).or_default().insert(peer.clone());
                     self.retries.remove(&(me.clone(), peer.clone()));
                 }
-                Action::Emit(MeshEvent::RetryScheduled { peer, attempt, delay }) => {
+                Output::Emit(MeshEvent::RetryScheduled { peer, attempt, delay }) => {
                     self.count("retries follow the backoff rule");
                     let base = timing.retry_initial.saturating_mul(1 << (*attempt).min(20)).min(timing.retry_max);
                     let key = (me.clone(), peer.clone());
@@ -97,7 +97,7 @@ impl Checker {
                     let due = t + delay.as_millis() as u64;
                     self.retries.insert(key, (*attempt, due));
                 }
-                Action::Dial { peer, .. } => {
+                Output::Link(LinkOp::Dial { peer, .. }) => {
                     let key = (me.clone(), peer.clone());
                     let admin = host.state.admin().0 == Some(peer);
                     if let Some((attempt, due)) = self.retries.get(&key).copied() {

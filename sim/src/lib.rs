@@ -15,6 +15,7 @@
 //! ```
 
 pub mod campaign;
+mod chain;
 pub mod check;
 mod links;
 pub mod net;

@@ -1,8 +1,8 @@
-//! Links between simulated nodes: signals by the server or a relay, the handshake that opens
-//! a link, messages on it, and its close.
+//! Links between simulated nodes: the handshake that opens a link, messages on it, and its
+//! close (signals travel as chain.rs says).
 
 use crate::world::{Item, World};
-use mesh_core::{Event, MeshMessage, PathOrder, PeerId, Role, SessionId};
+use mesh_core::{Event, MeshMessage, PeerId, SessionId, Signal, SignalBody};
 
 impl World {
     pub(crate) fn close(&mut self, from: &PeerId, peer: &PeerId, session: SessionId, reason: String) {
@@ -21,12 +21,11 @@ impl World {
                 self.push_ordered(from, peer, session, Item::Input { to: peer.clone(), inc, event });
             }
         } else if !s.open {
-            self.signal(from, peer, Event::SessionAborted { from: from.clone(), session });
+            self.send_signal(from, peer, Signal::new(session, SignalBody::Abort { reason: "closed".into() }));
         }
     }
 
-    pub(crate) fn send(&mut self, from: &PeerId, to: &PeerId, msg: MeshMessage) {
-        let Some(session) = self.hosts[from].state.link_session(to).cloned() else { return };
+    pub(crate) fn send(&mut self, from: &PeerId, to: &PeerId, session: SessionId, msg: MeshMessage) {
         let Some(s) = self.sessions.get(&session) else { return };
         if !s.live() {
             return;
@@ -48,44 +47,6 @@ impl World {
         self.at(at, item);
     }
 
-    /// Sends a signal the way the node's chain would; returns when it arrives, if a path exists.
-    pub(crate) fn signal(&mut self, from: &PeerId, to: &PeerId, event: Event) -> Option<u64> {
-        let inc_to = self.inc_of(to)?;
-        let inc_from = self.inc_of(from)?;
-        let by_server = (self.server.up && self.server.has(from, inc_from) && self.server.has(to, inc_to))
-            .then(|| self.net.server_delay(&mut self.rng) * 2);
-        let by_relay = self.relay_delay(from, to);
-        let delay = match self.hosts[from].state.path_order(to) {
-            PathOrder::RendezvousFirst => by_server.or(by_relay),
-            PathOrder::Configured => by_relay.or(by_server),
-        };
-        let Some(delay) = delay else {
-            self.log(|| format!("{from}: signal to {to} lost: no path"));
-            return None;
-        };
-        let at = if by_server == Some(delay) {
-            self.server_sends(to, inc_to, delay, event)
-        } else {
-            let at = self.t + delay;
-            self.at(at, Item::Input { to: to.clone(), inc: inc_to, event });
-            at
-        };
-        Some(at)
-    }
-
-    /// The delay through the sender's admin, if it is a live worker linked to both ends.
-    pub(crate) fn relay_delay(&mut self, from: &PeerId, to: &PeerId) -> Option<u64> {
-        let relay = self.hosts[from].state.admin().0.cloned()?;
-        let h = self.hosts.get(&relay)?;
-        if &relay == from || &relay == to || h.frozen || h.role != Role::Worker {
-            return None;
-        }
-        if !self.carries(from, &relay) || !self.carries(&relay, to) {
-            return None;
-        }
-        Some(self.net.delay(&mut self.rng, from, &relay) + self.net.delay(&mut self.rng, &relay, to))
-    }
-
     /// True when `a`'s link to `b` is live and its packets get through.
     pub fn carries(&self, a: &PeerId, b: &PeerId) -> bool {
         let Some(session) = self.hosts.get(a).and_then(|h| h.state.link_session(b)) else { return false };
@@ -102,6 +63,7 @@ impl World {
             || !up(self, &b, inc_b)
             || self.net.is_cut(&a, &b)
         {
+            self.log(|| format!("{a} and {b}: the handshake of {session} fails"));
             return; // the handshake fails: both ends give up at their set-up timeout
         }
         if let Some(s) = self.sessions.get_mut(session) {

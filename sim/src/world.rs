@@ -7,17 +7,20 @@ use crate::net::{Network, Session, Sessions};
 use crate::rng::Rng;
 use crate::schedule::Net;
 use crate::server::Server;
-use mesh_core::{Action, Event, MeshEvent, MeshMessage, MeshState, PeerId, RegistryPage, Role, SessionId};
+use mesh_core::{
+    Event, LinkOp, MeshEvent, MeshMessage, MeshState, Output, PeerId, RegistryPage, Role, SessionId, Signal, SignalBody,
+    SignalingOp, Transmit,
+};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::{Duration, Instant};
 
 /// How long a link attempt may take before the driver gives it up (the node's set-up timeout).
-pub const SETUP_TIMEOUT_MS: u64 = 10_000;
+pub const SETUP_TIMEOUT_MS: u64 = mesh_core::node::SETUP_TIMEOUT.as_millis() as u64;
 /// How long the server keeps a silent connection (a frozen process) before dropping it.
-pub const SERVER_IDLE_MS: u64 = 45_000;
+pub const SERVER_IDLE_MS: u64 = signaling_ws::server::IDLE_TIMEOUT.as_millis() as u64;
 /// Longest reconnect backoff of a node's WebSocket.
-pub const RECONNECT_MAX_MS: u64 = 10_000;
+pub const RECONNECT_MAX_MS: u64 = signaling_ws::signaler::BACKOFF_MAX.as_millis() as u64;
 /// A handshake (ICE, DTLS, SCTP) takes this many round trips after the answer arrives.
 const HANDSHAKE_RTTS: u64 = 3;
 
@@ -86,6 +89,8 @@ pub(crate) enum Item {
     Unflap(PeerId, PeerId),
     /// Deliver what is due on the ordered stream from one node to another.
     Pump(PeerId, PeerId),
+    /// The relay signaler's timeout for a relayed signal.
+    RelayTimeout(u64),
 }
 
 struct Queued {
@@ -143,6 +148,9 @@ pub struct World {
     pub(crate) server_fifo: BTreeMap<PeerId, u64>,
     /// Ordered streams by direction.
     pub(crate) pipes: BTreeMap<(PeerId, PeerId), crate::pipe::Pipe>,
+    /// Signals on their way by relay, by envelope id.
+    pub(crate) relaying: BTreeMap<u64, crate::chain::Relaying>,
+    pub(crate) next_relay: u64,
 }
 
 impl World {
@@ -167,6 +175,8 @@ impl World {
             next_query: 1,
             pipes: BTreeMap::new(),
             server_fifo: BTreeMap::new(),
+            relaying: BTreeMap::new(),
+            next_relay: 0,
         }
     }
 
@@ -231,10 +241,7 @@ impl World {
         match item {
             Item::Input { to, event, .. } => self.handle(&to, event),
             Item::LinkMsg { to, from, session, msg, .. } => {
-                // The driver hands a message on only if it came over the session that is the link.
-                if self.hosts[&to].state.link_session(&from) == Some(&session) {
-                    self.handle(&to, Event::Message { from, msg });
-                }
+                self.handle(&to, Event::Message { from, session, msg });
             }
             Item::Tick { to, .. } => {
                 if self.hosts[&to].tick_at.is_some_and(|t| t <= self.t) {
@@ -268,6 +275,7 @@ impl World {
             }
             Item::Unflap(a, b) => self.net.flap(&a, &b, false),
             Item::Pump(from, to) => self.pump(&from, &to),
+            Item::RelayTimeout(id) => self.relay_timed_out(id),
         }
     }
 
@@ -282,10 +290,7 @@ impl World {
             self.checker.fail(self.t, "no panic", format!("{to}'s state machine panicked"));
             return;
         }
-        let mut actions = Vec::new();
-        while let Some(a) = self.hosts.get_mut(to).and_then(|h| h.state.poll_action()) {
-            actions.push(a);
-        }
+        let actions = self.hosts.get_mut(to).map(|h| h.state.drain_all()).unwrap_or_default();
         let t = self.t;
         if let Some(host) = self.hosts.get(to) {
             self.checker.after_event(t, host, &actions);
@@ -313,10 +318,10 @@ impl World {
         }
     }
 
-    fn carry_out(&mut self, from: &PeerId, action: Action) {
+    fn carry_out(&mut self, from: &PeerId, output: Output) {
         let Some(inc) = self.inc_of(from) else { return };
-        match action {
-            Action::Dial { peer, session } => {
+        match output {
+            Output::Link(LinkOp::Dial { peer, session, .. }) => {
                 self.log(|| format!("{from} dials {peer} ({session})"));
                 self.checker.count("session ids unique");
                 if self.sessions.contains_key(&session) {
@@ -339,40 +344,43 @@ impl World {
                     self.t + SETUP_TIMEOUT_MS,
                     Item::SetupTimeout { to: from.clone(), inc, session: session.clone() },
                 );
-                self.signal(from, &peer, Event::OfferReceived { from: from.clone(), session });
+                self.send_signal(from, &peer, Signal::new(session, SignalBody::Offer { sdp: String::new() }));
             }
-            Action::Accept { peer, session } => {
+            Output::Link(LinkOp::Accept { peer, session, .. }) => {
                 let Some(s) = self.sessions.get_mut(&session) else { return };
                 s.answerer.1 = Some(inc);
                 self.at(
                     self.t + SETUP_TIMEOUT_MS,
                     Item::SetupTimeout { to: from.clone(), inc, session: session.clone() },
                 );
-                let answer = Event::AnswerReceived { from: from.clone(), session: session.clone() };
-                if let Some(arrives) = self.signal(from, &peer, answer) {
-                    let rtt = 2 * self.net.base(from, &peer);
-                    self.at(arrives + HANDSHAKE_RTTS * rtt, Item::Connect(session));
-                }
+                self.send_signal(from, &peer, Signal::new(session, SignalBody::Answer { sdp: String::new() }));
             }
-            Action::Reject { peer, session, .. } => {
+            Output::Link(LinkOp::Signal { peer, session, body: SignalBody::Answer { .. } }) => {
+                // The offerer took the answer: the handshake (ICE, DTLS, SCTP) runs now.
+                self.log(|| format!("{from} takes {peer}'s answer ({session})"));
+                let rtt = 2 * self.net.base(from, &peer);
+                self.at(self.t + HANDSHAKE_RTTS * rtt, Item::Connect(session));
+            }
+            Output::Link(LinkOp::Signal { .. }) => {}
+            Output::Link(LinkOp::Reject { peer, session, reason }) => {
                 if let Some(s) = self.sessions.get_mut(&session) {
                     s.close(from);
                 }
-                self.signal(from, &peer, Event::SessionAborted { from: from.clone(), session });
+                self.send_signal(from, &peer, Signal::new(session, SignalBody::Abort { reason }));
             }
-            Action::Close { peer, session, reason } => self.close(from, &peer, session, reason),
-            Action::Send { to, msg } => {
+            Output::Link(LinkOp::Close { peer, session, reason }) => self.close(from, &peer, session, reason),
+            Output::Send(Transmit { to, session, msg }) => {
                 if !matches!(msg, MeshMessage::Heartbeat { .. }) {
                     self.log(|| format!("{from} -> {to}: {}", serde_json::to_string(&msg).unwrap_or_default()));
                 }
-                self.send(from, &to, msg)
+                self.send(from, &to, session, msg)
             }
-            Action::Announce(what) => {
+            Output::Signaling(SignalingOp::Announce(what)) => {
                 self.log(|| format!("{from} announces {what:?} to the server"));
                 self.announce(from, inc, what)
             }
-            Action::DeliverSignal { .. } | Action::RelayAnswered { .. } => {}
-            Action::Emit(event) => self.on_emit(from, event),
+            Output::Signaling(SignalingOp::RelayAnswered { id, outcome }) => self.relay_answered(from, id, outcome),
+            Output::Emit(event) => self.on_emit(from, event),
         }
     }
 

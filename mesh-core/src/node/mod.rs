@@ -5,8 +5,11 @@
 //! dropping the node (or [`MeshNode::abort`], a simulated crash) ends them without goodbyes.
 
 mod driver;
+mod io;
 mod session;
 mod starting;
+
+pub use starting::SETUP_TIMEOUT;
 
 use crate::chain::{PathCounters, SignalerChain};
 use crate::config::MeshConfig;
@@ -19,10 +22,9 @@ use crate::signal::Signal;
 use crate::signaler::{Identity, MeshAccess, RelayOutcome, SignalError, Signaler, SignalerContext};
 use crate::state::{Counters, HealthRecord, MeshEvent, StateConfig, Timing};
 use crate::transport::Transport;
-use crate::wire::MeshMessage;
 use bytes::Bytes;
 use session::Outgoing;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -77,19 +79,22 @@ pub struct Snapshot {
     pub routes: BTreeMap<PeerId, String>,
 }
 
-/// What the driver shares with handles and relaying signalers.
+/// What the driver publishes for relaying signalers.
 #[derive(Default)]
 struct Shared {
     admin: Option<PeerId>,
-    writers: HashMap<PeerId, mpsc::Sender<session::Outgoing>>,
-    relay_waiters: HashMap<u64, (PeerId, oneshot::Sender<RelayOutcome>)>,
-    next_relay_id: u64,
+    linked: Vec<PeerId>,
 }
 
-/// The [`MeshAccess`] a node gives its signalers.
+/// Relay requests waiting for the driver; more are refused (the relay signaler falls back).
+const RELAY_QUEUE: usize = 256;
+
+/// The [`MeshAccess`] a node gives its signalers: reads what the driver published, and hands
+/// relay requests to the driver, which feeds them to the state machine.
 struct Access {
-    me: PeerId,
     shared: Arc<Mutex<Shared>>,
+    requests: mpsc::Sender<io::RelayRequest>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl MeshAccess for Access {
@@ -98,20 +103,17 @@ impl MeshAccess for Access {
     }
 
     fn linked_peers(&self) -> Vec<PeerId> {
-        self.shared.lock().map(|s| s.writers.keys().cloned().collect()).unwrap_or_default()
+        self.shared.lock().map(|s| s.linked.clone()).unwrap_or_default()
     }
 
     fn relay(&self, via: &PeerId, to: &PeerId, signal: Signal) -> Option<oneshot::Receiver<RelayOutcome>> {
-        let mut shared = self.shared.lock().ok()?;
-        // Waiters whose signaler gave up (its timeout passed) are dropped here, not kept forever.
-        shared.relay_waiters.retain(|_, (_, tx)| !tx.is_closed());
-        let writer = shared.writers.get(via)?.clone();
-        shared.next_relay_id += 1;
-        let id = shared.next_relay_id;
-        let msg = MeshMessage::Relay { id, to: to.clone(), from: self.me.clone(), signal };
-        writer.try_send(session::Outgoing::Reliable(msg.encode().into())).ok()?;
-        let (tx, rx) = oneshot::channel();
-        shared.relay_waiters.insert(id, (via.clone(), tx));
+        if !self.shared.lock().ok()?.linked.contains(via) {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let (reply, rx) = oneshot::channel();
+        let request = io::RelayRequest { id, via: via.clone(), to: to.clone(), signal, reply };
+        self.requests.try_send(request).ok()?;
         Some(rx)
     }
 }
@@ -215,9 +217,10 @@ impl MeshNode {
         let chain = SignalerChain::new(signalers, options.signal_timeout);
         let chain = Arc::new(chain.signed(key.clone(), identity.room.clone(), identity.peer.clone()));
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
-        let access = Arc::new(Access { me: identity.peer.clone(), shared: shared.clone() });
-        let ctx = SignalerContext { identity: identity.clone(), inbox: inbox_tx.clone(), mesh: access };
+        let (inbox_tx, inbox) = mpsc::channel(INBOX);
+        let (requests, relays) = mpsc::channel(RELAY_QUEUE);
+        let access = Arc::new(Access { shared: shared.clone(), requests, next_id: Default::default() });
+        let ctx = SignalerContext { identity: identity.clone(), inbox: inbox_tx, mesh: access };
         if let Err(err) = chain.start(ctx).instrument(span.clone()).await {
             chain.stop().await;
             return Err(err.into());
@@ -247,8 +250,8 @@ impl MeshNode {
             transport,
             chain,
             shared,
-            inbox_tx,
-            inbox_rx,
+            inbox,
+            relays,
             commands: commands_rx,
             events: events.clone(),
             snapshot: snapshot_tx,

@@ -16,29 +16,43 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 /// Longest a transport may take to start an attempt.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Signals held per starting attempt (an offer's candidates); more are dropped.
 const MAX_EARLY_SIGNALS: usize = 64;
 
-/// A finished set-up: the attempt and its link, or why it failed.
+/// Where an attempt's outgoing signals come from, and how they travel.
+pub(super) type SignalsOut = (mpsc::Receiver<SignalBody>, crate::PathOrder);
+
+/// A set-up that ended: ready (its link, its signals, its span and the signals that arrived
+/// meanwhile), or why not.
 pub(super) struct Started {
     pub(super) peer: PeerId,
     pub(super) session: SessionId,
-    pub(super) signals_out: (mpsc::Receiver<SignalBody>, crate::PathOrder),
-    pub(super) span: tracing::Span,
-    pub(super) result: Result<LinkHandle, String>,
+    pub(super) result: Result<(LinkHandle, SignalsOut, tracing::Span, Vec<SignalBody>), Failed>,
+}
+
+/// Why a set-up gave no attempt to run.
+pub(super) enum Failed {
+    /// The attempt was closed while it started; its link, if it got one, must be closed.
+    Cancelled(Option<Arc<dyn Link>>),
+    /// The transport failed, timed out, or its task panicked.
+    Error(String),
 }
 
 struct Pending {
     peer: PeerId,
     early: Vec<SignalBody>,
     cancelled: bool,
+    signals_out: SignalsOut,
+    span: tracing::Span,
 }
 
 /// Every attempt being set up.
 #[derive(Default)]
 pub(super) struct Starting {
-    tasks: JoinSet<Started>,
+    tasks: JoinSet<(SessionId, Result<LinkHandle, String>)>,
+    /// Which attempt each task sets up, so a task that panics still ends its attempt.
+    by_task: HashMap<tokio::task::Id, SessionId>,
     pending: HashMap<SessionId, Pending>,
 }
 
@@ -48,30 +62,28 @@ impl Starting {
         &mut self,
         peer: PeerId,
         session: SessionId,
-        signals_out: (mpsc::Receiver<SignalBody>, crate::PathOrder),
+        signals_out: SignalsOut,
         span: tracing::Span,
         attempt: F,
     ) where
         F: Future<Output = Result<LinkHandle, crate::TransportError>> + Send + 'static,
     {
-        self.pending.insert(session.clone(), Pending { peer: peer.clone(), early: Vec::new(), cancelled: false });
         let task_span = span.clone();
-        self.tasks.spawn(
+        let pending = Pending { peer, early: Vec::new(), cancelled: false, signals_out, span };
+        self.pending.insert(session.clone(), pending);
+        let id = session.clone();
+        let task = self.tasks.spawn(
             async move {
                 let result = match tokio::time::timeout(SETUP_TIMEOUT, attempt).await {
                     Ok(Ok(handle)) => Ok(handle),
                     Ok(Err(err)) => Err(err.to_string()),
                     Err(_) => Err("transport setup timed out".into()),
                 };
-                Started { peer, session, signals_out, span, result }
+                (id, result)
             }
             .instrument(task_span),
         );
-    }
-
-    /// True while `session` is being set up.
-    pub(super) fn contains(&self, session: &SessionId) -> bool {
-        self.pending.contains_key(session)
+        self.by_task.insert(task.id(), session);
     }
 
     /// Holds a signal from `from` for a starting `session`; false if there is no such attempt.
@@ -100,13 +112,30 @@ impl Starting {
         }
     }
 
-    /// The next finished set-up (pending forever while none is running).
+    /// The next set-up that ended; `None` when none is running (the caller polls this only
+    /// while [`Starting::is_empty`] is false).
     pub(super) async fn next(&mut self) -> Option<Started> {
         loop {
-            match self.tasks.join_next().await? {
-                Ok(started) => return Some(started),
-                Err(err) => tracing::warn!(error = %err, "a link set-up task ended abnormally"),
-            }
+            let (session, result) = match self.tasks.join_next_with_id().await? {
+                Ok((id, (session, result))) => {
+                    self.by_task.remove(&id);
+                    (session, result)
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "a link set-up task ended abnormally");
+                    let Some(session) = self.by_task.remove(&err.id()) else { continue };
+                    (session, Err(format!("link set-up task ended abnormally: {err}")))
+                }
+            };
+            let Some(p) = self.pending.remove(&session) else { continue };
+            let peer = p.peer.clone();
+            let result = match (result, p.cancelled) {
+                (Ok(handle), false) => Ok((handle, p.signals_out, p.span, p.early)),
+                (Ok(handle), true) => Err(Failed::Cancelled(Some(handle.link))),
+                (Err(_), true) => Err(Failed::Cancelled(None)),
+                (Err(reason), false) => Err(Failed::Error(reason)),
+            };
+            return Some(Started { peer, session, result });
         }
     }
 
@@ -115,10 +144,11 @@ impl Starting {
         self.tasks.is_empty()
     }
 
-    /// Takes the bookkeeping of a finished set-up: the signals held for it, or `None` if the
-    /// attempt was closed meanwhile (its link, if any, must then be closed by the caller).
-    pub(super) fn finish(&mut self, session: &SessionId) -> Option<Vec<SignalBody>> {
-        self.pending.remove(session).filter(|p| !p.cancelled).map(|p| p.early)
+    /// Ends every set-up still running.
+    pub(super) async fn shutdown(&mut self) {
+        self.tasks.shutdown().await;
+        self.pending.clear();
+        self.by_task.clear();
     }
 }
 

@@ -22,7 +22,7 @@
 //!   followed, naming the one it stepped down for, sends this node to verify that one). Clients'
 //!   heartbeats carry no authority at all.
 
-use super::{Action, MeshEvent, MeshState};
+use super::{MeshEvent, MeshState};
 use crate::id::PeerId;
 use crate::signaler::{Announcement, Role};
 use crate::wire::MeshMessage;
@@ -98,7 +98,7 @@ impl MeshState {
         }
         if self.is_admin() {
             tracing::info!(admin = %admin, "stepping down: another admin holds the role");
-            self.push(Action::Announce(Announcement::Withdraw));
+            self.announce(Announcement::Withdraw);
         }
         self.verify = None;
         self.set_admin(Some(admin.clone()), false);
@@ -341,7 +341,7 @@ impl MeshState {
         self.room.remove(&candidate);
         if let Some(session) = self.peers.get(&candidate).and_then(|e| super::links::session_of(&e.link)).cloned() {
             let reason = "did not answer admin_verify".to_string();
-            self.push(Action::Close { peer: candidate.clone(), session, reason });
+            self.close(&candidate, &session, reason);
         }
         self.peers.remove(&candidate);
         self.elect_admin(now);
@@ -451,7 +451,7 @@ impl MeshState {
         let proof = self.my_proof();
         self.proofs.unannounced = !self.majority_of(&proof);
         if !self.proofs.unannounced {
-            self.push(Action::Announce(Announcement::Admin(proof)));
+            self.announce(Announcement::Admin(proof));
         }
     }
 

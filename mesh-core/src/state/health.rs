@@ -70,6 +70,7 @@ impl MeshState {
         self.fire_heartbeats(now);
         self.fire_link_timers(now);
         self.fire_verify_timer(now);
+        self.expire_relays(now);
         if self.next_health.is_some_and(|t| t <= now) {
             self.next_health = Some(now + self.cfg.timing.health_interval);
             let record = self.health_record();

@@ -9,7 +9,7 @@
 //! - A lost link is retried with exponential backoff (`retry_initial` doubling up to `retry_max`,
 //!   minus up to 20% jitter); the retry is cancelled when the link comes back or the peer leaves.
 
-use super::{Action, LinkState, MeshEvent, MeshState, PeerEntry};
+use super::{LinkOp, LinkState, MeshEvent, MeshState, PeerEntry};
 use crate::id::PeerId;
 use crate::room::MemberInfo;
 use crate::signal::SessionId;
@@ -196,7 +196,7 @@ impl MeshState {
         if let Some(entry) = self.peers.remove(peer) {
             if let Some(session) = session_of(&entry.link) {
                 let reason = "peer left the room".to_string();
-                self.push(Action::Close { peer: peer.clone(), session: session.clone(), reason: reason.clone() });
+                self.close(peer, session, reason.clone());
                 if matches!(entry.link, LinkState::Up { .. }) {
                     self.emit(MeshEvent::LinkDown { peer: peer.clone(), reason });
                 }
@@ -252,13 +252,20 @@ impl MeshState {
             entry.answer_due = answer_due;
         }
         self.counters.dials += 1;
-        self.push(Action::Dial { peer: peer.clone(), session });
+        let order = self.path_order(peer);
+        self.link_op(LinkOp::Dial { peer: peer.clone(), session, order });
     }
 
-    pub(super) fn on_offer(&mut self, now: Instant, from: PeerId, session: SessionId) {
+    pub(super) fn on_offer(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        session: SessionId,
+        offer: crate::signal::SignalBody,
+    ) {
         if from == self.cfg.me || session.offerer != from || self.cfg.role == Role::Client {
             let reason = "offer refused: not a valid offer for this node".to_string();
-            self.push(Action::Reject { peer: from, session, reason });
+            self.link_op(LinkOp::Reject { peer: from, session, reason });
             return;
         }
         self.expect(now, &from);
@@ -268,7 +275,7 @@ impl MeshState {
                 if self.cfg.me < from {
                     // Crossing offers: the lower peer id's offer wins, and that is ours.
                     let reason = "crossing offers: the lower peer id's offer wins".to_string();
-                    self.push(Action::Reject { peer: from, session, reason });
+                    self.link_op(LinkOp::Reject { peer: from, session, reason });
                     return;
                 }
                 Some(mine.clone())
@@ -276,7 +283,7 @@ impl MeshState {
             LinkState::Accepting { session: current } | LinkState::Up { session: current, .. } => {
                 if current.offerer == from && current.seq >= session.seq {
                     let reason = "stale offer".to_string();
-                    self.push(Action::Reject { peer: from, session, reason });
+                    self.link_op(LinkOp::Reject { peer: from, session, reason });
                     return;
                 }
                 Some(current.clone())
@@ -287,13 +294,14 @@ impl MeshState {
         entry.link = LinkState::Accepting { session: session.clone() };
         if let Some(old) = replace {
             let reason = "superseded by a newer offer".to_string();
-            self.push(Action::Close { peer: from.clone(), session: old, reason: reason.clone() });
+            self.close(&from, &old, reason.clone());
             if was_up {
                 self.emit(MeshEvent::LinkDown { peer: from.clone(), reason });
             }
         }
         self.counters.accepts += 1;
-        self.push(Action::Accept { peer: from, session });
+        let order = self.path_order(&from);
+        self.link_op(LinkOp::Accept { peer: from, session, offer, order });
     }
 
     pub(super) fn on_aborted(&mut self, now: Instant, from: &PeerId, session: &SessionId) {
@@ -301,7 +309,7 @@ impl MeshState {
         if current.as_ref() == Some(session) {
             // Close our end too: the transport session must not outlive the state's view of it.
             let reason = "peer aborted the session".to_string();
-            self.push(Action::Close { peer: from.clone(), session: session.clone(), reason: reason.clone() });
+            self.close(from, session, reason.clone());
             self.on_link_closed(now, from, session, reason);
         }
     }
@@ -310,7 +318,7 @@ impl MeshState {
         let matches = self.peers.get(&peer).and_then(|e| session_of(&e.link)) == Some(&session);
         if !matches {
             let reason = "stale session".to_string();
-            self.push(Action::Close { peer, session, reason });
+            self.close(&peer, &session, reason);
             return;
         }
         let Some(entry) = self.peers.get_mut(&peer) else { return };
@@ -373,7 +381,14 @@ impl MeshState {
         }
     }
 
+    /// Closes the link or attempt `session` to `peer`; envelopes relayed on it get no answer.
+    pub(super) fn close(&mut self, peer: &PeerId, session: &SessionId, reason: String) {
+        self.fail_relays_on(session);
+        self.link_op(LinkOp::Close { peer: peer.clone(), session: session.clone(), reason });
+    }
+
     pub(super) fn on_link_closed(&mut self, now: Instant, peer: &PeerId, session: &SessionId, reason: String) {
+        self.fail_relays_on(session);
         let Some(entry) = self.peers.get(peer) else { return };
         if session_of(&entry.link) != Some(session) {
             return; // an abandoned attempt; nothing depended on it
@@ -406,7 +421,7 @@ impl MeshState {
     /// Closes the link to `peer` (heartbeat silence) and treats it as lost.
     pub(super) fn drop_link(&mut self, now: Instant, peer: &PeerId, reason: &str) {
         let Some(session) = self.peers.get(peer).and_then(|e| session_of(&e.link)).cloned() else { return };
-        self.push(Action::Close { peer: peer.clone(), session: session.clone(), reason: reason.into() });
+        self.close(peer, &session, reason.into());
         self.on_link_closed(now, peer, &session, reason.into());
     }
 
@@ -447,7 +462,7 @@ impl MeshState {
         for (peer, session) in unanswered {
             tracing::info!(%peer, after = ?self.cfg.timing.answer_wait, "no answer by the rendezvous; asking again by relay");
             let reason = "no answer by the rendezvous; dialing again by relay".to_string();
-            self.push(Action::Close { peer: peer.clone(), session, reason });
+            self.close(&peer, &session, reason);
             if let Some(entry) = self.peers.get_mut(&peer) {
                 entry.relay_first = true;
                 entry.answer_due = None;
@@ -509,7 +524,7 @@ impl MeshState {
             if let Some(entry) = self.peers.remove(&peer) {
                 if let Some(session) = session_of(&entry.link) {
                     let reason = "a client links to its admin only".to_string();
-                    self.push(Action::Close { peer: peer.clone(), session: session.clone(), reason: reason.clone() });
+                    self.close(&peer, session, reason.clone());
                     if matches!(entry.link, LinkState::Up { .. }) {
                         self.emit(MeshEvent::LinkDown { peer, reason });
                     }

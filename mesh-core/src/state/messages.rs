@@ -2,20 +2,20 @@
 //!
 //! `from` is always the peer of the link the message came over, so a message can never speak for
 //! another peer: records are accepted only from their owner, goodbyes only from the leaver, and a
-//! relay envelope whose `from` is not its link's peer is refused with `relay_error`.
+//! relay envelope whose `from` is not its link's peer is refused with `relay_error` (relay.rs).
 
-use super::{Action, MeshEvent, MeshState};
+use super::{MeshEvent, MeshState};
 use crate::id::PeerId;
 use crate::query::RegistryPage;
-use crate::signal::Signal;
+use crate::signal::SessionId;
 use crate::signaler::RelayOutcome;
-use crate::wire::{MeshMessage, RelayErrorReason};
+use crate::wire::MeshMessage;
 use std::time::Instant;
 
 impl MeshState {
-    pub(super) fn on_message(&mut self, now: Instant, from: PeerId, msg: MeshMessage) {
-        if !self.is_linked(&from) {
-            tracing::debug!(%from, kind = msg.kind(), "message from a peer without an open link; ignored");
+    pub(super) fn on_message(&mut self, now: Instant, from: PeerId, session: &SessionId, msg: MeshMessage) {
+        if self.link_session(&from) != Some(session) {
+            tracing::debug!(%from, %session, kind = msg.kind(), "message on an attempt that is not the link; dropped");
             return;
         }
         self.heard_from(now, &from);
@@ -30,13 +30,9 @@ impl MeshState {
             MeshMessage::PeerJoined { .. } => self.refuse(&from, "peer_joined", "only the admin this node follows"),
             MeshMessage::PeerLeft { peer } if peer == from => self.on_peer_left(now, &peer),
             MeshMessage::PeerLeft { .. } => self.refuse(&from, "peer_left", "only the leaver may say it left"),
-            MeshMessage::Relay { id, to, from: origin, signal } => self.on_relay(from, id, to, origin, signal),
-            MeshMessage::RelayAck { id } => {
-                self.push(Action::RelayAnswered { relay: from, id, outcome: RelayOutcome::Delivered })
-            }
-            MeshMessage::RelayError { id, reason } => {
-                self.push(Action::RelayAnswered { relay: from, id, outcome: RelayOutcome::Refused(reason) })
-            }
+            MeshMessage::Relay { id, to, from: origin, signal } => self.on_relay(now, from, id, to, origin, signal),
+            MeshMessage::RelayAck { id } => self.on_relay_answer(&from, id, RelayOutcome::Delivered),
+            MeshMessage::RelayError { id, reason } => self.on_relay_answer(&from, id, RelayOutcome::Refused(reason)),
             MeshMessage::Heartbeat { admin, epoch, admin_linked, links, .. } => {
                 self.on_heartbeat(now, &from, admin, epoch, (admin_linked, links))
             }
@@ -63,40 +59,6 @@ impl MeshState {
                 self.on_registry_answer(&from, id, RegistryPage { workers, total_count, matched_count })
             }
             MeshMessage::App { body } => self.emit(MeshEvent::AppMessage { from, body }),
-        }
-    }
-
-    /// A relay envelope over the link to `link_peer`: either for us, or for us to forward.
-    fn on_relay(&mut self, link_peer: PeerId, id: u64, to: PeerId, origin: PeerId, signal: Signal) {
-        if to == self.cfg.me {
-            if origin == self.cfg.me {
-                return self.refuse(&link_peer, "relay", "a relayed signal claiming to come from this node");
-            }
-            if origin != link_peer && !self.is_present_worker(&link_peer) {
-                return self.refuse(&link_peer, "relay", "only workers relay signals of others");
-            }
-            if !self.accepts_signal(&origin, &signal, Some(&link_peer), None) {
-                return;
-            }
-            self.push(Action::DeliverSignal { from: origin, signal });
-            return;
-        }
-        let reason = if origin != link_peer {
-            self.refuse(&link_peer, "relay", "an envelope to forward must come from its sender");
-            Some(RelayErrorReason::SpoofedSender)
-        } else if to == link_peer {
-            Some(RelayErrorReason::Invalid)
-        } else if !self.is_linked(&to) {
-            Some(RelayErrorReason::NotLinked)
-        } else {
-            None
-        };
-        match reason {
-            Some(reason) => self.send(&link_peer, MeshMessage::RelayError { id, reason }),
-            None => {
-                self.send(&to, MeshMessage::Relay { id, to: to.clone(), from: origin, signal });
-                self.send(&link_peer, MeshMessage::RelayAck { id });
-            }
         }
     }
 

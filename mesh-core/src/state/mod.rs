@@ -14,18 +14,23 @@ mod authority;
 mod health;
 mod links;
 mod messages;
+mod output;
 mod proof;
 mod queries;
+mod relay;
+mod signals;
 #[cfg(test)]
 mod tests;
 
 pub use health::{HealthRecord, PeerHealth};
+pub use output::{Drive, LinkOp, Output, SignalingOp, Transmit};
+pub use relay::RELAY_FORGET;
 
 use crate::id::{PeerId, RoomId};
 use crate::query::{RegistryFilter, RegistryPage};
 use crate::room::{MemberInfo, RoomState, WorkerRecord};
 use crate::signal::{SessionId, Signal};
-use crate::signaler::{Announcement, RelayOutcome, Role};
+use crate::signaler::{Announcement, Role};
 use crate::wire::MeshMessage;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -109,26 +114,26 @@ pub enum Event {
     /// The rendezvous says this worker announced itself admin (a hint: clients follow it,
     /// workers keep their own election).
     AdminAnnounced(PeerId),
-    /// The answer to one of this node's offers arrived.
-    AnswerReceived {
-        /// Sender.
+    /// A signaler delivered a signal (it is checked against the sender's key here).
+    Signal {
+        /// Sender, as the path authenticated it.
         from: PeerId,
-        /// The session it answers.
-        session: SessionId,
+        /// The signal.
+        signal: Signal,
+        /// The key the rendezvous bound to `from`, if it says (how a client's key arrives).
+        key: Option<String>,
     },
-    /// An offer arrived for a new session (the driver keeps the offer body).
-    OfferReceived {
-        /// Sender.
-        from: PeerId,
-        /// The session it opens.
-        session: SessionId,
-    },
-    /// The peer abandoned one of its sessions with us.
-    SessionAborted {
-        /// Sender.
-        from: PeerId,
-        /// The session.
-        session: SessionId,
+    /// The relay signaler asks for `signal` to reach `to` by the open link to `via`; the
+    /// outcome comes back as [`SignalingOp::RelayAnswered`] with `id`.
+    Relay {
+        /// The envelope's id, chosen by the asker.
+        id: u64,
+        /// The linked peer that relays.
+        via: PeerId,
+        /// The recipient.
+        to: PeerId,
+        /// The signal, signed.
+        signal: Signal,
     },
     /// A link opened.
     LinkOpened {
@@ -146,12 +151,23 @@ pub enum Event {
         /// Why, for logs.
         reason: String,
     },
-    /// A mesh message arrived over the open link to `from`.
+    /// A mesh message arrived over the link `session` to `from` (ignored unless that is the
+    /// open link to `from`).
     Message {
         /// The link's peer (authenticated by the link).
         from: PeerId,
+        /// The link it came over.
+        session: SessionId,
         /// The message.
         msg: MeshMessage,
+    },
+    /// Bytes that are not a mesh message (malformed, unknown type, over the size limit) came
+    /// over the link `session` to `from`: counted as a refusal.
+    Garbled {
+        /// The link's peer.
+        from: PeerId,
+        /// The link it came over.
+        session: SessionId,
     },
     /// The user changed this worker's record (status or metadata); the version is bumped here.
     RecordChanged(WorkerRecord),
@@ -169,70 +185,6 @@ pub enum Event {
     Leave,
     /// Time passed; fire whatever timers are due.
     Tick,
-}
-
-/// Something the driver must do, taken from [`MeshState::poll_action`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Start a link attempt to `peer` as the offering side.
-    Dial {
-        /// Peer to dial.
-        peer: PeerId,
-        /// Session of the new attempt.
-        session: SessionId,
-    },
-    /// Answer the stashed offer of `session`.
-    Accept {
-        /// Offerer.
-        peer: PeerId,
-        /// Session.
-        session: SessionId,
-    },
-    /// Refuse the stashed offer of `session` (tell the offerer, drop the offer).
-    Reject {
-        /// Offerer.
-        peer: PeerId,
-        /// Session.
-        session: SessionId,
-        /// Why, sent along and logged.
-        reason: String,
-    },
-    /// Close a link or abandon an attempt.
-    Close {
-        /// Peer.
-        peer: PeerId,
-        /// Session.
-        session: SessionId,
-        /// Why, for logs.
-        reason: String,
-    },
-    /// Send a mesh message over the open link to `to`.
-    Send {
-        /// Recipient (must be linked).
-        to: PeerId,
-        /// What to send.
-        msg: MeshMessage,
-    },
-    /// Tell the signalers something (admin role taken, leaving).
-    Announce(Announcement),
-    /// A relayed signal for this node: handle it as if signaling had delivered it.
-    DeliverSignal {
-        /// Original sender, authenticated by the relay.
-        from: PeerId,
-        /// The signal.
-        signal: Signal,
-    },
-    /// A relay answered one of this node's envelopes.
-    RelayAnswered {
-        /// The relay.
-        relay: PeerId,
-        /// Envelope id.
-        id: u64,
-        /// What became of it.
-        outcome: RelayOutcome,
-    },
-    /// Something a user of the node may want to know.
-    Emit(MeshEvent),
 }
 
 /// Events a user of the mesh observes.
@@ -393,7 +345,9 @@ pub struct MeshState {
     departed: std::collections::BTreeSet<PeerId>,
     /// Refusals already logged at WARN, by sender and reason.
     refusals_logged: std::collections::BTreeSet<(PeerId, &'static str)>,
-    actions: std::collections::VecDeque<Action>,
+    /// This node's relay envelopes waiting for an answer.
+    relays: relay::Relays,
+    out: output::Outputs,
 }
 
 impl MeshState {
@@ -438,7 +392,8 @@ impl MeshState {
             keys: BTreeMap::new(),
             client_keys: BTreeMap::new(),
             proofs: Default::default(),
-            actions: Default::default(),
+            relays: Default::default(),
+            out: Default::default(),
         }
     }
 
@@ -452,12 +407,15 @@ impl MeshState {
             Event::PeerJoined(member) => self.on_peer_joined(now, member, true),
             Event::PeerLeft(peer) => self.on_peer_left(now, &peer),
             Event::AdminAnnounced(peer) => self.on_admin_announced(now, peer),
-            Event::OfferReceived { from, session } => self.on_offer(now, from, session),
-            Event::AnswerReceived { from, session } => self.on_answer(&from, &session),
-            Event::SessionAborted { from, session } => self.on_aborted(now, &from, &session),
+            Event::Signal { from, signal, key } => self.on_signal(now, from, signal, key),
+            Event::Relay { id, via, to, signal } => self.on_relay_request(now, id, via, to, signal),
             Event::LinkOpened { peer, session } => self.on_link_opened(now, peer, session),
             Event::LinkClosed { peer, session, reason } => self.on_link_closed(now, &peer, &session, reason),
-            Event::Message { from, msg } => self.on_message(now, from, msg),
+            Event::Message { from, session, msg } => self.on_message(now, from, &session, msg),
+            Event::Garbled { from, session } if self.link_session(&from) == Some(&session) => {
+                self.refuse(&from, "message", "bytes that are not a mesh message, or over the size limit")
+            }
+            Event::Garbled { .. } => {}
             Event::RecordChanged(record) => self.on_record_changed(record),
             Event::QueryRegistry { id, filter, deadline } => self.on_query_registry(now, id, filter, deadline),
             Event::Leave => self.on_leave(),
@@ -472,11 +430,6 @@ impl MeshState {
         self.announce_if_due(now);
     }
 
-    /// The next queued action, if any.
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
-    }
-
     /// The earliest time at which [`Event::Tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut times: Vec<Instant> = self.next_heartbeat.into_iter().chain(self.next_health).collect();
@@ -488,6 +441,7 @@ impl MeshState {
             times.push(s.deadline);
         }
         times.extend(self.queries.values().map(|q| q.deadline));
+        times.extend(self.relays.next_deadline());
         for entry in self.peers.values() {
             match &entry.link {
                 LinkState::Waiting { dial_at } => times.push(*dial_at),
@@ -564,18 +518,6 @@ impl MeshState {
         self.counters
     }
 
-    fn push(&mut self, action: Action) {
-        self.actions.push_back(action);
-    }
-
-    fn emit(&mut self, event: MeshEvent) {
-        self.push(Action::Emit(event));
-    }
-
-    fn send(&mut self, to: &PeerId, msg: MeshMessage) {
-        self.push(Action::Send { to: to.clone(), msg });
-    }
-
     fn new_session(&mut self) -> SessionId {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -621,11 +563,11 @@ impl MeshState {
         for peer in self.linked_peers() {
             self.send(&peer, MeshMessage::PeerLeft { peer: self.cfg.me.clone() });
         }
-        self.push(Action::Announce(Announcement::Leaving));
+        self.announce(Announcement::Leaving);
         let sessions: Vec<(PeerId, SessionId)> =
             self.peers.iter().filter_map(|(p, e)| links::session_of(&e.link).map(|s| (p.clone(), s.clone()))).collect();
         for (peer, session) in sessions {
-            self.push(Action::Close { peer, session, reason: "leaving".into() });
+            self.link_op(LinkOp::Close { peer, session, reason: "leaving".into() });
         }
         // The peer table stays as it is: the driver resolves each goodbye above to its link when
         // it carries the actions out, after this returns (clearing it here lost every goodbye).

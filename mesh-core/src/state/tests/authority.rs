@@ -3,9 +3,10 @@
 //! well-formed messages from a rogue client and a rogue worker changes nothing it may not.
 
 use super::sim::{peer, Sim};
+use super::{drain, offer, on_link, Out};
 use crate::signal::{Signal, SignalBody};
 use crate::signaler::Role;
-use crate::state::{Action, Event, MeshState, StateConfig, Timing};
+use crate::state::{Event, LinkOp, MeshState, StateConfig, Timing, Transmit};
 use crate::wire::MeshMessage;
 use crate::{MemberInfo, RoomId, SessionId, WorkerRecord, WorkerStatus};
 use std::time::{Duration, Instant};
@@ -24,10 +25,6 @@ fn state(me: &str, role: Role) -> MeshState {
     })
 }
 
-fn drain(s: &mut MeshState) -> Vec<Action> {
-    std::iter::from_fn(|| s.poll_action()).collect()
-}
-
 /// A record claiming to be newer than anything, for a worker about to leave.
 fn forged() -> WorkerRecord {
     WorkerRecord { version: u64::MAX / 2, status: WorkerStatus::Leaving, ..Sim::record(0) }
@@ -42,7 +39,7 @@ fn admin_linked(now: Instant) -> MeshState {
     }
     for p in ["w2", "w3", "c"] {
         let session = SessionId { offerer: peer(p), seq: 1 };
-        s.handle(now, Event::OfferReceived { from: peer(p), session: session.clone() });
+        s.handle(now, offer(peer(p), session.clone()));
         s.handle(now, Event::LinkOpened { peer: peer(p), session });
     }
     drain(&mut s);
@@ -56,7 +53,7 @@ fn worker_linked(now: Instant) -> MeshState {
     let members = ["w0", "w2"].iter().map(|n| MemberInfo::new(peer(n), Sim::record(0))).collect();
     s.handle(now, Event::Registered { members, admin: Some(peer("w0")) });
     for a in drain(&mut s) {
-        if let Action::Dial { peer, session } = a {
+        if let Out::Link(LinkOp::Dial { peer, session, .. }) = a {
             s.handle(now, Event::LinkOpened { peer, session });
         }
     }
@@ -82,14 +79,14 @@ fn b25_discovery_is_taken_only_from_the_admin_this_node_follows() {
         MeshMessage::PeerList { admin: peer("w2"), peers: vec![forged_member.clone(), newcomer.clone()] },
         MeshMessage::PeerList { admin: peer("w0"), peers: vec![newcomer.clone()] }, // w2 speaking for w0
     ] {
-        s.handle(now, Event::Message { from: peer("w2"), msg });
+        s.handle(now, on_link(&s, peer("w2"), msg));
     }
     assert_eq!(s.room_state().get(&peer("w0")).cloned(), before, "the admin's record is untouched");
     assert!(s.room_state().get(&peer("w9")).is_none(), "no worker made up by a non-admin");
-    assert!(!drain(&mut s).iter().any(|a| matches!(a, Action::Dial { .. })), "nothing dialed on its word");
+    assert!(!drain(&mut s).iter().any(|a| matches!(a, Out::Link(LinkOp::Dial { .. }))), "nothing dialed on its word");
     assert_eq!(s.counters().refused, 4);
     // The admin itself may.
-    s.handle(now, Event::Message { from: peer("w0"), msg: MeshMessage::PeerJoined { member: newcomer } });
+    s.handle(now, on_link(&s, peer("w0"), MeshMessage::PeerJoined { member: newcomer }));
     assert!(s.room_state().get(&peer("w9")).is_some());
     assert_eq!(s.counters().refused, 4);
 }
@@ -99,11 +96,8 @@ fn b25_records_and_goodbyes_only_from_their_owner() {
     let now = Instant::now();
     let mut s = worker_linked(now);
     let before = s.room_state().get(&peer("w0")).cloned();
-    s.handle(
-        now,
-        Event::Message { from: peer("w2"), msg: MeshMessage::RoomState { peer: peer("w0"), record: forged() } },
-    );
-    s.handle(now, Event::Message { from: peer("w2"), msg: MeshMessage::PeerLeft { peer: peer("w0") } });
+    s.handle(now, on_link(&s, peer("w2"), MeshMessage::RoomState { peer: peer("w0"), record: forged() }));
+    s.handle(now, on_link(&s, peer("w2"), MeshMessage::PeerLeft { peer: peer("w0") }));
     assert_eq!(s.room_state().get(&peer("w0")).cloned(), before);
     assert!(s.is_linked(&peer("w0")), "w0 is still linked");
     assert_eq!(s.counters().refused, 2);
@@ -114,14 +108,19 @@ fn b25_a_client_cannot_hand_over_a_signal_in_someone_elses_name() {
     let now = Instant::now();
     let mut s = admin_linked(now);
     let relay = |from: &str| MeshMessage::Relay { id: 7, to: peer("w0"), from: peer(from), signal: abort("w2") };
-    s.handle(now, Event::Message { from: peer("c"), msg: relay("w2") });
+    s.handle(now, on_link(&s, peer("c"), relay("w2")));
     let actions = drain(&mut s);
-    assert!(!actions.iter().any(|a| matches!(a, Action::DeliverSignal { .. })), "{actions:?}");
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Out::Link(LinkOp::Close { reason, .. }) if reason == "peer aborted the session")),
+        "{actions:?}"
+    );
     assert_eq!(s.counters().refused, 1);
     assert!(s.is_linked(&peer("w2")));
     // A worker's own signal over its own link is delivered.
-    s.handle(now, Event::Message { from: peer("w2"), msg: relay("w2") });
-    assert!(drain(&mut s).iter().any(|a| matches!(a, Action::DeliverSignal { from, .. } if *from == peer("w2"))));
+    s.handle(now, on_link(&s, peer("w2"), relay("w2")));
+    assert!(drain(&mut s).iter().any(|a| matches!(a, Out::Link(LinkOp::Close { peer: p, reason, .. }) if *p == peer("w2") && reason == "peer aborted the session")));
 }
 
 #[test]
@@ -135,8 +134,8 @@ fn b25_a_registry_answer_counts_only_from_the_peer_asked() {
         matched_count: 0,
         links: Default::default(),
     };
-    s.handle(now, Event::Message { from: peer("w2"), msg: answer });
-    assert!(drain(&mut s).iter().all(|a| !matches!(a, Action::Emit(crate::MeshEvent::Registry { .. }))));
+    s.handle(now, on_link(&s, peer("w2"), answer));
+    assert!(drain(&mut s).iter().all(|a| !matches!(a, Out::Emit(crate::MeshEvent::Registry { .. }))));
     assert_eq!(s.counters().refused, 1);
 }
 
@@ -221,7 +220,7 @@ fn b25_a_storm_of_random_messages_from_a_rogue_client_and_worker_changes_nothing
         let (sender, targets): (&str, &[&str]) = if r.next() % 2 == 0 { ("c", &["w0"]) } else { ("zed", &honest) };
         let to = r.pick(targets);
         let msg = random_message(&mut r, sender);
-        sim.deliver(to, Event::Message { from: peer(sender), msg });
+        sim.deliver_msg(to, sender, msg);
         sim.settle();
         if r.next() % 50 == 0 {
             sim.advance(Duration::from_millis(100));
@@ -247,7 +246,7 @@ fn b18_the_admin_hands_the_role_only_to_a_rival_that_claims_it_itself() {
     sim.form(&["w0", "w1", "w2"]);
     // w2 says w1 holds the role at a later epoch; w1 says nothing of the kind.
     let claim = MeshMessage::Heartbeat { seq: 1, admin: Some(peer("w1")), epoch: 5, admin_linked: true, links: None };
-    sim.deliver("w0", Event::Message { from: peer("w2"), msg: claim });
+    sim.deliver_msg("w0", "w2", claim);
     sim.settle();
     sim.advance(Duration::from_secs(5));
     for name in ["w0", "w1", "w2"] {
@@ -270,12 +269,19 @@ fn b25_a_relayed_signal_must_carry_its_origins_signature() {
         let member = MemberInfo { key: Some(key.public_hex()), ..MemberInfo::new(peer(w), record) };
         s.handle(now, Event::PeerJoined(member));
         let session = SessionId { offerer: peer(w), seq: 1 };
-        s.handle(now, Event::OfferReceived { from: peer(w), session: session.clone() });
+        let mut offer = Signal::new(session.clone(), SignalBody::Offer { sdp: "v=0".into() });
+        offer.sig = Some(key.sign(&room, &peer(w), &peer("w0"), &offer));
+        s.handle(now, Event::Signal { from: peer(w), signal: offer, key: None });
         s.handle(now, Event::LinkOpened { peer: peer(w), session });
     }
     drain(&mut s);
+    assert_eq!(s.linked_peers().len(), 2, "the signed offers were taken");
     let relay = |signal: Signal| MeshMessage::Relay { id: 1, to: peer("w0"), from: peer("w2"), signal };
-    let delivered = |s: &mut MeshState| drain(s).iter().any(|a| matches!(a, Action::DeliverSignal { .. }));
+    let delivered = |s: &mut MeshState| {
+        drain(s)
+            .iter()
+            .any(|a| matches!(a, Out::Link(LinkOp::Close { reason, .. }) if reason == "peer aborted the session"))
+    };
     // w3 hands over an abort "from w2": unsigned, signed by w3 itself, or w2's signature on
     // another body. None is delivered.
     let unsigned = abort("w2");
@@ -285,7 +291,7 @@ fn b25_a_relayed_signal_must_carry_its_origins_signature() {
     altered.sig = Some(w2_key.sign(&room, &peer("w2"), &peer("w0"), &altered));
     altered.body = SignalBody::Offer { sdp: "v=0 with the relay's own fingerprint".into() };
     for forged in [unsigned, by_w3, altered] {
-        s.handle(now, Event::Message { from: peer("w3"), msg: relay(forged) });
+        s.handle(now, on_link(&s, peer("w3"), relay(forged)));
         assert!(!delivered(&mut s));
     }
     assert_eq!(s.counters().refused, 3);
@@ -295,7 +301,7 @@ fn b25_a_relayed_signal_must_carry_its_origins_signature() {
     // w2's own signature, relayed by w3 untouched: delivered.
     let mut genuine = abort("w2");
     genuine.sig = Some(w2_key.sign(&room, &peer("w2"), &peer("w0"), &genuine));
-    s.handle(now, Event::Message { from: peer("w3"), msg: relay(genuine) });
+    s.handle(now, on_link(&s, peer("w3"), relay(genuine)));
     assert!(delivered(&mut s));
 }
 
@@ -315,15 +321,15 @@ fn b25_a_record_counts_only_as_its_owner_signed_it_even_from_the_admin() {
     let (w0, w2) = (signed(&w0_key, "w0", Sim::record(0)), signed(&w2_key, "w2", Sim::record(0)));
     s.handle(now, Event::Registered { members: vec![w0, w2.clone()], admin: Some(peer("w0")) });
     for a in drain(&mut s) {
-        if let Action::Dial { peer, session } = a {
+        if let Out::Link(LinkOp::Dial { peer, session, .. }) = a {
             s.handle(now, Event::LinkOpened { peer, session });
         }
     }
     // w0 answers the verification: w1's queries go to a verified admin.
     for a in drain(&mut s) {
-        if let Action::Send { msg: MeshMessage::AdminVerify { id, .. }, .. } = a {
+        if let Out::Send(Transmit { msg: MeshMessage::AdminVerify { id, .. }, .. }) = a {
             let ack = MeshMessage::AdminVerifyAck { id, admin: Some(peer("w0")), epoch: 0, votes: vec![] };
-            s.handle(now, Event::Message { from: peer("w0"), msg: ack });
+            s.handle(now, on_link(&s, peer("w0"), ack));
         }
     }
     assert_eq!(s.admin(), (Some(&peer("w0")), true));
@@ -333,13 +339,7 @@ fn b25_a_record_counts_only_as_its_owner_signed_it_even_from_the_admin() {
     let mut altered = w2.clone();
     altered.record.version = 99;
     altered.record.status = WorkerStatus::Leaving;
-    s.handle(
-        now,
-        Event::Message {
-            from: peer("w0"),
-            msg: MeshMessage::PeerList { admin: peer("w0"), peers: vec![altered.clone()] },
-        },
-    );
+    s.handle(now, on_link(&s, peer("w0"), MeshMessage::PeerList { admin: peer("w0"), peers: vec![altered.clone()] }));
     assert_eq!(s.room_state().get(&peer("w2")).cloned(), genuine, "the record stays as w2 signed it");
     s.handle(now, Event::QueryRegistry { id: 1, filter: Default::default(), deadline: now + Duration::from_secs(5) });
     drain(&mut s);
@@ -350,18 +350,15 @@ fn b25_a_record_counts_only_as_its_owner_signed_it_even_from_the_admin() {
         matched_count: 1,
         links: Default::default(),
     };
-    s.handle(now, Event::Message { from: peer("w0"), msg: answer });
+    s.handle(now, on_link(&s, peer("w0"), answer));
     let page = drain(&mut s).into_iter().find_map(|a| match a {
-        Action::Emit(crate::MeshEvent::Registry { page, .. }) => Some(page),
+        Out::Emit(crate::MeshEvent::Registry { page, .. }) => Some(page),
         _ => None,
     });
     assert_eq!(page.map(|p| p.workers.len()), Some(0), "the altered record is left out of the answer");
     assert_eq!(s.counters().refused, 2);
     // A newer record w2 signed itself is taken, whoever carries it.
     let newer = signed(&w2_key, "w2", WorkerRecord { version: 2, status: WorkerStatus::Busy, ..Sim::record(0) });
-    s.handle(
-        now,
-        Event::Message { from: peer("w0"), msg: MeshMessage::PeerList { admin: peer("w0"), peers: vec![newer] } },
-    );
+    s.handle(now, on_link(&s, peer("w0"), MeshMessage::PeerList { admin: peer("w0"), peers: vec![newer] }));
     assert_eq!(s.room_state().get(&peer("w2")).map(|r| r.status), Some(WorkerStatus::Busy));
 }

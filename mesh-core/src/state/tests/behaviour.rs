@@ -1,9 +1,11 @@
 //! One test (at least) per behaviour of docs/BEHAVIOUR.md 5–25, named after it.
 
 use super::sim::{peer, Sim, CONNECT_TIMEOUT};
+use super::{drain, offer, on_link, sent, signal, Out};
+use crate::signal::SignalBody;
 use crate::signaler::Role;
 use crate::state::links::retry_base;
-use crate::state::{Action, Event, MeshEvent, MeshState, StateConfig, Timing};
+use crate::state::{Event, LinkOp, MeshEvent, MeshState, StateConfig, Timing, Transmit};
 use crate::wire::{MeshMessage, RelayErrorReason};
 use crate::{RoomId, SessionId};
 use std::time::Duration;
@@ -72,9 +74,10 @@ fn b07_newcomer_dials_every_worker_the_rendezvous_names_at_once() {
     let members = NAMES[..4].iter().map(|n| crate::MemberInfo::new(peer(n), Sim::record(0))).collect();
     s.handle(std::time::Instant::now(), Event::Registered { members, admin: Some(peer("w0")) });
     // No link is open yet, and no peer list has come: the rendezvous' list is enough.
-    let dialed: Vec<String> = std::iter::from_fn(|| s.poll_action())
+    let dialed: Vec<String> = drain(&mut s)
+        .into_iter()
         .filter_map(|a| match a {
-            Action::Dial { peer, .. } => Some(peer.to_string()),
+            Out::Link(LinkOp::Dial { peer, .. }) => Some(peer.to_string()),
             _ => None,
         })
         .collect();
@@ -99,30 +102,31 @@ fn b07_an_offer_the_rendezvous_did_not_get_answered_is_made_again_by_relay() {
     let now = std::time::Instant::now();
     let members = NAMES[..3].iter().map(|n| crate::MemberInfo::new(peer(n), Sim::record(0))).collect();
     s.handle(now, Event::Registered { members, admin: Some(peer("w0")) });
-    let dials: Vec<(String, SessionId)> = std::iter::from_fn(|| s.poll_action())
+    let dials: Vec<(String, SessionId)> = drain(&mut s)
+        .into_iter()
         .filter_map(|a| match a {
-            Action::Dial { peer, session } => Some((peer.to_string(), session)),
+            Out::Link(LinkOp::Dial { peer, session, .. }) => Some((peer.to_string(), session)),
             _ => None,
         })
         .collect();
     assert_eq!(s.path_order(&peer("w1")), crate::PathOrder::RendezvousFirst, "introduced, never linked");
     // w0 and w1 answer; w2 (its server connection cut, say) never hears the offer.
     for (name, session) in &dials[..2] {
-        s.handle(now, Event::AnswerReceived { from: peer(name), session: session.clone() });
+        s.handle(now, signal(peer(name), session.clone(), SignalBody::Answer { sdp: "v=0".into() }));
     }
     s.handle(now + timing.answer_wait - Duration::from_millis(1), Event::Tick);
-    assert!(std::iter::from_fn(|| s.poll_action()).all(|a| !matches!(a, Action::Dial { .. })), "not yet");
+    assert!(drain(&mut s).into_iter().all(|a| !matches!(a, Out::Link(LinkOp::Dial { .. }))), "not yet");
     s.handle(now + timing.answer_wait, Event::Tick);
-    let actions: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+    let actions = drain(&mut s);
     let redialed: Vec<&str> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::Dial { peer, .. } => Some(peer.as_str()),
+            Out::Link(LinkOp::Dial { peer, .. }) => Some(peer.as_str()),
             _ => None,
         })
         .collect();
     assert_eq!(redialed, ["w2"], "only the unanswered offer is made again, without waiting out a backoff");
-    assert!(actions.iter().any(|a| matches!(a, Action::Close { session, .. } if *session == dials[2].1)));
+    assert!(actions.iter().any(|a| matches!(a, Out::Link(LinkOp::Close { session, .. }) if *session == dials[2].1)));
     assert_eq!(s.path_order(&peer("w2")), crate::PathOrder::Configured, "this time by relay first");
     assert_eq!(s.path_order(&peer("w1")), crate::PathOrder::RendezvousFirst);
 }
@@ -160,21 +164,26 @@ fn b08_crossing_offers_resolve_to_one_link_lower_id_wins() {
         s.handle(now, Event::Registered { members: vec![], admin: None });
         s.handle(now, Event::PeerJoined(crate::MemberInfo::new(peer(other), Sim::record(0))));
         s.handle(now + Timing::default().offer_wait, Event::Tick); // offer wait over: we dial
-        let mine = std::iter::from_fn(|| s.poll_action())
+        let mine = drain(&mut s)
+            .into_iter()
             .find_map(|a| match a {
-                Action::Dial { session, .. } => Some(session),
+                Out::Link(LinkOp::Dial { session, .. }) => Some(session),
                 _ => None,
             })
             .expect("dials after offer_wait");
         let theirs = SessionId { offerer: peer(other), seq: 1 };
-        s.handle(now, Event::OfferReceived { from: peer(other), session: theirs.clone() });
-        let actions: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+        s.handle(now, offer(peer(other), theirs.clone()));
+        let actions = drain(&mut s);
         if mine_wins {
-            assert!(actions.iter().any(|a| matches!(a, Action::Reject { session, .. } if *session == theirs)));
-            assert!(!actions.iter().any(|a| matches!(a, Action::Accept { .. })));
+            assert!(actions
+                .iter()
+                .any(|a| matches!(a, Out::Link(LinkOp::Reject { session, .. }) if *session == theirs)));
+            assert!(!actions.iter().any(|a| matches!(a, Out::Link(LinkOp::Accept { .. }))));
         } else {
-            assert!(actions.iter().any(|a| matches!(a, Action::Close { session, .. } if *session == mine)));
-            assert!(actions.iter().any(|a| matches!(a, Action::Accept { session, .. } if *session == theirs)));
+            assert!(actions.iter().any(|a| matches!(a, Out::Link(LinkOp::Close { session, .. }) if *session == mine)));
+            assert!(actions
+                .iter()
+                .any(|a| matches!(a, Out::Link(LinkOp::Accept { session, .. }) if *session == theirs)));
         }
     }
 }
@@ -372,11 +381,11 @@ fn b15_a_leaving_worker_addresses_its_goodbyes_to_links_that_still_resolve() {
     let now = sim.now;
     let node = sim.nodes.get_mut(&peer("w0")).expect("w0");
     node.handle(now, Event::Leave);
-    let actions: Vec<Action> = std::iter::from_fn(|| node.poll_action()).collect();
+    let actions = drain(node);
     let goodbyes: Vec<&crate::PeerId> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { to, msg: crate::MeshMessage::PeerLeft { .. } } => Some(to),
+            Out::Send(Transmit { to, msg: crate::MeshMessage::PeerLeft { .. }, .. }) => Some(to),
             _ => None,
         })
         .collect();
@@ -480,49 +489,41 @@ fn b25_relay_stamps_sender_and_rejects_spoofed_from() {
     // Honest envelope from w1 for w2: forwarded and acknowledged.
     admin.handle(
         now,
-        Event::Message {
-            from: peer("w1"),
-            msg: MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() },
-        },
+        on_link(
+            &admin,
+            peer("w1"),
+            MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() },
+        ),
     );
-    let acts: Vec<Action> = std::iter::from_fn(|| admin.poll_action()).collect();
-    assert!(acts.contains(&Action::Send {
-        to: peer("w2"),
-        msg: MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() }
-    }));
-    assert!(acts.contains(&Action::Send { to: peer("w1"), msg: MeshMessage::RelayAck { id: 1 } }));
+    let acts = drain(admin);
+    assert!(sent(&acts).contains(&(
+        peer("w2"),
+        MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() }
+    )));
+    assert!(sent(&acts).contains(&(peer("w1"), MeshMessage::RelayAck { id: 1 })));
     // Spoofed: w1 claims to be w2.
     admin.handle(
         now,
-        Event::Message {
-            from: peer("w1"),
-            msg: MeshMessage::Relay { id: 2, to: peer("w2"), from: peer("w9"), signal: signal.clone() },
-        },
+        on_link(
+            &admin,
+            peer("w1"),
+            MeshMessage::Relay { id: 2, to: peer("w2"), from: peer("w9"), signal: signal.clone() },
+        ),
     );
-    let acts: Vec<Action> = std::iter::from_fn(|| admin.poll_action()).collect();
+    let acts = drain(admin);
+    assert_eq!(acts.len(), 1);
     assert_eq!(
-        acts,
-        vec![Action::Send {
-            to: peer("w1"),
-            msg: MeshMessage::RelayError { id: 2, reason: RelayErrorReason::SpoofedSender }
-        }]
+        sent(&acts),
+        vec![(peer("w1"), MeshMessage::RelayError { id: 2, reason: RelayErrorReason::SpoofedSender })]
     );
     // Unknown target.
     admin.handle(
         now,
-        Event::Message {
-            from: peer("w1"),
-            msg: MeshMessage::Relay { id: 3, to: peer("nobody"), from: peer("w1"), signal },
-        },
+        on_link(&admin, peer("w1"), MeshMessage::Relay { id: 3, to: peer("nobody"), from: peer("w1"), signal }),
     );
-    let acts: Vec<Action> = std::iter::from_fn(|| admin.poll_action()).collect();
-    assert_eq!(
-        acts,
-        vec![Action::Send {
-            to: peer("w1"),
-            msg: MeshMessage::RelayError { id: 3, reason: RelayErrorReason::NotLinked }
-        }]
-    );
+    let acts = drain(admin);
+    assert_eq!(acts.len(), 1);
+    assert_eq!(sent(&acts), vec![(peer("w1"), MeshMessage::RelayError { id: 3, reason: RelayErrorReason::NotLinked })]);
 }
 
 #[test]
@@ -532,14 +533,11 @@ fn b25_messages_cannot_speak_for_another_peer() {
     let w0 = sim.nodes.get_mut(&peer("w0")).unwrap();
     let mut forged = Sim::record(999);
     forged.version = 50;
-    w0.handle(
-        now,
-        Event::Message { from: peer("w1"), msg: MeshMessage::RoomState { peer: peer("w2"), record: forged } },
-    );
-    w0.handle(now, Event::Message { from: peer("w1"), msg: MeshMessage::PeerLeft { peer: peer("w2") } });
+    w0.handle(now, on_link(&w0, peer("w1"), MeshMessage::RoomState { peer: peer("w2"), record: forged }));
+    w0.handle(now, on_link(&w0, peer("w1"), MeshMessage::PeerLeft { peer: peer("w2") }));
     assert_eq!(w0.room_state().get(&peer("w2")).unwrap().priority, 0);
     assert!(w0.is_linked(&peer("w2")));
     // A peer without a link cannot talk at all.
-    w0.handle(now, Event::Message { from: peer("stranger"), msg: MeshMessage::PeerLeft { peer: peer("stranger") } });
-    assert!(std::iter::from_fn(|| w0.poll_action()).all(|a| !matches!(a, Action::Send { .. })));
+    w0.handle(now, on_link(&w0, peer("stranger"), MeshMessage::PeerLeft { peer: peer("stranger") }));
+    assert!(drain(w0).into_iter().all(|a| !matches!(a, Out::Send(Transmit { .. }))));
 }

@@ -3,8 +3,10 @@
 //! always names the admin the room settled on (docs/BEHAVIOUR.md 15–23).
 
 use super::sim::{peer, Sim};
+use super::{drain, on_link, signal, Out};
+use crate::signal::SignalBody;
 use crate::signaler::Role;
-use crate::state::{Action, Event, MeshEvent};
+use crate::state::{Event, LinkOp, MeshEvent, Transmit};
 use crate::{RegistryFilter, WorkerStatus};
 use std::time::Duration;
 
@@ -227,10 +229,10 @@ fn b21_an_abort_for_an_open_link_closes_it() {
     let now = sim.now;
     let w0 = sim.nodes.get_mut(&peer("w0")).expect("w0");
     let session = w0.link_session(&peer("w1")).cloned().expect("linked");
-    w0.handle(now, Event::SessionAborted { from: peer("w1"), session: session.clone() });
-    let actions: Vec<Action> = std::iter::from_fn(|| w0.poll_action()).collect();
+    w0.handle(now, signal(peer("w1"), session.clone(), SignalBody::Abort { reason: "x".into() }));
+    let actions = drain(w0);
     assert!(
-        actions.iter().any(|a| matches!(a, Action::Close { session: s, .. } if *s == session)),
+        actions.iter().any(|a| matches!(a, Out::Link(LinkOp::Close { session: s, .. }) if *s == session)),
         "the transport session is closed too: {actions:?}"
     );
 }
@@ -245,14 +247,11 @@ fn b16_a_joiner_asked_to_verify_before_its_admin_link_opens_does_not_take_the_ro
     assert!(!sim.node("w9").is_linked(&peer("w0")));
     let now = sim.now;
     let w9 = sim.nodes.get_mut(&peer("w9")).expect("w9");
-    w9.handle(
-        now,
-        Event::Message { from: peer("w1"), msg: crate::MeshMessage::AdminVerify { id: 5, epoch: 0, vote: None } },
-    );
-    let actions: Vec<Action> = std::iter::from_fn(|| w9.poll_action()).collect();
+    w9.handle(now, on_link(&w9, peer("w1"), crate::MeshMessage::AdminVerify { id: 5, epoch: 0, vote: None }));
+    let actions = drain(w9);
     assert_eq!(w9.admin().0, Some(&peer("w0")), "the room's admin is alive: w9 keeps following it");
     let ack = actions.iter().find_map(|a| match a {
-        Action::Send { msg: crate::MeshMessage::AdminVerifyAck { admin, .. }, .. } => Some(admin.clone()),
+        Out::Send(Transmit { msg: crate::MeshMessage::AdminVerifyAck { admin, .. }, .. }) => Some(admin.clone()),
         _ => None,
     });
     assert_eq!(ack, Some(Some(peer("w0"))), "it answers with the admin it follows");

@@ -1,10 +1,12 @@
 //! A deterministic simulated room of state machines.
 
+use super::{drain, Out};
 use crate::id::{PeerId, RoomId};
 use crate::room::{MemberInfo, Metadata, WorkerRecord};
 use crate::signal::SessionId;
+use crate::signal::{Signal, SignalBody};
 use crate::signaler::{Announcement, Role};
-use crate::state::{Action, Event, MeshEvent, MeshState, StateConfig, Timing};
+use crate::state::{Event, LinkOp, MeshEvent, MeshState, SignalingOp, StateConfig, Timing, Transmit};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -181,9 +183,10 @@ impl Sim {
             let mut any = false;
             let names: Vec<PeerId> = self.nodes.keys().cloned().collect();
             for name in names {
-                while let Some(action) = self.nodes.get_mut(&name).and_then(|n| n.poll_action()) {
+                let outs = self.nodes.get_mut(&name).map(drain).unwrap_or_default();
+                for out in outs {
                     any = true;
-                    self.carry_out(&name, action);
+                    self.carry_out(&name, out);
                 }
             }
             if !any && self.queue.is_empty() {
@@ -193,13 +196,20 @@ impl Sim {
         panic!("room did not settle");
     }
 
-    fn carry_out(&mut self, from: &PeerId, action: Action) {
-        match action {
-            Action::Dial { peer, session } => {
+    fn carry_out(&mut self, from: &PeerId, out: Out) {
+        let signal = |from: &PeerId, session: SessionId, body| Event::Signal {
+            from: from.clone(),
+            signal: Signal::new(session, body),
+            key: None,
+        };
+        let abort = || SignalBody::Abort { reason: "x".into() };
+        match out {
+            Out::Link(LinkOp::Dial { peer, session, .. }) => {
                 self.dials.push((self.now, from.clone(), peer.clone()));
-                self.queue.push_back((peer, Event::OfferReceived { from: from.clone(), session }));
+                let offer = SignalBody::Offer { sdp: "v=0".into() };
+                self.queue.push_back((peer, signal(from, session, offer)));
             }
-            Action::Accept { peer, session } => {
+            Out::Link(LinkOp::Accept { peer, session, .. }) => {
                 if self.is_cut(from, &peer) || !self.nodes.contains_key(&peer) {
                     let closed =
                         Event::LinkClosed { peer: peer.clone(), session: session.clone(), reason: "timeout".into() };
@@ -216,23 +226,23 @@ impl Sim {
                     .push_back((from.clone(), Event::LinkOpened { peer: peer.clone(), session: session.clone() }));
                 self.queue.push_back((peer, Event::LinkOpened { peer: from.clone(), session }));
             }
-            Action::Reject { peer, session, .. } => {
-                self.queue.push_back((peer, Event::SessionAborted { from: from.clone(), session }));
+            Out::Link(LinkOp::Reject { peer, session, .. }) => {
+                self.queue.push_back((peer, signal(from, session, abort())));
             }
-            Action::Close { peer, session, reason } => {
+            Out::Link(LinkOp::Close { peer, session, reason }) => {
                 if self.open.remove(&session).is_some() {
                     self.queue.push_back((peer, Event::LinkClosed { peer: from.clone(), session, reason }));
                 } else {
-                    self.queue.push_back((peer, Event::SessionAborted { from: from.clone(), session }));
+                    self.queue.push_back((peer, signal(from, session, abort())));
                 }
             }
-            Action::Send { to, msg } => {
-                let linked = self.open.values().any(|(a, b)| (a == from && b == &to) || (a == &to && b == from));
-                if linked && !self.is_cut(from, &to) {
-                    self.queue.push_back((to, Event::Message { from: from.clone(), msg }));
+            Out::Link(LinkOp::Signal { .. }) => {}
+            Out::Send(Transmit { to, session, msg }) => {
+                if self.open.contains_key(&session) && !self.is_cut(from, &to) {
+                    self.queue.push_back((to, Event::Message { from: from.clone(), session, msg }));
                 }
             }
-            Action::Announce(Announcement::Admin(_)) => {
+            Out::Signaling(SignalingOp::Announce(Announcement::Admin(_))) => {
                 self.rendezvous_admin = Some(from.clone());
                 for (p, _) in self.registered.clone() {
                     if &p != from {
@@ -240,14 +250,14 @@ impl Sim {
                     }
                 }
             }
-            Action::Announce(Announcement::Withdraw) => {
+            Out::Signaling(SignalingOp::Announce(Announcement::Withdraw)) => {
                 if self.rendezvous_admin.as_ref() == Some(from) {
                     self.rendezvous_admin = None;
                 }
             }
-            Action::Announce(Announcement::Leaving) => self.deregister(from),
-            Action::DeliverSignal { .. } | Action::RelayAnswered { .. } => {}
-            Action::Emit(event) => self.log.push((self.now, from.clone(), event)),
+            Out::Signaling(SignalingOp::Announce(Announcement::Leaving)) => self.deregister(from),
+            Out::Signaling(SignalingOp::RelayAnswered { .. }) => {}
+            Out::Emit(event) => self.log.push((self.now, from.clone(), event)),
         }
     }
 
@@ -309,6 +319,12 @@ impl Sim {
     /// Queues `event` for `name` (delivered at the next settle).
     pub fn deliver(&mut self, name: &str, event: Event) {
         self.queue.push_back((peer(name), event));
+    }
+
+    /// Delivers `msg` from `from` to `to` as if it came over their open link.
+    pub fn deliver_msg(&mut self, to: &str, from: &str, msg: crate::MeshMessage) {
+        let event = super::on_link(&self.nodes[&peer(to)], peer(from), msg);
+        self.queue.push_back((peer(to), event));
     }
 
     /// Events of `name` logged after `since`.

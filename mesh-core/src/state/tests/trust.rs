@@ -3,10 +3,11 @@
 //! with the lowest priority, each claiming for itself, for a third party and with huge numbers.
 
 use super::sim::{peer, Sim};
+use super::{drain, on_link, Out};
 use crate::identity::{Allowlist, NodeKey};
 use crate::signal::{Signal, SignalBody};
 use crate::signaler::Role;
-use crate::state::{Action, Event, MeshState, StateConfig, Timing};
+use crate::state::{Event, LinkOp, MeshState, SignalingOp, StateConfig, Timing, Transmit};
 use crate::wire::{MeshMessage, Vote};
 use crate::{MemberInfo, RegistryFilter, RoomId, SessionId, WorkerRecord};
 use std::collections::BTreeMap;
@@ -50,17 +51,20 @@ impl Keys {
         })
     }
 
+    /// An offer from `from` to `to`, signed by `from`; `bound` is the key the rendezvous hands along.
+    fn offer(&self, from: &'static str, to: &str, session: &SessionId, bound: Option<String>) -> Event {
+        let mut signal = Signal::new(session.clone(), SignalBody::Offer { sdp: "v=0".into() });
+        signal.sig = Some(self.0[from].sign(&room(), &peer(from), &peer(to), &signal));
+        Event::Signal { from: peer(from), signal, key: bound }
+    }
+
     fn vote(&self, voter: &'static str, epoch: u64, admin: &str) -> Vote {
         Vote { voter: peer(voter), sig: Some(self.0[voter].sign_vote(&room(), epoch, &peer(admin))) }
     }
 }
 
-fn drain(s: &mut MeshState) -> Vec<Action> {
-    std::iter::from_fn(|| s.poll_action()).collect()
-}
-
 fn msg(s: &mut MeshState, now: Instant, from: &str, msg: MeshMessage) {
-    s.handle(now, Event::Message { from: peer(from), msg });
+    s.handle(now, on_link(&s, peer(from), msg));
 }
 
 /// Workers w0 (admin, priority 50), w1 (40), w2 (30) and rogue r (priority 1), and client c.
@@ -89,11 +93,11 @@ fn linked(keys: &Keys, me: &'static str, now: Instant) -> MeshState {
     }
     for n in &others {
         let session = SessionId { offerer: peer(n), seq: 1 };
-        s.handle(now, Event::OfferReceived { from: peer(n), session: session.clone() });
+        s.handle(now, keys.offer(n, me, &session, None));
         s.handle(now, Event::LinkOpened { peer: peer(n), session });
     }
     for a in drain(&mut s) {
-        if let Action::Send { msg: MeshMessage::AdminVerify { id, .. }, .. } = a {
+        if let Out::Send(Transmit { msg: MeshMessage::AdminVerify { id, .. }, .. }) = a {
             let votes = vec![keys.vote("w0", 0, "w0"), keys.vote("w1", 0, "w0"), keys.vote("w2", 0, "w0")];
             msg(&mut s, now, "w0", MeshMessage::AdminVerifyAck { id, admin: Some(peer("w0")), epoch: 0, votes });
         }
@@ -106,10 +110,9 @@ fn linked(keys: &Keys, me: &'static str, now: Instant) -> MeshState {
 /// The client `c` opens a link to `s` (its offer signed by `c`, its key bound by the rendezvous).
 fn client_links(keys: &Keys, s: &mut MeshState, now: Instant) {
     let session = SessionId { offerer: peer("c"), seq: 1 };
-    let mut offer = Signal::new(session.clone(), SignalBody::Offer { sdp: "v=0".into() });
-    offer.sig = Some(keys.0["c"].sign(&room(), &peer("c"), s.me(), &offer));
-    assert!(s.accepts_signal(&peer("c"), &offer, None, Some(&keys.0["c"].public_hex())));
-    s.handle(now, Event::OfferReceived { from: peer("c"), session: session.clone() });
+    let (me, accepts) = (s.me().as_str().to_string(), s.counters().accepts);
+    s.handle(now, keys.offer("c", &me, &session, Some(keys.0["c"].public_hex())));
+    assert_eq!(s.counters().accepts, accepts + 1, "the client's signed offer is accepted");
     s.handle(now, Event::LinkOpened { peer: peer("c"), session });
     drain(s);
 }
@@ -177,7 +180,9 @@ fn a21_3_a_clients_heartbeat_naming_itself_deposes_nobody() {
     }
     assert_eq!(w0.admin(), (Some(&peer("w0")), true), "the admin keeps the role");
     assert_eq!(w0.epoch(), 0);
-    assert!(!drain(&mut w0).iter().any(|a| matches!(a, Action::Send { msg: MeshMessage::AdminVerify { .. }, .. })));
+    assert!(!drain(&mut w0)
+        .iter()
+        .any(|a| matches!(a, Out::Send(Transmit { msg: MeshMessage::AdminVerify { .. }, .. }))));
 }
 
 #[test]
@@ -195,7 +200,7 @@ fn a21_4_a_third_partys_heartbeat_moves_no_role() {
         assert_eq!(s.epoch(), 0, "{me}: no epoch taken on a third party's word");
         let verifies = drain(&mut s)
             .into_iter()
-            .filter(|a| matches!(a, Action::Send { msg: MeshMessage::AdminVerify { .. }, .. }))
+            .filter(|a| matches!(a, Out::Send(Transmit { msg: MeshMessage::AdminVerify { .. }, .. })))
             .count();
         assert_eq!(verifies, 0, "{me} verified nobody on the rogue's word");
     }
@@ -236,7 +241,7 @@ fn a21_5_a_genuine_majority_proof_at_a_higher_epoch_does_move_the_role() {
     msg(&mut w0, now, "w1", MeshMessage::AdminProof { epoch: 1, votes });
     msg(&mut w0, now, "w1", heartbeat("w1", 1));
     assert_eq!(w0.admin().0, Some(&peer("w1")), "the old admin follows the proven one");
-    assert!(drain(&mut w0).contains(&Action::Announce(crate::signaler::Announcement::Withdraw)));
+    assert!(drain(&mut w0).contains(&Out::Signaling(SignalingOp::Announce(crate::signaler::Announcement::Withdraw))));
 }
 
 #[test]
@@ -267,8 +272,11 @@ fn a21_allowlists_keep_out_members_whoever_introduces_them() {
     w1.handle(now, Event::PeerJoined(keys.member("r", 1_000)));
     assert!(w1.room_state().get(&peer("r")).is_none(), "the rogue is not taken in");
     assert!(w1.room_state().get(&peer("w0")).is_some());
-    let dialed: Vec<Action> = drain(&mut w1);
-    assert!(!dialed.iter().any(|a| matches!(a, Action::Dial { peer: p, .. } if p == &peer("r"))), "nor dialed");
+    let dialed = drain(&mut w1);
+    assert!(
+        !dialed.iter().any(|a| matches!(a, Out::Link(LinkOp::Dial { peer: p, .. }) if p == &peer("r"))),
+        "nor dialed"
+    );
     // Its offers are refused, and so are a client's whose key is not listed; a listed one passes.
     let session = SessionId { offerer: peer("r"), seq: 1 };
     let mut offer = Signal::new(session, SignalBody::Offer { sdp: "v=0".into() });
