@@ -209,6 +209,9 @@ impl MeshConfig {
             let tags: Vec<String> = csv.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
             cfg.metadata.insert("tags".into(), serde_json::json!(tags));
         }
+        if cfg.peer_id.is_empty() {
+            cfg.peer_id = Self::generate_peer_id().to_string(); // generated once, read the same ever after
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -262,16 +265,19 @@ impl MeshConfig {
         Ok(())
     }
 
-    /// The room id (validated).
-    pub fn room_id(&self) -> RoomId {
-        RoomId::new(self.room.clone()).unwrap_or_else(|_| RoomId::new("default").expect("literal id is valid"))
+    /// The room id; an error names the key when it is not a valid id.
+    pub fn room_id(&self) -> Result<RoomId, ConfigError> {
+        RoomId::new(self.room.clone()).map_err(|e| ConfigError::Invalid { key: "room", why: e.to_string() })
     }
 
-    /// The peer id: the configured one, or hostname plus a random suffix.
-    pub fn peer_id(&self) -> PeerId {
-        if let Ok(p) = PeerId::new(self.peer_id.clone()) {
-            return p;
-        }
+    /// The peer id as configured ([`MeshConfig::from_figment`] fills in a generated one, once,
+    /// when none is set); an error names the key when it is empty or not a valid id.
+    pub fn peer_id(&self) -> Result<PeerId, ConfigError> {
+        PeerId::new(self.peer_id.clone()).map_err(|e| ConfigError::Invalid { key: "peer_id", why: e.to_string() })
+    }
+
+    /// A fresh peer id: this host's name plus a random suffix.
+    pub fn generate_peer_id() -> PeerId {
         let host: String = std::env::var("HOSTNAME")
             .ok()
             .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
@@ -324,7 +330,7 @@ mod tests {
             jail.set_env("MESH_PEER_ID", "gpu-node-7");
             let cfg = MeshConfig::load(Some(Path::new("mesh.toml"))).expect("valid");
             assert_eq!(cfg.room, "lab-1");
-            assert_eq!(cfg.peer_id().as_str(), "gpu-node-7");
+            assert_eq!(cfg.peer_id().expect("configured").as_str(), "gpu-node-7");
             assert_eq!(cfg.timing.heartbeat_interval_ms, 500);
             assert_eq!(cfg.timing.heartbeat_timeout_ms, 1500);
             assert_eq!(cfg.timing.retry_max_ms, 32000, "untouched keys keep their defaults");
@@ -406,9 +412,20 @@ mod tests {
     }
 
     #[test]
-    fn generated_peer_id_is_valid_and_unique() {
-        let cfg = MeshConfig::default();
-        let (a, b) = (cfg.peer_id(), cfg.peer_id());
-        assert_ne!(a, b);
+    fn a_node_without_a_peer_id_gets_one_generated_id_that_every_read_returns() {
+        figment::Jail::expect_with(|_jail| {
+            let cfg = MeshConfig::load(None).expect("defaults load");
+            let id = cfg.peer_id().expect("an id was generated");
+            assert_eq!(cfg.peer_id().expect("still there"), id, "the same id on every read");
+            assert_ne!(MeshConfig::load(None).expect("loads").peer_id().expect("id"), id, "another node, another id");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_invalid_room_or_peer_id_is_an_error_naming_its_key_not_a_fallback() {
+        let cfg = MeshConfig { room: "no spaces allowed".into(), peer_id: String::new(), ..MeshConfig::default() };
+        assert!(matches!(cfg.room_id(), Err(ConfigError::Invalid { key: "room", .. })));
+        assert!(matches!(cfg.peer_id(), Err(ConfigError::Invalid { key: "peer_id", .. })));
     }
 }

@@ -424,3 +424,52 @@ async fn b15_a_flap_of_the_link_to_the_admin_does_not_move_the_role() {
         }
     }
 }
+
+/// A transport whose first dial panics inside its set-up task, then works.
+struct PanicsOnce {
+    inner: mesh_core::memory::MemoryTransport,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+#[mesh_core::async_trait]
+impl mesh_core::Transport for PanicsOnce {
+    fn name(&self) -> &'static str {
+        "panics-once"
+    }
+    async fn dial(
+        &self,
+        peer: &mesh_core::PeerId,
+        signals: mesh_core::SignalSink,
+    ) -> Result<mesh_core::LinkHandle, mesh_core::TransportError> {
+        if !self.panicked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("the transport's set-up panics (as a bug in a plugin would)");
+        }
+        self.inner.dial(peer, signals).await
+    }
+    async fn accept(
+        &self,
+        peer: &mesh_core::PeerId,
+        offer: mesh_core::SignalBody,
+        signals: mesh_core::SignalSink,
+    ) -> Result<mesh_core::LinkHandle, mesh_core::TransportError> {
+        self.inner.accept(peer, offer, signals).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_set_up_task_that_panics_closes_its_attempt_and_the_peer_is_dialed_again() {
+    use mesh_core::memory::{MemorySignaler, MemoryTransport};
+    use std::sync::Arc;
+    let net = MemoryNetwork::new();
+    // w1 is first; w0 joins and dials it, and that dial's set-up panics. w0's own attempt is the
+    // one a crossing offer from w1 loses to (the lower id wins), so a stranded attempt would
+    // keep the pair unlinked for ever.
+    let w1 = start(&net, "w1").await;
+    let inner = MemoryTransport::new(net.clone(), peer("w0"), Duration::from_secs(5));
+    let transport = Arc::new(PanicsOnce { inner, panicked: Default::default() });
+    let signalers: Vec<Arc<dyn mesh_core::Signaler>> = vec![Arc::new(MemorySignaler::new(net.clone()))];
+    let w0 = mesh_core::MeshNode::start(options("w0", Role::Worker, 0), transport, signalers).await.unwrap();
+    wait_links(&w0, 1).await;
+    wait_links(&w1, 1).await;
+    assert!(w0.snapshot().counters.dials >= 2, "w0 dialed again after the panic: {:?}", w0.snapshot().counters);
+}

@@ -203,3 +203,45 @@ async fn a21_every_refusal_is_counted_parse_failures_and_unasked_acks_included()
     .unwrap_or_else(|_| panic!("{} of {sent} refusals counted", refused(&nodes[0]) - before));
     assert_eq!(refused(&nodes[0]), before + sent, "each counted once");
 }
+
+/// A signaler that delivers whatever the test puts in the node's inbox, under any path name.
+#[derive(Default)]
+struct Inject(std::sync::Mutex<Option<mesh_core::SignalerContext>>);
+
+#[mesh_core::async_trait]
+impl mesh_core::Signaler for Inject {
+    fn name(&self) -> &'static str {
+        "inject"
+    }
+    fn needs_open_links(&self) -> bool {
+        true
+    }
+    async fn start(&self, ctx: mesh_core::SignalerContext) -> Result<(), mesh_core::SignalError> {
+        *self.0.lock().unwrap() = Some(ctx);
+        Ok(())
+    }
+    async fn send(&self, to: &mesh_core::PeerId, _: mesh_core::Signal) -> Result<(), mesh_core::SignalError> {
+        Err(mesh_core::SignalError::Unreachable { peer: to.clone(), why: "inject only".into() })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn b25_a_signal_tagged_relay_by_its_signaler_is_still_checked() {
+    use mesh_core::{Inbound, Signal, SignalBody, SignalingEvent};
+    let net = MemoryNetwork::new();
+    let w0 = start(&net, "w0").await;
+    let inject = std::sync::Arc::new(Inject::default());
+    let w1 = start_with(&net, options("w1", Role::Worker, 0), vec![inject.clone()]).await;
+    wait_links(&w1, 1).await;
+    let before = w1.snapshot().counters;
+    // An unsigned offer "from w0", newer than the link, handed over under the path name "relay".
+    let session = mesh_core::SessionId { offerer: peer("w0"), seq: u64::MAX / 2 };
+    let signal = Signal::new(session, SignalBody::Offer { sdp: "v=0".into() });
+    let event = SignalingEvent::Signal { from: peer("w0"), signal, key: None };
+    let inbox = inject.0.lock().unwrap().as_ref().expect("started").inbox.clone();
+    inbox.send(Inbound { path: "relay", event }).await.expect("delivered");
+    let after = w1.wait_for(WAIT, |s| s.counters.refused > before.refused).await.expect("refused");
+    assert_eq!(after.counters.accepts, before.accepts, "the forged offer was not answered");
+    assert_eq!(after.health.links_up, 1, "the link to w0 stands");
+    drop(w0);
+}

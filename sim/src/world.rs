@@ -8,8 +8,8 @@ use crate::rng::Rng;
 use crate::schedule::Net;
 use crate::server::Server;
 use mesh_core::{
-    Event, LinkOp, MeshEvent, MeshMessage, MeshState, Output, PeerId, RegistryPage, Role, SessionId, Signal, SignalBody,
-    SignalingOp, Transmit,
+    Event, LinkOp, MeshEvent, MeshMessage, MeshState, Output, PeerId, RegistryPage, Role, SessionId, Signal,
+    SignalBody, SignalingOp, Transmit,
 };
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};

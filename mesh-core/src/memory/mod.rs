@@ -226,7 +226,8 @@ inventory::submit! {
         description: "in-process links with fault injection (tests, demos)",
         build: |ctx| {
             let timeout = transport::connect_timeout(&ctx.section).map_err(|why| crate::PluginError::Config { plugin: NAME, why })?;
-            Ok(Arc::new(MemoryTransport::new(network_from(ctx.resources), ctx.config.peer_id(), timeout)))
+            let me = ctx.config.peer_id().map_err(|e| crate::PluginError::Config { plugin: NAME, why: e.to_string() })?;
+            Ok(Arc::new(MemoryTransport::new(network_from(ctx.resources), me, timeout)))
         },
     }
 }

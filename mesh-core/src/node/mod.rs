@@ -43,6 +43,9 @@ pub enum NodeError {
     /// The signaling chain could not start (registration refused, server unreachable...).
     #[error("signaling: {0}")]
     Signaling(#[from] SignalError),
+    /// The configuration is not usable (names the key).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The identity key could not be loaded or created.
     #[error("identity key: {0}")]
     Identity(String),
@@ -164,19 +167,12 @@ impl MeshNode {
     /// Builds the configured plugins from `registry` and starts the node.
     pub async fn from_config(config: &MeshConfig, registry: &Registry) -> Result<Self, NodeError> {
         registry.check_sections(config)?;
-        let mut config = config.clone();
-        config.peer_id = config.peer_id().to_string(); // fix a generated id once for every plugin
+        let (room, peer) = (config.room_id()?, config.peer_id()?);
         let transport = registry.transport(&config.transport, &config)?;
         let signalers =
             config.signaling.iter().map(|name| registry.signaler(name, &config)).collect::<Result<Vec<_>, _>>()?;
         let options = NodeOptions {
-            identity: Identity {
-                room: config.room_id(),
-                peer: config.peer_id(),
-                role: config.role,
-                record: config.record(),
-                key: None,
-            },
+            identity: Identity { room, peer, role: config.role, record: config.record(), key: None },
             timing: config.timing.timing(),
             signal_timeout: Duration::from_millis(config.timing.signal_timeout_ms),
             max_message_bytes: config.max_message_bytes,

@@ -1,13 +1,18 @@
 //! The sans-IO mesh state machine: every decision of the mesh, and nothing else.
 //!
-//! [`MeshState`] takes [`Event`]s with the current time and queues [`Action`]s for its driver
-//! (the async [`crate::MeshNode`], or a test). It does no I/O and reads no clock: time only
-//! comes in as the `now` argument, so every rule runs on virtual time in tests.
+//! One door in, separate doors out (docs/ARCHITECTURE.md): [`MeshState::handle`] takes every
+//! [`Event`] with the current time, and the outputs wait in four queues by consumer:
+//! [`MeshState::poll_transmit`] (messages for links), [`MeshState::poll_link_op`] (transport
+//! operations), [`MeshState::poll_signaling`] (what to tell the signalers) and
+//! [`MeshState::poll_event`] (what to tell the application); [`MeshState::drain`] hands them
+//! out in order. It does no I/O and reads no clock: time only comes in as `now`, so every rule
+//! runs on virtual time in tests.
 //!
-//! The rules live in one submodule each: links (who dials whom, crossing offers, retries), admin
-//! (election, verification, conflicts), proof (votes and proofs of the admin role), health
-//! (heartbeats, loss, partition, the health record), authority (who may say what, keys, refusals),
-//! messages (what each mesh message does), queries (registry queries).
+//! The rules live in one submodule each: links (who dials whom, crossing offers, retries),
+//! signals (a signal from any path), relay (envelopes out, through and in), admin (election,
+//! verification, conflicts), proof (votes and proofs of the admin role), health (heartbeats,
+//! loss, partition, the health record), authority (who may say what, keys, refusals), messages
+//! (what each mesh message does), queries (registry queries), output (the four queues).
 
 mod admin;
 mod authority;

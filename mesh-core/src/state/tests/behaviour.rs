@@ -541,3 +541,47 @@ fn b25_messages_cannot_speak_for_another_peer() {
     w0.handle(now, on_link(&w0, peer("stranger"), MeshMessage::PeerLeft { peer: peer("stranger") }));
     assert!(drain(w0).into_iter().all(|a| !matches!(a, Out::Send(Transmit { .. }))));
 }
+
+#[test]
+fn b25_an_envelope_is_answered_only_by_its_relay_and_fails_when_its_link_closes() {
+    use crate::signaler::RelayOutcome;
+    let mut sim = formed(3);
+    let now = sim.now;
+    let w1 = sim.nodes.get_mut(&peer("w1")).unwrap();
+    let signal =
+        crate::Signal::new(SessionId { offerer: peer("w1"), seq: 9 }, crate::SignalBody::Abort { reason: "x".into() });
+    let relay = |id| Event::Relay { id, via: peer("w0"), to: peer("w2"), signal: signal.clone() };
+    let answered = |outs: &[Out]| -> Vec<(u64, RelayOutcome)> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Out::Signaling(crate::state::SignalingOp::RelayAnswered { id, outcome }) => {
+                    Some((*id, outcome.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    // Sent on the link to w0; answered by w0's ack, not by w2's.
+    w1.handle(now, relay(1));
+    let outs = drain(w1);
+    assert!(sent(&outs).iter().any(|(to, m)| to == &peer("w0") && matches!(m, MeshMessage::Relay { id: 1, .. })));
+    w1.handle(now, on_link(w1, peer("w2"), MeshMessage::RelayAck { id: 1 }));
+    assert!(answered(&drain(w1)).is_empty(), "w2 is not the relay of envelope 1");
+    assert_eq!(w1.counters().refused, 1);
+    w1.handle(now, on_link(w1, peer("w0"), MeshMessage::RelayAck { id: 1 }));
+    assert_eq!(answered(&drain(w1)), vec![(1, RelayOutcome::Delivered)]);
+    // A second ack for it is an answer nobody waits for.
+    w1.handle(now, on_link(w1, peer("w0"), MeshMessage::RelayAck { id: 1 }));
+    assert_eq!(w1.counters().refused, 2);
+    // The link to the relay closes before it answers: the envelope fails at once.
+    w1.handle(now, relay(2));
+    drain(w1);
+    let session = w1.link_session(&peer("w0")).cloned().unwrap();
+    w1.handle(now, Event::LinkClosed { peer: peer("w0"), session, reason: "gone".into() });
+    assert_eq!(answered(&drain(w1)), vec![(2, RelayOutcome::RelayGone)]);
+    // No link to the relay: it fails at once, and nothing is sent.
+    w1.handle(now, relay(3));
+    let outs = drain(w1);
+    assert_eq!(answered(&outs), vec![(3, RelayOutcome::RelayGone)]);
+    assert!(sent(&outs).is_empty());
+}
