@@ -1,6 +1,8 @@
 //! [`SignalerChain`]: a [`Signaler`] made of signalers, tried in order (docs/BEHAVIOUR.md 11–12).
 //!
-//! Each member gets its own confirmation timeout. A member that answers `Unreachable`, errs, or
+//! Each member has its own confirmation timeout: the one it declares
+//! ([`Signaler::confirm_timeout`], e.g. `relay.timeout_ms`), else the chain's (`timing.signal_timeout_ms`).
+//! A member that answers `Unreachable`, errs, or
 //! does not confirm in time is counted as a failure for that path, logged, and the next member is
 //! tried. Which path carried each signal is counted in [`SignalStats`].
 
@@ -71,10 +73,17 @@ pub struct SignalerChain {
 }
 
 impl SignalerChain {
-    /// A chain of `members` (tried first to last), each allowed `timeout` to confirm.
+    /// A chain of `members` (tried first to last), each allowed the timeout it declares, else
+    /// `timeout`, to confirm.
     pub fn new(members: Vec<Arc<dyn Signaler>>, timeout: Duration) -> Self {
         Self {
-            members: members.into_iter().map(|s| (s, timeout)).collect(),
+            members: members
+                .into_iter()
+                .map(|s| {
+                    let own = s.confirm_timeout().unwrap_or(timeout);
+                    (s, own)
+                })
+                .collect(),
             stats: SignalStats::default(),
             signer: None,
         }
@@ -184,6 +193,41 @@ mod tests {
         name: &'static str,
         hangs: bool,
         delivered: AtomicU64,
+    }
+
+    /// A path that confirms after `takes`, and declares `own` as its confirmation timeout.
+    struct Slow {
+        takes: Duration,
+        own: Option<Duration>,
+    }
+
+    #[async_trait]
+    impl Signaler for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn confirm_timeout(&self) -> Option<Duration> {
+            self.own
+        }
+        async fn start(&self, _: SignalerContext) -> Result<(), SignalError> {
+            Ok(())
+        }
+        async fn send(&self, _: &PeerId, _: Signal) -> Result<(), SignalError> {
+            tokio::time::sleep(self.takes).await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn b11_a_path_with_a_timeout_of_its_own_gets_it_not_the_chains() {
+        let to = PeerId::new("b").unwrap();
+        let takes = Duration::from_millis(800);
+        let own = Arc::new(Slow { takes, own: Some(Duration::from_secs(1)) });
+        let chain = SignalerChain::new(vec![own], Duration::from_millis(500));
+        chain.send(&to, signal()).await.expect("confirmed within its own 1 s, past the chain's 500 ms");
+        let plain = Arc::new(Slow { takes, own: None });
+        let chain = SignalerChain::new(vec![plain], Duration::from_millis(500));
+        assert!(chain.send(&to, signal()).await.is_err(), "no timeout of its own: the chain's 500 ms");
     }
 
     #[async_trait]

@@ -45,8 +45,8 @@ pub use signaler::{
     SignalingEvent,
 };
 pub use state::{
-    Counters, Drive, Event, HealthRecord, LinkOp, MeshEvent, MeshState, Output, SignalingOp, StateConfig, Timing,
-    Transmit,
+    Counters, Drive, Event, HealthRecord, LinkOp, LinkStatus, MeshEvent, MeshState, NodeRole, Output, SignalingOp,
+    StateConfig, Timing, Transmit,
 };
 pub use transport::{CloseReason, Link, LinkEvent, LinkHandle, SignalSink, Transport, TransportError};
 pub use wire::{MeshMessage, Proof, RelayErrorReason, Vote, MAX_EPOCH};

@@ -177,6 +177,12 @@ pub trait Signaler: Send + Sync {
     fn needs_open_links(&self) -> bool {
         false
     }
+    /// How long the chain waits for this path to confirm a signal; `None` (the default): the
+    /// chain's own `timing.signal_timeout_ms`. A path with a timeout of its own declares it here,
+    /// so that one knob is never silently capped by the other.
+    fn confirm_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Connects (registering where the path has a rendezvous) and starts delivering to the inbox.
     async fn start(&self, ctx: SignalerContext) -> Result<(), SignalError>;
     /// Hands `signal` to `to` by this path.

@@ -1,8 +1,10 @@
 //! The [`Transport`] trait: turns a signaling conversation into a [`Link`] to one peer.
 //!
 //! Contract for implementors:
-//! - `dial` starts the offering side and must push the offer into `signals` promptly; `accept`
-//!   answers an offer. Both return at once with a [`LinkHandle`]; the link opens later.
+//! - `dial` starts the offering side and pushes its offer into `signals`; `accept` answers an
+//!   offer. Both may take a while (building a connection, gathering addresses): the node runs
+//!   them off its loop, side by side, within [`crate::node::SETUP_TIMEOUT`]. Each returns a
+//!   [`LinkHandle`] once the attempt is set up; the link opens later.
 //! - The handle's `events` yield [`LinkEvent::Open`] at most once, then messages in order, then
 //!   [`LinkEvent::Closed`] exactly once (also when the link never opened: a failed or timed-out
 //!   attempt). After `Closed` the channel ends and no task or socket of the link remains.

@@ -159,8 +159,10 @@ pub enum MeshMessage {
         /// The votes, one per worker.
         votes: Vec<Vote>,
     },
-    /// A worker's own record changed (status, metadata).
-    RoomState {
+    /// A worker's own record, sent when a link opens and whenever it changes (status,
+    /// metadata). One record; its wire name is `room_state`.
+    #[serde(rename = "room_state")]
+    Record {
         /// The record's owner.
         peer: PeerId,
         /// Its new record.
@@ -243,7 +245,7 @@ impl MeshMessage {
             Self::AdminVerifyAck { .. } => "admin_verify_ack",
             Self::AdminVote { .. } => "admin_vote",
             Self::AdminProof { .. } => "admin_proof",
-            Self::RoomState { .. } => "room_state",
+            Self::Record { .. } => "room_state",
             Self::RegistryQuery { .. } => "registry_query",
             Self::RegistryAnswer { .. } => "registry_answer",
             Self::App { .. } => "app",

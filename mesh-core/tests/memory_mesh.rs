@@ -124,7 +124,7 @@ async fn b16_elected_admin_gone_during_election_last_worker_elects_itself() {
         .wait_for(WAIT, |s| s.health.admin.as_ref().is_some_and(|a| a.as_str() == "w2") && s.health.admin_verified)
         .await
         .expect("w2 elects itself after the verification timeout");
-    assert_eq!(s.health.role, "admin");
+    assert_eq!(s.health.role, mesh_core::NodeRole::Admin);
     drop(w1);
 }
 

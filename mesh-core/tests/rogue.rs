@@ -63,7 +63,7 @@ async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
     assert_eq!(reply, mesh_core::MeshMessage::RelayError { id: 1, reason: mesh_core::RelayErrorReason::SpoofedSender });
     let s = nodes[0].snapshot();
     assert_eq!(s.health.links_expected, 1, "w1 is still in w0's room state");
-    assert!(s.health.peers.iter().any(|p| p.peer.as_str() == "w1" && p.state == "up"));
+    assert!(s.health.peers.iter().any(|p| p.peer.as_str() == "w1" && p.state == mesh_core::LinkStatus::Up));
     assert!(s.counters.refused >= 12, "each forgery refused and counted: {:?}", s.counters);
     let attempts_after = s.counters.attempts() + nodes[1].snapshot().counters.attempts();
     assert_eq!(attempts_after, attempts_before, "no link torn down and dialed again");
@@ -123,7 +123,11 @@ async fn b25_a_rogue_worker_cannot_hand_over_signals_in_another_workers_name() {
     .await
     .expect("registry answer");
     let s = nodes[0].snapshot();
-    assert!(s.health.peers.iter().any(|p| p.peer.as_str() == "w1" && p.state == "up"), "{:?}", s.health);
+    assert!(
+        s.health.peers.iter().any(|p| p.peer.as_str() == "w1" && p.state == mesh_core::LinkStatus::Up),
+        "{:?}",
+        s.health
+    );
     assert!(s.counters.refused >= 16, "every forgery refused and counted: {:?}", s.counters);
     for (n, b) in nodes.iter().zip(before) {
         assert_eq!(n.snapshot().counters.reconnects, b.reconnects, "{}: no link was made again", n.peer_id());

@@ -132,6 +132,10 @@ impl Signaler for RelaySignaler {
         NAME
     }
 
+    fn confirm_timeout(&self) -> Option<Duration> {
+        Some(self.config.timeout) // the chain waits as long as the relays may take, no less
+    }
+
     async fn start(&self, ctx: SignalerContext) -> Result<(), SignalError> {
         if let Ok(mut slot) = self.ctx.lock() {
             *slot = Some(ctx);

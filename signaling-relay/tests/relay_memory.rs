@@ -119,7 +119,7 @@ async fn with_the_admin_cut_off_mid_formation_the_rendezvous_takes_over() {
             ["w1", "w2", "w3", "w4"]
                 .iter()
                 .filter(|w| **w != s.health.peer.as_str())
-                .all(|w| s.health.peers.iter().any(|p| p.peer.as_str() == *w && p.state == "up"))
+                .all(|w| s.health.peers.iter().any(|p| p.peer.as_str() == *w && p.state == mesh_core::LinkStatus::Up))
         })
         .await
         .unwrap_or_else(|e| panic!("{}: {e}; {:?}", node.peer_id(), node.snapshot().health));

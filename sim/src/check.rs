@@ -4,7 +4,7 @@
 
 use crate::net::Sessions;
 use crate::world::{Host, World};
-use mesh_core::{LinkOp, MeshEvent, Output, PeerId, Role, SessionId, Timing};
+use mesh_core::{LinkOp, LinkStatus, MeshEvent, Output, PeerId, Role, SessionId, Timing};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -148,7 +148,7 @@ impl Checker {
             let forming = entry.is_none_or(|e| {
                 !ever.is_some_and(|set| set.contains(p))
                     && e.retry_attempt == 0
-                    && matches!(e.state, "waiting" | "dialing" | "accepting")
+                    && matches!(e.state, LinkStatus::Waiting | LinkStatus::Dialing | LinkStatus::Accepting)
             });
             if !forming {
                 present += 1;

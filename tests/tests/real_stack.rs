@@ -340,7 +340,7 @@ async fn a_rogue_client_or_worker_linked_to_the_admin_forges_nothing() {
         hostile.push(MeshMessage::PeerList { admin: id("rogue"), peers: vec![forged.clone()] });
         hostile.push(MeshMessage::PeerList { admin: id("w0"), peers: vec![forged] });
         hostile.push(MeshMessage::PeerLeft { peer: id("w1") });
-        hostile.push(MeshMessage::RoomState { peer: id("w1"), record: forged_record });
+        hostile.push(MeshMessage::Record { peer: id("w1"), record: forged_record });
         hostile.push(MeshMessage::RegistryAnswer {
             id: 1,
             workers: vec![],
@@ -355,7 +355,7 @@ async fn a_rogue_client_or_worker_linked_to_the_admin_forges_nothing() {
         for n in &nodes {
             let h = n.snapshot().health;
             let honest = h.peers.iter().filter(|p| p.peer.as_str() != "rogue");
-            assert!(honest.clone().all(|p| p.state == "up"), "{:?}: {h:?}", role);
+            assert!(honest.clone().all(|p| p.state == mesh_core::LinkStatus::Up), "{:?}: {h:?}", role);
         }
         assert_eq!(reconnects(&nodes), before, "{role:?}: no link was made again");
         assert!(nodes[0].snapshot().counters.refused >= 48, "{:?}", nodes[0].snapshot().counters);

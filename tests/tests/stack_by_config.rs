@@ -32,7 +32,7 @@ async fn stack_named_in_configuration_forms_a_mesh() {
     }
     let h = nodes[0].snapshot().health;
     assert_eq!(h.room.as_str(), "lab-1");
-    assert_eq!(h.role, "admin");
+    assert_eq!(h.role, mesh_core::NodeRole::Admin);
 }
 
 #[tokio::test]

@@ -90,9 +90,9 @@ async fn a21_a_rogue_client_or_worker_can_take_or_move_no_role_nor_list_itself()
         // Its own record at the top of the registry, with a random and with its own signature.
         let mut record = WorkerRecord { version: u64::MAX / 4, ..WorkerRecord::new(1_000_000_000, Default::default()) };
         record.sig = Some("ab".repeat(64));
-        hostile.push(MeshMessage::RoomState { peer: id("rogue"), record: record.clone() });
+        hostile.push(MeshMessage::Record { peer: id("rogue"), record: record.clone() });
         record.sig = Some(key.sign_record(&room, &id("rogue"), &record));
-        hostile.push(MeshMessage::RoomState { peer: id("rogue"), record });
+        hostile.push(MeshMessage::Record { peer: id("rogue"), record });
         for msg in hostile {
             link.link.send(msg.encode().into()).await.expect("sent");
         }
@@ -143,7 +143,10 @@ async fn a21_a_client_whose_signals_are_not_signed_gets_no_link() {
     .await
     .expect("the unsigned offer is refused");
     let health = nodes[0].snapshot().health;
-    assert!(health.peers.iter().all(|p| p.peer.as_str() != "rogue" || p.state != "up"), "{health:?}");
+    assert!(
+        health.peers.iter().all(|p| p.peer.as_str() != "rogue" || p.state != mesh_core::LinkStatus::Up),
+        "{health:?}"
+    );
     assert_eq!(nodes[0].snapshot().counters.accepts, accepts, "nothing answered");
     rogue.signaler.stop().await;
     for n in nodes {

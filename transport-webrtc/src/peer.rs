@@ -77,10 +77,10 @@ pub(crate) struct Peer {
     pub(crate) events: mpsc::UnboundedReceiver<PcEvent>,
 }
 
-/// Maps a webrtc error to a setup failure of step `what`.
 /// Set once a link found that this host cannot join multicast: later links skip mDNS at once.
 static NO_MULTICAST: AtomicBool = AtomicBool::new(false);
 
+/// Maps a webrtc error to a setup failure of step `what`.
 pub(crate) fn setup_error(what: &str) -> impl Fn(webrtc::error::Error) -> TransportError + '_ {
     move |err| TransportError::Setup(format!("{what}: {err}"))
 }

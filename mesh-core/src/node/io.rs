@@ -271,7 +271,7 @@ impl Drive for Io {
                     out += &format!("{path} {}/{}/{}", c.sent, c.failed, c.received);
                     out
                 });
-                tracing::info!(role = h.role, admin = ?h.admin.as_ref().map(|a| a.as_str()), links_up = h.links_up, links_expected = h.links_expected, status = h.status(), %signals, "health")
+                tracing::info!(role = h.role.as_str(), admin = ?h.admin.as_ref().map(|a| a.as_str()), links_up = h.links_up, links_expected = h.links_expected, status = h.status(), %signals, "health")
             }
             MeshEvent::Registry { id, page } => {
                 if let Some(tx) = self.registry_waiters.remove(id) {

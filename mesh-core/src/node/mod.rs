@@ -2,7 +2,7 @@
 //!
 //! The node owns one driver task, which owns everything else: per-link session tasks, the
 //! signaler chain and short background sends. [`MeshNode::leave`] says goodbye and ends them all;
-//! dropping the node (or [`MeshNode::abort`], a simulated crash) ends them without goodbyes.
+//! dropping the node (or [`MeshNode::abort`]) ends them without a goodbye to the room.
 
 mod driver;
 mod io;
@@ -334,14 +334,16 @@ impl MeshNode {
     fn admin_missing(&self) -> String {
         let health = self.snapshot().health;
         let Some(admin) = health.admin.clone() else { return "no admin known yet".into() };
-        if health.role == "admin" {
+        if health.role == crate::NodeRole::Admin {
             return "this node is the admin, yet the query was not answered".into();
         }
-        let link = health.peers.iter().find(|p| p.peer == admin).map(|p| p.state).unwrap_or("none");
+        let link = health.peers.iter().find(|p| p.peer == admin).map(|p| p.state);
         match (link, health.admin_verified) {
-            ("up", true) => format!("admin {admin} is linked and verified but did not answer"),
-            ("up", false) => format!("admin {admin} is linked but not verified (no admin_verify_ack naming itself)"),
-            (state, _) => format!("no open link to admin {admin} (link {state})"),
+            (Some(crate::LinkStatus::Up), true) => format!("admin {admin} is linked and verified but did not answer"),
+            (Some(crate::LinkStatus::Up), false) => {
+                format!("admin {admin} is linked but not verified (no admin_verify_ack naming itself)")
+            }
+            (state, _) => format!("no open link to admin {admin} (link {})", state.map_or("none", |s| s.as_str())),
         }
     }
 
@@ -358,7 +360,10 @@ impl MeshNode {
         }
     }
 
-    /// Stops at once without goodbyes, as a crashed process would.
+    /// Ends the node's task at once: no goodbye to the room, no word to the rendezvous. The
+    /// transports still tear their links down as they are dropped (a WebRTC link sends its BYE,
+    /// a memory link fails its peer at once), so peers learn of it promptly; a silent death is a
+    /// process killed (SIGKILL) or one whose packets stop.
     pub fn abort(mut self) {
         if let Some(task) = self.task.take() {
             task.abort();

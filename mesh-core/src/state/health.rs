@@ -17,13 +17,77 @@ use crate::signaler::Role;
 use serde::Serialize;
 use std::time::Instant;
 
+/// The state of the link to one peer, as a health record shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkStatus {
+    /// Open.
+    Up,
+    /// This node offered; not open yet.
+    Dialing,
+    /// This node answered the peer's offer; not open yet.
+    Accepting,
+    /// Known; waiting for the peer's offer before dialing it.
+    Waiting,
+    /// Lost; a retry is scheduled.
+    Retrying,
+}
+
+impl LinkStatus {
+    /// The name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Dialing => "dialing",
+            Self::Accepting => "accepting",
+            Self::Waiting => "waiting",
+            Self::Retrying => "retrying",
+        }
+    }
+}
+
+impl std::fmt::Display for LinkStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a node is in its room, as a health record shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    /// The worker holding the admin role.
+    Admin,
+    /// Any other worker.
+    Worker,
+    /// A client.
+    Client,
+}
+
+impl NodeRole {
+    /// The name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Worker => "worker",
+            Self::Client => "client",
+        }
+    }
+}
+
+impl std::fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One peer's line in a health record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeerHealth {
     /// The peer.
     pub peer: PeerId,
-    /// `up`, `dialing`, `accepting`, `waiting` or `retrying`.
-    pub state: &'static str,
+    /// The link's state.
+    pub state: LinkStatus,
     /// Retries so far since the link was last up.
     pub retry_attempt: u32,
 }
@@ -35,8 +99,8 @@ pub struct HealthRecord {
     pub room: RoomId,
     /// This peer.
     pub peer: PeerId,
-    /// `admin`, `worker` or `client`.
-    pub role: &'static str,
+    /// Admin, worker or client.
+    pub role: NodeRole,
     /// The admin as this node sees it.
     pub admin: Option<PeerId>,
     /// True once the admin is this node or answered `admin_verify`.
@@ -177,9 +241,9 @@ impl MeshState {
     /// The current health record.
     pub fn health_record(&self) -> HealthRecord {
         let role = match self.cfg.role {
-            Role::Client => "client",
-            Role::Worker if self.is_admin() => "admin",
-            Role::Worker => "worker",
+            Role::Client => NodeRole::Client,
+            Role::Worker if self.is_admin() => NodeRole::Admin,
+            Role::Worker => NodeRole::Worker,
         };
         let peers: Vec<PeerHealth> = self
             .peers
@@ -187,11 +251,11 @@ impl MeshState {
             .map(|(peer, e)| PeerHealth {
                 peer: peer.clone(),
                 state: match e.link {
-                    LinkState::Up { .. } => "up",
-                    LinkState::Dialing { .. } => "dialing",
-                    LinkState::Accepting { .. } => "accepting",
-                    LinkState::Waiting { .. } => "waiting",
-                    LinkState::Retrying { .. } => "retrying",
+                    LinkState::Up { .. } => LinkStatus::Up,
+                    LinkState::Dialing { .. } => LinkStatus::Dialing,
+                    LinkState::Accepting { .. } => LinkStatus::Accepting,
+                    LinkState::Waiting { .. } => LinkStatus::Waiting,
+                    LinkState::Retrying { .. } => LinkStatus::Retrying,
                 },
                 retry_attempt: e.retry_attempt,
             })
@@ -209,7 +273,9 @@ impl MeshState {
             epoch: self.epoch,
             links_up: peers
                 .iter()
-                .filter(|p| p.state == "up" && (self.cfg.role == Role::Client || self.is_present_worker(&p.peer)))
+                .filter(|p| {
+                    p.state == LinkStatus::Up && (self.cfg.role == Role::Client || self.is_present_worker(&p.peer))
+                })
                 .count(),
             links_expected,
             partitioned: self.partitioned,

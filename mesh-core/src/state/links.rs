@@ -337,7 +337,7 @@ impl MeshState {
         self.emit(MeshEvent::LinkUp { peer: peer.clone(), reconnect });
         if self.cfg.role == Role::Worker {
             let record = self.cfg.record.clone();
-            self.send(&peer, MeshMessage::RoomState { peer: self.cfg.me.clone(), record });
+            self.send(&peer, MeshMessage::Record { peer: self.cfg.me.clone(), record });
         }
         self.maybe_send_peer_list(&peer);
         if self.is_admin() {

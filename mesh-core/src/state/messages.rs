@@ -45,10 +45,10 @@ impl MeshState {
             }
             MeshMessage::AdminVote { .. } => self.refuse(&from, "admin_vote", "only workers vote"),
             MeshMessage::AdminProof { epoch, votes } => self.on_admin_proof(now, &from, epoch, votes),
-            MeshMessage::RoomState { peer, record } if peer == from => {
+            MeshMessage::Record { peer, record } if peer == from => {
                 self.merge_record(&from, &peer, &record);
             }
-            MeshMessage::RoomState { .. } => self.refuse(&from, "room_state", "only the owner may update a record"),
+            MeshMessage::Record { .. } => self.refuse(&from, "room_state", "only the owner may update a record"),
             MeshMessage::RegistryQuery { id, filter } => {
                 let RegistryPage { workers, total_count, matched_count } = filter.apply(&self.room);
                 let links =

@@ -27,7 +27,7 @@ mod signals;
 #[cfg(test)]
 mod tests;
 
-pub use health::{HealthRecord, PeerHealth};
+pub use health::{HealthRecord, LinkStatus, NodeRole, PeerHealth};
 pub use output::{Drive, LinkOp, Output, SignalingOp, Transmit};
 pub use relay::RELAY_FORGET;
 
@@ -552,7 +552,7 @@ impl MeshState {
         self.cfg.record = record.clone();
         self.room.merge(&self.cfg.me, &record);
         for peer in self.linked_peers() {
-            self.send(&peer, MeshMessage::RoomState { peer: self.cfg.me.clone(), record: record.clone() });
+            self.send(&peer, MeshMessage::Record { peer: self.cfg.me.clone(), record: record.clone() });
         }
     }
 

@@ -96,7 +96,7 @@ fn b25_records_and_goodbyes_only_from_their_owner() {
     let now = Instant::now();
     let mut s = worker_linked(now);
     let before = s.room_state().get(&peer("w0")).cloned();
-    s.handle(now, on_link(&s, peer("w2"), MeshMessage::RoomState { peer: peer("w0"), record: forged() }));
+    s.handle(now, on_link(&s, peer("w2"), MeshMessage::Record { peer: peer("w0"), record: forged() }));
     s.handle(now, on_link(&s, peer("w2"), MeshMessage::PeerLeft { peer: peer("w0") }));
     assert_eq!(s.room_state().get(&peer("w0")).cloned(), before);
     assert!(s.is_linked(&peer("w0")), "w0 is still linked");
@@ -173,7 +173,7 @@ fn random_message(r: &mut Rng, sender: &str) -> MeshMessage {
         2 => MeshMessage::PeerLeft { peer: name(r) },
         // Its own record too, but at priority 0: a member that wins the election by its priority
         // is admin by the rule (what an admin may then say is the signatures' business).
-        3 => MeshMessage::RoomState { peer: name(r), record: WorkerRecord { priority: 0, ..record(r) } },
+        3 => MeshMessage::Record { peer: name(r), record: WorkerRecord { priority: 0, ..record(r) } },
         // A worker relays in its own name (a forged name needs the signature of issue 13 to refuse).
         4 if sender == "zed" => MeshMessage::Relay { id: r.next(), to: name(r), from: peer("zed"), signal: signal(r) },
         4 => MeshMessage::Relay { id: r.next(), to: name(r), from: name(r), signal: signal(r) },

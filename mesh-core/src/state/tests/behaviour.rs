@@ -431,7 +431,7 @@ fn b21_retry_is_cancelled_when_the_link_comes_back_or_the_peer_leaves() {
     sim.advance(Duration::from_secs(10));
     assert!(sim.node("w1").is_linked(&peer("w2")));
     let h = sim.node("w1").health_record();
-    assert!(h.peers.iter().all(|p| p.state == "up" && p.retry_attempt == 0), "{h:?}");
+    assert!(h.peers.iter().all(|p| p.state == crate::LinkStatus::Up && p.retry_attempt == 0), "{h:?}");
     // Now the peer leaves while a retry is pending: the retry disappears with it.
     sim.cut("w1", "w2");
     sim.advance(Duration::from_secs(5));
@@ -458,11 +458,11 @@ fn b22_health_record_shows_role_admin_links_and_per_peer_state() {
     let sim = formed(3);
     let h = sim.node("w0").health_record();
     assert_eq!(
-        (h.role, h.admin.as_ref().map(|a| a.as_str()), h.links_up, h.links_expected),
+        (h.role.as_str(), h.admin.as_ref().map(|a| a.as_str()), h.links_up, h.links_expected),
         ("admin", Some("w0"), 2, 2)
     );
     assert_eq!(h.status(), "Healthy");
-    assert_eq!(sim.node("w2").health_record().role, "worker");
+    assert_eq!(sim.node("w2").health_record().role, crate::NodeRole::Worker);
     assert_eq!(h.peers.len(), 2);
 }
 
@@ -533,7 +533,7 @@ fn b25_messages_cannot_speak_for_another_peer() {
     let w0 = sim.nodes.get_mut(&peer("w0")).unwrap();
     let mut forged = Sim::record(999);
     forged.version = 50;
-    w0.handle(now, on_link(&w0, peer("w1"), MeshMessage::RoomState { peer: peer("w2"), record: forged }));
+    w0.handle(now, on_link(&w0, peer("w1"), MeshMessage::Record { peer: peer("w2"), record: forged }));
     w0.handle(now, on_link(&w0, peer("w1"), MeshMessage::PeerLeft { peer: peer("w2") }));
     assert_eq!(w0.room_state().get(&peer("w2")).unwrap().priority, 0);
     assert!(w0.is_linked(&peer("w2")));

@@ -286,8 +286,12 @@ impl Sim {
 
     /// True when every live worker is linked to every other live worker.
     pub fn is_full_mesh(&self) -> bool {
-        let workers: Vec<&PeerId> =
-            self.nodes.iter().filter(|(_, n)| n.health_record().role != "client").map(|(p, _)| p).collect();
+        let workers: Vec<&PeerId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.health_record().role != crate::NodeRole::Client)
+            .map(|(p, _)| p)
+            .collect();
         workers.iter().all(|w| {
             let n = &self.nodes[*w];
             workers.iter().all(|o| o == w || n.is_linked(o))

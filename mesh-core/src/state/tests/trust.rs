@@ -157,9 +157,9 @@ fn a21_2_a_client_never_holds_a_record_nor_is_listed_or_counted() {
     let before = w0.room_state().present().count();
     let mut record = WorkerRecord { version: 5, ..Sim::record(1_000_000_000) };
     record.sig = Some("cd".repeat(64));
-    msg(&mut w0, now, "c", MeshMessage::RoomState { peer: peer("c"), record: record.clone() });
+    msg(&mut w0, now, "c", MeshMessage::Record { peer: peer("c"), record: record.clone() });
     record.sig = Some(keys.0["c"].sign_record(&room(), &peer("c"), &record));
-    msg(&mut w0, now, "c", MeshMessage::RoomState { peer: peer("c"), record });
+    msg(&mut w0, now, "c", MeshMessage::Record { peer: peer("c"), record });
     assert!(w0.room_state().get(&peer("c")).is_none(), "no record for a client, even one it signed");
     assert_eq!(w0.room_state().present().count(), before);
     let page = RegistryFilter::default().apply(w0.room_state());
