@@ -114,11 +114,6 @@ impl RoomState {
         self.workers.iter().filter(|(_, r)| r.status != WorkerStatus::Leaving)
     }
 
-    /// Every record, tombstones included, as member infos.
-    pub fn members(&self) -> Vec<MemberInfo> {
-        self.workers.iter().map(|(peer, record)| MemberInfo::new(peer.clone(), record.clone())).collect()
-    }
-
     /// Number of records (tombstones included).
     pub fn len(&self) -> usize {
         self.workers.len()

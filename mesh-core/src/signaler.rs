@@ -44,6 +44,7 @@ pub struct Identity {
 
 /// Something a signaler received and hands to the node.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum SignalingEvent {
     /// Registered with a rendezvous (signaling server): current members and admin.
     Registered {

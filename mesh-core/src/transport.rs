@@ -47,6 +47,7 @@ impl std::fmt::Display for CloseReason {
 
 /// What happens on a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkEvent {
     /// The link is open; messages may flow.
     Open,

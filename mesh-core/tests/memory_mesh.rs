@@ -317,13 +317,13 @@ mod gated {
     use std::time::Duration;
     use tokio::sync::Semaphore;
 
-    pub struct Gated {
+    pub(crate) struct Gated {
         inner: MemoryTransport,
         pub gate: Arc<Semaphore>,
     }
 
     impl Gated {
-        pub fn new(net: &MemoryNetwork, me: &str) -> Self {
+        pub(crate) fn new(net: &MemoryNetwork, me: &str) -> Self {
             let inner = MemoryTransport::new(net.clone(), PeerId::new(me).unwrap(), Duration::from_secs(5));
             Self { inner, gate: Arc::new(Semaphore::new(0)) }
         }

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 /// Waits (bounded) for the request head on `tcp`: the plain HTTP path it asks for, if it is
 /// one this server answers itself; `None` for a WebSocket upgrade.
-pub async fn plain_request(tcp: &TcpStream, within: Duration) -> Option<&'static str> {
+pub(crate) async fn plain_request(tcp: &TcpStream, within: Duration) -> Option<&'static str> {
     let mut head = vec![0u8; 8192];
     let peek = async {
         for _ in 0..100 {
@@ -32,7 +32,7 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// The path of a plain HTTP request this server answers itself, if `head` (the request head, or
 /// as much of it as has come) is one: the operator endpoints, or `/` without a WebSocket upgrade.
-pub fn http_path(head: &[u8]) -> Option<&'static str> {
+pub(crate) fn http_path(head: &[u8]) -> Option<&'static str> {
     let upgrade = String::from_utf8_lossy(head).lines().any(|l| l.to_ascii_lowercase().starts_with("upgrade:"));
     ["/healthz", "/metrics", "/"].into_iter().find(|path| {
         let line = format!("GET {path}");
@@ -43,7 +43,7 @@ pub fn http_path(head: &[u8]) -> Option<&'static str> {
 }
 
 /// Answers `GET path` on `tcp` (its request head read and discarded, bounded) and closes.
-pub async fn answer(mut tcp: TcpStream, path: &str, metrics: &Metrics, store: &dyn RoomStore) {
+pub(crate) async fn answer(mut tcp: TcpStream, path: &str, metrics: &Metrics, store: &dyn RoomStore) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     let read = async {

@@ -98,7 +98,7 @@ impl World {
 
     /// `from`'s state machine says what became of envelope `id`.
     pub(crate) fn relay_answered(&mut self, from: &PeerId, id: u64, outcome: RelayOutcome) {
-        if !self.relaying.get(&id).is_some_and(|r| &r.from == from) {
+        if self.relaying.get(&id).is_none_or(|r| &r.from != from) {
             return; // given up already (timed out, or fell back)
         }
         match outcome {

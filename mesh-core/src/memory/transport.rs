@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Default time an attempt has to open.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads `connect_timeout_ms` from a `[memory]` section.
 pub(super) fn connect_timeout(section: &serde_json::Value) -> Result<Duration, String> {

@@ -168,9 +168,9 @@ impl MeshNode {
     pub async fn from_config(config: &MeshConfig, registry: &Registry) -> Result<Self, NodeError> {
         registry.check_sections(config)?;
         let (room, peer) = (config.room_id()?, config.peer_id()?);
-        let transport = registry.transport(&config.transport, &config)?;
+        let transport = registry.transport(&config.transport, config)?;
         let signalers =
-            config.signaling.iter().map(|name| registry.signaler(name, &config)).collect::<Result<Vec<_>, _>>()?;
+            config.signaling.iter().map(|name| registry.signaler(name, config)).collect::<Result<Vec<_>, _>>()?;
         let options = NodeOptions {
             identity: Identity { room, peer, role: config.role, record: config.record(), key: None },
             timing: config.timing.timing(),

@@ -56,11 +56,6 @@ impl MeshState {
         self.departed.remove(peer);
     }
 
-    /// The public key this node knows for `peer`.
-    pub fn key_of(&self, peer: &PeerId) -> Option<&str> {
-        self.keys.get(peer).map(|k| k.hex())
-    }
-
     /// Merges `record` as `owner`'s if its owner signed it (when `owner`'s key is known; a
     /// peer without a known key cannot be checked). A record that does not verify is refused.
     pub(super) fn merge_record(&mut self, from: &PeerId, owner: &PeerId, record: &crate::WorkerRecord) -> bool {

@@ -29,10 +29,10 @@ pub(super) fn session_of(link: &LinkState) -> Option<&SessionId> {
 
 /// How long a peer the restarted rendezvous left out has to register again (its reconnect
 /// backoff is at most 10 s) before this node, unable to reach it, forgets it.
-pub const UNLISTED_GRACE: Duration = Duration::from_secs(15);
+pub(super) const UNLISTED_GRACE: Duration = Duration::from_secs(15);
 
 /// Base delay of retry `attempt` (0-based): initial · 2^attempt, capped.
-pub fn retry_base(initial: Duration, max: Duration, attempt: u32) -> Duration {
+pub(super) fn retry_base(initial: Duration, max: Duration, attempt: u32) -> Duration {
     initial.saturating_mul(1u32 << attempt.min(20)).min(max)
 }
 

@@ -194,6 +194,7 @@ pub enum Event {
 
 /// Events a user of the mesh observes.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum MeshEvent {
     /// A link to `peer` opened.
     LinkUp {
@@ -467,11 +468,6 @@ impl MeshState {
     /// The admin as this node sees it, and whether it is verified.
     pub fn admin(&self) -> (Option<&PeerId>, bool) {
         (self.admin.as_ref(), self.admin_verified)
-    }
-
-    /// The admin epoch this node knows.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
     }
 
     /// True when this node is the admin.

@@ -25,7 +25,7 @@ use crate::wire::{MeshMessage, Proof, Vote};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-pub use crate::wire::MAX_EPOCH;
+pub(super) use crate::wire::MAX_EPOCH;
 /// Votes read from one proof: a room has at most a few hundred workers.
 const MAX_VOTES: usize = 1024;
 /// Epochs the admin collects votes for at once (its own and a few proposed above it).

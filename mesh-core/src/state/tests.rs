@@ -12,17 +12,17 @@ mod trust;
 
 use crate::id::PeerId;
 use crate::signal::{SessionId, Signal, SignalBody};
-pub use crate::state::Output as Out;
+pub(super) use crate::state::Output as Out;
 use crate::state::{Event, MeshState};
 use crate::wire::MeshMessage;
 
 /// Takes every queued output of `s`.
-pub fn drain(s: &mut MeshState) -> Vec<Out> {
+pub(super) fn drain(s: &mut MeshState) -> Vec<Out> {
     s.drain_all()
 }
 
 /// The messages among `outs`, with their recipients.
-pub fn sent(outs: &[Out]) -> Vec<(PeerId, MeshMessage)> {
+pub(super) fn sent(outs: &[Out]) -> Vec<(PeerId, MeshMessage)> {
     outs.iter()
         .filter_map(|o| match o {
             Out::Send(t) => Some((t.to.clone(), t.msg.clone())),
@@ -32,17 +32,17 @@ pub fn sent(outs: &[Out]) -> Vec<(PeerId, MeshMessage)> {
 }
 
 /// `msg` arriving from `from` over its open link with `s` (or over no link, if none is open).
-pub fn on_link(s: &MeshState, from: PeerId, msg: MeshMessage) -> Event {
+pub(super) fn on_link(s: &MeshState, from: PeerId, msg: MeshMessage) -> Event {
     let session = s.link_session(&from).cloned().unwrap_or(SessionId { offerer: from.clone(), seq: u64::MAX });
     Event::Message { from, session, msg }
 }
 
 /// An unsigned signal from `from`, as a signaler delivers it.
-pub fn signal(from: PeerId, session: SessionId, body: SignalBody) -> Event {
+pub(super) fn signal(from: PeerId, session: SessionId, body: SignalBody) -> Event {
     Event::Signal { from, signal: Signal::new(session, body), key: None }
 }
 
 /// An unsigned offer from `from`.
-pub fn offer(from: PeerId, session: SessionId) -> Event {
+pub(super) fn offer(from: PeerId, session: SessionId) -> Event {
     signal(from, session, SignalBody::Offer { sdp: "v=0".into() })
 }

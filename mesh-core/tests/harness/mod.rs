@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Generous bound for any wait; on paused time it costs nothing.
-pub const WAIT: Duration = Duration::from_secs(120);
+pub(crate) const WAIT: Duration = Duration::from_secs(120);
 
-pub fn peer(s: &str) -> PeerId {
+pub(crate) fn peer(s: &str) -> PeerId {
     PeerId::new(s).unwrap()
 }
 
-pub fn options(name: &str, role: Role, gpu: u64) -> NodeOptions {
+pub(crate) fn options(name: &str, role: Role, gpu: u64) -> NodeOptions {
     let mut metadata = Metadata::new();
     metadata.insert("gpu_memory_mb".into(), gpu.into());
     NodeOptions {
@@ -32,26 +32,26 @@ pub fn options(name: &str, role: Role, gpu: u64) -> NodeOptions {
     }
 }
 
-pub async fn start_with(net: &MemoryNetwork, options: NodeOptions, extra: Vec<Arc<dyn Signaler>>) -> MeshNode {
+pub(crate) async fn start_with(net: &MemoryNetwork, options: NodeOptions, extra: Vec<Arc<dyn Signaler>>) -> MeshNode {
     let transport = Arc::new(MemoryTransport::new(net.clone(), options.identity.peer.clone(), Duration::from_secs(5)));
     let mut signalers = extra;
     signalers.push(Arc::new(MemorySignaler::new(net.clone())));
     MeshNode::start(options, transport, signalers).await.expect("node starts")
 }
 
-pub async fn start(net: &MemoryNetwork, name: &str) -> MeshNode {
+pub(crate) async fn start(net: &MemoryNetwork, name: &str) -> MeshNode {
     start_with(net, options(name, Role::Worker, 0), vec![]).await
 }
 
 /// Waits until `node` holds `links` open links to a full room of `links + 1`.
-pub async fn wait_links(node: &MeshNode, links: usize) -> Snapshot {
+pub(crate) async fn wait_links(node: &MeshNode, links: usize) -> Snapshot {
     node.wait_links(links, WAIT)
         .await
         .unwrap_or_else(|e| panic!("{} did not reach {links} links: {e}; {:?}", node.peer_id(), node.snapshot().health))
 }
 
 /// Starts `n` workers (`w0`..) without waiting in between, then waits for the full mesh.
-pub async fn spawn_mesh(net: &MemoryNetwork, n: usize) -> Vec<MeshNode> {
+pub(crate) async fn spawn_mesh(net: &MemoryNetwork, n: usize) -> Vec<MeshNode> {
     let mut nodes = Vec::new();
     for i in 0..n {
         nodes.push(start(net, &format!("w{i}")).await);
@@ -63,6 +63,6 @@ pub async fn spawn_mesh(net: &MemoryNetwork, n: usize) -> Vec<MeshNode> {
 }
 
 /// Total link attempts (dials + accepts) across `nodes`.
-pub fn attempts(nodes: &[MeshNode]) -> u64 {
+pub(crate) fn attempts(nodes: &[MeshNode]) -> u64 {
     nodes.iter().map(|n| n.snapshot().counters.attempts()).sum()
 }

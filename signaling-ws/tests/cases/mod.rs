@@ -13,7 +13,7 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A server for one test, on the store the test binary chose (with its Redis, if any).
-pub struct TestServer {
+pub(crate) struct TestServer {
     server: SignalingServer,
     _redis: Option<mesh_netlab::RedisServer>,
 }

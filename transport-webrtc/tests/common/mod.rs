@@ -7,24 +7,24 @@ use tokio::sync::mpsc;
 use transport_webrtc::{WebRtcConfig, WebRtcTransport};
 
 /// Generous bound for any single wait.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
-pub fn peer(s: &str) -> PeerId {
+pub(crate) fn peer(s: &str) -> PeerId {
     PeerId::new(s).unwrap()
 }
 
 /// A loopback transport with the mesh's default message limit.
-pub fn transport() -> WebRtcTransport {
+pub(crate) fn transport() -> WebRtcTransport {
     WebRtcTransport::new(WebRtcConfig::loopback(), 1024 * 1024)
 }
 
 /// Dials from `a` and accepts on `b`; returns both handles (not yet open).
-pub async fn pair(a: &WebRtcTransport, b: &WebRtcTransport) -> (LinkHandle, LinkHandle) {
+pub(crate) async fn pair(a: &WebRtcTransport, b: &WebRtcTransport) -> (LinkHandle, LinkHandle) {
     transport_webrtc::testing::pair(a, b).await.expect("dial and accept")
 }
 
 /// Dials, accepts and waits until both sides report `Open`.
-pub async fn open_pair(a: &WebRtcTransport, b: &WebRtcTransport) -> (LinkHandle, LinkHandle) {
+pub(crate) async fn open_pair(a: &WebRtcTransport, b: &WebRtcTransport) -> (LinkHandle, LinkHandle) {
     let (mut x, mut y) = pair(a, b).await;
     assert_eq!(next(&mut x.events).await, LinkEvent::Open);
     assert_eq!(next(&mut y.events).await, LinkEvent::Open);
@@ -32,12 +32,12 @@ pub async fn open_pair(a: &WebRtcTransport, b: &WebRtcTransport) -> (LinkHandle,
 }
 
 /// The next link event, or a panic after [`WAIT`].
-pub async fn next(events: &mut mpsc::Receiver<LinkEvent>) -> LinkEvent {
+pub(crate) async fn next(events: &mut mpsc::Receiver<LinkEvent>) -> LinkEvent {
     tokio::time::timeout(WAIT, events.recv()).await.expect("a link event in time").expect("event stream open")
 }
 
 /// The next message, skipping nothing: any other event is a failure.
-pub async fn message(events: &mut mpsc::Receiver<LinkEvent>) -> bytes::Bytes {
+pub(crate) async fn message(events: &mut mpsc::Receiver<LinkEvent>) -> bytes::Bytes {
     match next(events).await {
         LinkEvent::Message(m) => m,
         other => panic!("expected a message, got {other:?}"),
@@ -45,7 +45,7 @@ pub async fn message(events: &mut mpsc::Receiver<LinkEvent>) -> bytes::Bytes {
 }
 
 /// Polls `cond` until it holds or `limit` passes; returns whether it held.
-pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if cond() {
@@ -57,7 +57,7 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
 }
 
 /// Logs to the test output when `RUST_LOG` is set.
-pub fn init_tracing() {
+pub(crate) fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()

@@ -83,7 +83,7 @@ fn ms(v: Option<f64>) -> String {
 
 /// Summary over trials: phase durations of every opened link, and counts of what went wrong.
 #[derive(Default)]
-pub struct Totals {
+pub(crate) struct Totals {
     phases: BTreeMap<&'static str, Samples>,
     counts: BTreeMap<String, u64>,
 }
@@ -100,7 +100,7 @@ impl Totals {
     }
 
     /// Prints the medians of every phase and the counts.
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         println!("  phases over every link that opened (ms) min/median/max:");
         for (name, s) in &self.phases {
             println!("    {name:<28} {}", s.summary(0));
@@ -111,7 +111,7 @@ impl Totals {
 }
 
 /// Prints one trial's joins and link attempts, and adds them to `totals`.
-pub fn report(dir: &Path, spawned_us: &[u64], totals: &mut Totals) {
+pub(crate) fn report(dir: &Path, spawned_us: &[u64], totals: &mut Totals) {
     let n = spawned_us.len();
     let mut logged = BTreeMap::new();
     let marks = read(dir, n, &mut logged);

@@ -10,7 +10,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Options of `mesh-bench link`.
 #[derive(clap::Args, Debug)]
-pub struct LinkArgs {
+pub(crate) struct LinkArgs {
     /// Trials of each case.
     #[arg(long, default_value_t = 10)]
     trials: usize,
@@ -46,7 +46,7 @@ async fn message(handle: &mut LinkHandle) -> Result<Bytes, String> {
 }
 
 /// Runs the three link cases.
-pub async fn run(args: LinkArgs) -> Result<(), String> {
+pub(crate) async fn run(args: LinkArgs) -> Result<(), String> {
     let transport = || WebRtcTransport::new(WebRtcConfig::loopback(), 1 << 20);
     let (a, b) = (transport(), transport());
     let (mut opens, mut p50s, mut p99s, mut mbps) =

@@ -13,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// The stack options every mesh bench takes.
 #[derive(clap::Args, Debug, Clone)]
-pub struct StackArgs {
+pub(crate) struct StackArgs {
     /// Transport plugin.
     #[arg(long, default_value = "webrtc")]
     transport: String,
@@ -62,7 +62,7 @@ async fn leave_all(nodes: Vec<MeshNode>) {
 
 /// Options of `mesh-bench formation`.
 #[derive(clap::Args, Debug)]
-pub struct FormationArgs {
+pub(crate) struct FormationArgs {
     /// Mesh sizes to form.
     #[arg(long, default_value = "2,5,10", value_delimiter = ',')]
     workers: Vec<usize>,
@@ -82,7 +82,7 @@ pub struct FormationArgs {
 }
 
 /// Time from starting the first worker to every worker holding all its links.
-pub async fn formation(args: FormationArgs) -> Result<(), String> {
+pub(crate) async fn formation(args: FormationArgs) -> Result<(), String> {
     if let Some(wan) = args.lab {
         return tokio::task::block_in_place(|| {
             crate::procs::formation_lab(&args.workers, args.trials, wan, args.breakdown)
@@ -117,7 +117,7 @@ pub async fn formation(args: FormationArgs) -> Result<(), String> {
 
 /// Options of `mesh-bench messages`.
 #[derive(clap::Args, Debug)]
-pub struct MessagesArgs {
+pub(crate) struct MessagesArgs {
     /// Trials.
     #[arg(long, default_value_t = 5)]
     trials: usize,
@@ -135,7 +135,7 @@ pub struct MessagesArgs {
 }
 
 /// Two workers: application-message latency (ping-pong) and one-way throughput over the mesh.
-pub async fn messages(args: MessagesArgs) -> Result<(), String> {
+pub(crate) async fn messages(args: MessagesArgs) -> Result<(), String> {
     let (mut p50, mut p99, mut rate, mut mbps) =
         (Samples::default(), Samples::default(), Samples::default(), Samples::default());
     for _ in 0..args.trials {

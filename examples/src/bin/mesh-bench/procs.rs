@@ -73,7 +73,7 @@ fn form(n: usize, tag: &str, wan: Option<WanSpec>, timeline: Option<&Path>) -> R
 
 /// Options of `mesh-bench failover`.
 #[derive(clap::Args, Debug)]
-pub struct FailoverArgs {
+pub(crate) struct FailoverArgs {
     /// Mesh size.
     #[arg(long, default_value_t = 5)]
     workers: usize,
@@ -90,7 +90,7 @@ pub struct FailoverArgs {
 
 /// Time from the signal to the admin's process until every survivor reports the same new admin,
 /// verified; and the link attempts the survivors made meanwhile.
-pub fn failover(args: FailoverArgs) -> Result<(), String> {
+pub(crate) fn failover(args: FailoverArgs) -> Result<(), String> {
     let n = args.workers.max(3);
     let (mut verified, mut reconnects) = (Samples::default(), 0u64);
     for trial in 0..args.trials {
@@ -123,7 +123,7 @@ pub fn failover(args: FailoverArgs) -> Result<(), String> {
 
 /// Options of `mesh-bench idle`.
 #[derive(clap::Args, Debug)]
-pub struct IdleArgs {
+pub(crate) struct IdleArgs {
     /// Mesh size.
     #[arg(long, default_value_t = 10)]
     workers: usize,
@@ -133,7 +133,7 @@ pub struct IdleArgs {
 }
 
 /// CPU time each idle worker process uses, as a share of one core.
-pub fn idle(args: IdleArgs) -> Result<(), String> {
+pub(crate) fn idle(args: IdleArgs) -> Result<(), String> {
     let n = args.workers.max(2);
     let (mut room, formed) = form(n, "idle", None, None)?;
     std::thread::sleep(Duration::from_secs(2)); // let formation's work finish before measuring
@@ -164,7 +164,7 @@ fn lab_label(lab: Option<WanSpec>) -> String {
 
 /// `mesh-bench formation --lab …`: worker processes in the lab, time to a full mesh; with
 /// `breakdown`, each trial's joins and link attempts step by step, and the phases over all.
-pub fn formation_lab(sizes: &[usize], trials: usize, wan: WanSpec, breakdown: bool) -> Result<(), String> {
+pub(crate) fn formation_lab(sizes: &[usize], trials: usize, wan: WanSpec, breakdown: bool) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("mesh-breakdown-{}", std::process::id()));
     if breakdown {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -8,7 +8,7 @@ use signaling_ws::loadgen::{self, LoadConfig, ServerProcess};
 
 /// Options of `mesh-bench signaling`.
 #[derive(clap::Args, Debug)]
-pub struct SignalingArgs {
+pub(crate) struct SignalingArgs {
     /// Rooms.
     #[arg(long, default_value_t = 1000)]
     rooms: usize,
@@ -30,7 +30,7 @@ pub struct SignalingArgs {
 }
 
 /// Runs the load `trials` times against fresh servers.
-pub async fn run(args: SignalingArgs) -> Result<(), String> {
+pub(crate) async fn run(args: SignalingArgs) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let server_path = exe.with_file_name("mesh-signal");
     if !server_path.exists() {

@@ -5,7 +5,7 @@ use clap::Args;
 
 /// Arguments of `mesh-bench sim`.
 #[derive(Args, Debug)]
-pub struct SimArgs {
+pub(crate) struct SimArgs {
     /// How many seeded schedules to run.
     #[arg(long, default_value_t = 10_000)]
     seeds: u64,
@@ -21,7 +21,7 @@ pub struct SimArgs {
 }
 
 /// Runs the campaign (or the replay) and prints what it found; an error if any seed failed.
-pub fn run(args: SimArgs) -> Result<(), String> {
+pub(crate) fn run(args: SimArgs) -> Result<(), String> {
     if let Some(seed) = args.seed {
         let schedule = mesh_sim::Schedule::generate(seed);
         println!("{schedule}");

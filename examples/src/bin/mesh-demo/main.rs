@@ -30,6 +30,7 @@ pub enum Scenario {
     Partition,
 }
 
+/// The demo's command line.
 #[derive(Parser, Debug)]
 #[command(about = "Form a full worker mesh in one process and walk a scenario")]
 pub struct Args {

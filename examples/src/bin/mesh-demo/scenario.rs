@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running demo: the stack, the live workers and what has been measured.
-pub struct Demo<'a> {
+pub(crate) struct Demo<'a> {
     pub stack: &'a Stack,
     pub out: &'a Out,
     pub summary: &'a mut BTreeMap<&'static str, Value>,
@@ -40,7 +40,7 @@ fn signals_of(node: &MeshNode) -> String {
 
 impl Demo<'_> {
     /// Forms the mesh, walks `scenario`, prints the room, and checks the outcome.
-    pub async fn walk(&mut self, scenario: Scenario, workers: usize) -> Result<(), String> {
+    pub(crate) async fn walk(&mut self, scenario: Scenario, workers: usize) -> Result<(), String> {
         self.form(workers).await?;
         match scenario {
             Scenario::Form => {}
@@ -65,7 +65,7 @@ impl Demo<'_> {
     }
 
     /// Leaves with every live worker (ends their tasks and links).
-    pub async fn leave_all(&mut self) {
+    pub(crate) async fn leave_all(&mut self) {
         for node in self.nodes.drain(..) {
             node.leave().await;
         }

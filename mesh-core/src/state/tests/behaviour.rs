@@ -490,7 +490,7 @@ fn b25_relay_stamps_sender_and_rejects_spoofed_from() {
     admin.handle(
         now,
         on_link(
-            &admin,
+            admin,
             peer("w1"),
             MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() },
         ),
@@ -505,7 +505,7 @@ fn b25_relay_stamps_sender_and_rejects_spoofed_from() {
     admin.handle(
         now,
         on_link(
-            &admin,
+            admin,
             peer("w1"),
             MeshMessage::Relay { id: 2, to: peer("w2"), from: peer("w9"), signal: signal.clone() },
         ),
@@ -519,7 +519,7 @@ fn b25_relay_stamps_sender_and_rejects_spoofed_from() {
     // Unknown target.
     admin.handle(
         now,
-        on_link(&admin, peer("w1"), MeshMessage::Relay { id: 3, to: peer("nobody"), from: peer("w1"), signal }),
+        on_link(admin, peer("w1"), MeshMessage::Relay { id: 3, to: peer("nobody"), from: peer("w1"), signal }),
     );
     let acts = drain(admin);
     assert_eq!(acts.len(), 1);
@@ -533,12 +533,12 @@ fn b25_messages_cannot_speak_for_another_peer() {
     let w0 = sim.nodes.get_mut(&peer("w0")).unwrap();
     let mut forged = Sim::record(999);
     forged.version = 50;
-    w0.handle(now, on_link(&w0, peer("w1"), MeshMessage::Record { peer: peer("w2"), record: forged }));
-    w0.handle(now, on_link(&w0, peer("w1"), MeshMessage::PeerLeft { peer: peer("w2") }));
+    w0.handle(now, on_link(w0, peer("w1"), MeshMessage::Record { peer: peer("w2"), record: forged }));
+    w0.handle(now, on_link(w0, peer("w1"), MeshMessage::PeerLeft { peer: peer("w2") }));
     assert_eq!(w0.room_state().get(&peer("w2")).unwrap().priority, 0);
     assert!(w0.is_linked(&peer("w2")));
     // A peer without a link cannot talk at all.
-    w0.handle(now, on_link(&w0, peer("stranger"), MeshMessage::PeerLeft { peer: peer("stranger") }));
+    w0.handle(now, on_link(w0, peer("stranger"), MeshMessage::PeerLeft { peer: peer("stranger") }));
     assert!(drain(w0).into_iter().all(|a| !matches!(a, Out::Send(Transmit { .. }))));
 }
 

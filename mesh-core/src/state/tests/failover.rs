@@ -247,7 +247,7 @@ fn b16_a_joiner_asked_to_verify_before_its_admin_link_opens_does_not_take_the_ro
     assert!(!sim.node("w9").is_linked(&peer("w0")));
     let now = sim.now;
     let w9 = sim.nodes.get_mut(&peer("w9")).expect("w9");
-    w9.handle(now, on_link(&w9, peer("w1"), crate::MeshMessage::AdminVerify { id: 5, epoch: 0, vote: None }));
+    w9.handle(now, on_link(w9, peer("w1"), crate::MeshMessage::AdminVerify { id: 5, epoch: 0, vote: None }));
     let actions = drain(w9);
     assert_eq!(w9.admin().0, Some(&peer("w0")), "the room's admin is alive: w9 keeps following it");
     let ack = actions.iter().find_map(|a| match a {

@@ -10,14 +10,14 @@ use crate::state::{Event, LinkOp, MeshEvent, MeshState, SignalingOp, StateConfig
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-pub fn peer(s: &str) -> PeerId {
+pub(super) fn peer(s: &str) -> PeerId {
     PeerId::new(s).unwrap()
 }
 
 /// How long a link attempt between cut peers takes to fail.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 
-pub struct Sim {
+pub(super) struct Sim {
     pub now: Instant,
     pub nodes: BTreeMap<PeerId, MeshState>,
     /// Registration order at the rendezvous; clients excluded from `members`.
@@ -35,7 +35,7 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             now: Instant::now(),
             nodes: BTreeMap::new(),
@@ -52,14 +52,14 @@ impl Sim {
         }
     }
 
-    pub fn record(priority: u64) -> WorkerRecord {
+    pub(super) fn record(priority: u64) -> WorkerRecord {
         let mut metadata = Metadata::new();
         metadata.insert("gpu_memory_mb".into(), priority.into());
         WorkerRecord::new(priority, metadata)
     }
 
     /// Registers a worker (priority = GPU memory) and delivers notices; does not settle.
-    pub fn join_as(&mut self, name: &str, role: Role, priority: u64) {
+    pub(super) fn join_as(&mut self, name: &str, role: Role, priority: u64) {
         let me = peer(name);
         let cfg = StateConfig {
             room: RoomId::new("room").unwrap(),
@@ -90,12 +90,12 @@ impl Sim {
         self.registered.push((me, role));
     }
 
-    pub fn join(&mut self, name: &str) {
+    pub(super) fn join(&mut self, name: &str) {
         self.join_as(name, Role::Worker, 0);
     }
 
     /// Joins each name and settles the room before the next.
-    pub fn form(&mut self, names: &[&str]) {
+    pub(super) fn form(&mut self, names: &[&str]) {
         for n in names {
             self.join(n);
             self.settle();
@@ -114,20 +114,20 @@ impl Sim {
     }
 
     /// Graceful departure.
-    pub fn leave(&mut self, name: &str) {
+    pub(super) fn leave(&mut self, name: &str) {
         self.queue.push_back((peer(name), Event::Leave));
         self.settle();
         self.nodes.remove(&peer(name));
     }
 
     /// A crash the rest learns of only through silence: no goodbye, links stay silently open.
-    pub fn crash_silently(&mut self, name: &str) {
+    pub(super) fn crash_silently(&mut self, name: &str) {
         let p = peer(name);
         self.nodes.remove(&p);
     }
 
     /// Cuts every link between `a` and `b` (both directions) and fails future attempts.
-    pub fn cut(&mut self, a: &str, b: &str) {
+    pub(super) fn cut(&mut self, a: &str, b: &str) {
         let (a, b) = (peer(a), peer(b));
         self.cut.insert((a.clone(), b.clone()));
         self.cut.insert((b, a));
@@ -135,7 +135,7 @@ impl Sim {
 
     /// Cuts `names` from every other node: a partition of the links (the rendezvous still
     /// reaches everyone).
-    pub fn split(&mut self, names: &[&str]) {
+    pub(super) fn split(&mut self, names: &[&str]) {
         let others: Vec<String> =
             self.nodes.keys().map(|p| p.to_string()).filter(|p| !names.contains(&p.as_str())).collect();
         for a in names {
@@ -147,7 +147,7 @@ impl Sim {
 
     /// The rendezvous restarts: it forgets the admin, and every peer registers again (in
     /// registration order, so the admin is not necessarily first).
-    pub fn restart_rendezvous(&mut self) {
+    pub(super) fn restart_rendezvous(&mut self) {
         self.rendezvous_admin = None;
         let registered = self.registered.clone();
         for (p, _) in &registered {
@@ -163,7 +163,7 @@ impl Sim {
         }
     }
 
-    pub fn heal(&mut self) {
+    pub(super) fn heal(&mut self) {
         self.cut.clear();
     }
 
@@ -172,7 +172,7 @@ impl Sim {
     }
 
     /// Delivers events and carries out actions until nothing is left at this instant.
-    pub fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         for _ in 0..100_000 {
             if let Some((to, event)) = self.queue.pop_front() {
                 if let Some(node) = self.nodes.get_mut(&to) {
@@ -262,7 +262,7 @@ impl Sim {
     }
 
     /// Moves virtual time forward in 10 ms steps, ticking every node.
-    pub fn advance(&mut self, by: Duration) {
+    pub(super) fn advance(&mut self, by: Duration) {
         let end = self.now + by;
         while self.now < end {
             self.now += Duration::from_millis(10);
@@ -280,12 +280,12 @@ impl Sim {
     }
 
     /// Number of open links between live nodes.
-    pub fn link_count(&self) -> usize {
+    pub(super) fn link_count(&self) -> usize {
         self.open.values().filter(|(a, b)| self.nodes.contains_key(a) && self.nodes.contains_key(b)).count()
     }
 
     /// True when every live worker is linked to every other live worker.
-    pub fn is_full_mesh(&self) -> bool {
+    pub(super) fn is_full_mesh(&self) -> bool {
         let workers: Vec<&PeerId> = self
             .nodes
             .iter()
@@ -298,12 +298,12 @@ impl Sim {
         })
     }
 
-    pub fn node(&self, name: &str) -> &MeshState {
+    pub(super) fn node(&self, name: &str) -> &MeshState {
         &self.nodes[&peer(name)]
     }
 
     /// Asks `name` for the registry, lets the room answer at this instant, returns the answer.
-    pub fn query(&mut self, name: &str, filter: crate::RegistryFilter) -> Option<crate::RegistryPage> {
+    pub(super) fn query(&mut self, name: &str, filter: crate::RegistryFilter) -> Option<crate::RegistryPage> {
         let id = self.next_query;
         self.next_query += 1;
         let (now, deadline) = (self.now, self.now + Duration::from_secs(5));
@@ -313,7 +313,7 @@ impl Sim {
     }
 
     /// The answer `name` got to query `id` since `since`.
-    pub fn answer(&self, name: &str, id: u64, since: Instant) -> Option<crate::RegistryPage> {
+    pub(super) fn answer(&self, name: &str, id: u64, since: Instant) -> Option<crate::RegistryPage> {
         self.events_of(name, since).into_iter().find_map(|e| match e {
             MeshEvent::Registry { id: got, page } if got == id => Some(page),
             _ => None,
@@ -321,18 +321,18 @@ impl Sim {
     }
 
     /// Queues `event` for `name` (delivered at the next settle).
-    pub fn deliver(&mut self, name: &str, event: Event) {
+    pub(super) fn deliver(&mut self, name: &str, event: Event) {
         self.queue.push_back((peer(name), event));
     }
 
     /// Delivers `msg` from `from` to `to` as if it came over their open link.
-    pub fn deliver_msg(&mut self, to: &str, from: &str, msg: crate::MeshMessage) {
+    pub(super) fn deliver_msg(&mut self, to: &str, from: &str, msg: crate::MeshMessage) {
         let event = super::on_link(&self.nodes[&peer(to)], peer(from), msg);
         self.queue.push_back((peer(to), event));
     }
 
     /// Events of `name` logged after `since`.
-    pub fn events_of(&self, name: &str, since: Instant) -> Vec<MeshEvent> {
+    pub(super) fn events_of(&self, name: &str, since: Instant) -> Vec<MeshEvent> {
         self.log.iter().filter(|(t, p, _)| *t >= since && p.as_str() == name).map(|(_, _, e)| e.clone()).collect()
     }
 }

@@ -64,7 +64,7 @@ impl Keys {
 }
 
 fn msg(s: &mut MeshState, now: Instant, from: &str, msg: MeshMessage) {
-    s.handle(now, on_link(&s, peer(from), msg));
+    s.handle(now, on_link(s, peer(from), msg));
 }
 
 /// Workers w0 (admin, priority 50), w1 (40), w2 (30) and rogue r (priority 1), and client c.
@@ -179,7 +179,7 @@ fn a21_3_a_clients_heartbeat_naming_itself_deposes_nobody() {
         msg(&mut w0, now, "c", heartbeat("w2", epoch));
     }
     assert_eq!(w0.admin(), (Some(&peer("w0")), true), "the admin keeps the role");
-    assert_eq!(w0.epoch(), 0);
+    assert_eq!(w0.health_record().epoch, 0);
     assert!(!drain(&mut w0)
         .iter()
         .any(|a| matches!(a, Out::Send(Transmit { msg: MeshMessage::AdminVerify { .. }, .. }))));
@@ -197,7 +197,7 @@ fn a21_4_a_third_partys_heartbeat_moves_no_role() {
             msg(&mut s, now, "r", heartbeat(me, epoch));
         }
         assert_eq!(s.admin(), (Some(&peer("w0")), true), "{me} keeps w0");
-        assert_eq!(s.epoch(), 0, "{me}: no epoch taken on a third party's word");
+        assert_eq!(s.health_record().epoch, 0, "{me}: no epoch taken on a third party's word");
         let verifies = drain(&mut s)
             .into_iter()
             .filter(|a| matches!(a, Out::Send(Transmit { msg: MeshMessage::AdminVerify { .. }, .. })))
@@ -223,7 +223,7 @@ fn a21_5_a_rogue_claiming_the_role_with_a_huge_epoch_and_no_proof_takes_nothing(
             msg(&mut s, now, "r", MeshMessage::AdminProof { epoch, votes: forged });
         }
         assert_eq!(s.admin(), (Some(&peer("w0")), true), "{me} keeps w0");
-        assert_eq!(s.epoch(), 0, "{me}");
+        assert_eq!(s.health_record().epoch, 0, "{me}");
         assert!(s.counters().refused >= 4, "{me}: forged votes refused and counted: {:?}", s.counters());
         // Acks naming itself, unasked, are refused too.
         msg(&mut s, now, "r", MeshMessage::AdminVerifyAck { id: 1, admin: Some(peer("r")), epoch: 9, votes: vec![] });
