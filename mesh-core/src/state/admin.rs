@@ -28,23 +28,6 @@ use crate::signaler::{Announcement, Role};
 use crate::wire::MeshMessage;
 use std::time::Instant;
 
-/// Candidates chased through acks naming another admin before this node stops and asks again
-/// later (admins naming each other in a cycle would otherwise be chased forever).
-const MAX_VERIFY_HOPS: usize = 8;
-
-/// A verification in flight.
-#[derive(Debug, Clone)]
-pub(super) struct PendingVerify {
-    pub(super) candidate: PeerId,
-    pub(super) id: u64,
-    pub(super) deadline: Instant,
-    /// Ask again at this time: the candidate answered without holding the role (yet).
-    pub(super) resend_at: Option<Instant>,
-    answered: bool,
-    /// The epoch this node voted for the candidate at, in the `admin_verify`.
-    epoch: u64,
-}
-
 /// The link to the admin was lost while the admin is still in the room.
 #[derive(Debug, Clone)]
 pub(super) struct Suspect {
@@ -65,20 +48,48 @@ pub(super) struct PeerView {
     pub(super) links: Option<u32>,
 }
 
+/// Who the admin is, as this node sees it, and how sure it is.
+#[derive(Debug, Default)]
+pub(super) struct Election {
+    pub(super) admin: Option<PeerId>,
+    pub(super) admin_verified: bool,
+    /// The admin epoch: raised by every election a strict majority of the room makes, so on a
+    /// healed partition the majority's admin wins.
+    pub(super) epoch: u64,
+    pub(super) verify: Option<super::verify::PendingVerify>,
+    /// Candidates that answered `admin_verify` naming another admin, in this chase.
+    pub(super) verify_hops: Vec<PeerId>,
+    /// The link to the admin was lost while it is still in the room: flap or death, to be told
+    /// apart by what the other workers report.
+    pub(super) suspect: Option<Suspect>,
+    /// The last admin the rendezvous announced.
+    pub(super) announced_admin: Option<PeerId>,
+    /// When this node last told the rendezvous it is admin.
+    pub(super) last_announce: Option<Instant>,
+}
+
+impl Election {
+    /// The verification's resend or deadline, or the suspicion's deadline, whichever is first.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let verify = self.verify.iter().flat_map(|v| std::iter::once(v.deadline).chain(v.resend_at));
+        verify.chain(self.suspect.as_ref().map(|s| s.deadline)).min()
+    }
+}
+
 impl MeshState {
     pub(super) fn set_admin(&mut self, admin: Option<PeerId>, verified: bool) {
-        if self.admin == admin && self.admin_verified == verified {
+        if self.election.admin == admin && self.election.admin_verified == verified {
             return;
         }
-        tracing::info!(admin = ?admin.as_ref().map(|a| a.as_str()), verified, epoch = self.epoch, "admin changed");
-        self.admin = admin.clone();
-        self.admin_verified = verified;
+        tracing::info!(admin = ?admin.as_ref().map(|a| a.as_str()), verified, epoch = self.election.epoch, "admin changed");
+        self.election.admin = admin.clone();
+        self.election.admin_verified = verified;
         self.emit(MeshEvent::AdminChanged { admin, verified });
     }
 
     /// True when this node is the admin or holds an open link to it.
     pub(super) fn admin_linked(&self) -> bool {
-        match &self.admin {
+        match &self.election.admin {
             Some(a) => a == &self.cfg.me || self.is_linked(a),
             None => false,
         }
@@ -90,9 +101,9 @@ impl MeshState {
             self.become_admin(now);
             return;
         }
-        self.suspect = None;
-        if self.admin.as_ref() == Some(&admin)
-            && (self.admin_verified || self.verify.as_ref().is_some_and(|v| v.candidate == admin))
+        self.election.suspect = None;
+        if self.election.admin.as_ref() == Some(&admin)
+            && (self.election.admin_verified || self.election.verify.as_ref().is_some_and(|v| v.candidate == admin))
         {
             return;
         }
@@ -100,79 +111,59 @@ impl MeshState {
             tracing::info!(admin = %admin, "stepping down: another admin holds the role");
             self.announce(Announcement::Withdraw);
         }
-        self.verify = None;
+        self.election.verify = None;
         self.set_admin(Some(admin.clone()), false);
         if self.cfg.role == Role::Client {
             self.client_keep_only(&admin);
         }
         if self.is_linked(&admin) {
-            self.start_verify(now, admin, self.epoch);
+            self.start_verify(now, admin, self.election.epoch);
         } else {
             self.dial_admin_now(now, &admin);
         }
     }
 
-    /// Asks `candidate` whether it takes the role, with this worker's vote for it at `epoch`.
-    fn start_verify(&mut self, now: Instant, candidate: PeerId, epoch: u64) {
-        let id = self.next_seq;
-        self.next_seq += 1;
-        let deadline = now + self.cfg.timing.admin_verify_timeout;
-        let pending =
-            PendingVerify { candidate: candidate.clone(), id, deadline, resend_at: None, answered: false, epoch };
-        self.verify = Some(pending);
-        tracing::info!(%candidate, "verifying the admin");
-        let msg = self.verify_message(id, epoch, &candidate);
-        self.send(&candidate, msg);
-    }
-
-    fn verify_message(&mut self, id: u64, epoch: u64, candidate: &PeerId) -> MeshMessage {
-        let vote = match self.cfg.role {
-            Role::Worker => {
-                self.proofs.voted = Some((epoch, candidate.clone()));
-                self.vote_for(epoch, candidate)
-            }
-            Role::Client => None,
-        };
-        MeshMessage::AdminVerify { id, epoch, vote }
-    }
-
     /// The link to `peer` opened: verify it if it is the admin this node waits to verify.
     pub(super) fn on_admin_link_opened(&mut self, now: Instant, peer: &PeerId) {
-        if self.admin.as_ref() == Some(peer) && !self.admin_verified && self.verify.is_none() {
-            self.start_verify(now, peer.clone(), self.epoch);
+        if self.election.admin.as_ref() == Some(peer) && !self.election.admin_verified && self.election.verify.is_none()
+        {
+            self.start_verify(now, peer.clone(), self.election.epoch);
         }
     }
 
     /// `peer` left the room (`left`), or its open link is lost.
     pub(super) fn on_peer_gone(&mut self, now: Instant, peer: &PeerId, left: bool) {
-        let was_candidate = self.verify.as_ref().is_some_and(|v| &v.candidate == peer);
-        if self.admin.as_ref() != Some(peer) && !was_candidate {
+        let was_candidate = self.election.verify.as_ref().is_some_and(|v| &v.candidate == peer);
+        if self.election.admin.as_ref() != Some(peer) && !was_candidate {
             return;
         }
         if self.cfg.role == Role::Client {
-            self.verify = None;
+            self.election.verify = None;
             self.client_retarget(now, Some(peer));
-        } else if !left && !was_candidate && self.admin_verified && self.is_present_worker(peer) {
+        } else if !left && !was_candidate && self.election.admin_verified && self.is_present_worker(peer) {
             self.suspect_admin(now, peer.clone());
         } else {
-            self.verify = None;
+            self.election.verify = None;
             self.elect_admin(now);
         }
     }
 
-    fn suspect_admin(&mut self, now: Instant, admin: PeerId) {
+    pub(super) fn suspect_admin(&mut self, now: Instant, admin: PeerId) {
         tracing::info!(%admin, "lost the link to the admin; asking the room whether it still reaches it");
         let deadline = now + self.cfg.timing.heartbeat_interval.mul_f64(1.5);
-        self.suspect = Some(Suspect { admin, since: now, deadline });
+        self.election.suspect = Some(Suspect { admin, since: now, deadline });
         self.broadcast_view(); // so the others can tell at once that this node lost it too
     }
 
     /// Decides a suspicion: a flap (someone still reaches the admin) or a lost admin.
     pub(super) fn review_suspect(&mut self, now: Instant) {
-        let Some(s) = self.suspect.clone() else { return };
-        if self.admin.as_ref() != Some(&s.admin) || self.is_linked(&s.admin) || !self.is_present_worker(&s.admin) {
-            self.suspect = None;
-            if self.admin.as_ref() == Some(&s.admin) && !self.is_present_worker(&s.admin) {
+        let Some(s) = self.election.suspect.clone() else { return };
+        if self.election.admin.as_ref() != Some(&s.admin)
+            || self.is_linked(&s.admin)
+            || !self.is_present_worker(&s.admin)
+        {
+            self.election.suspect = None;
+            if self.election.admin.as_ref() == Some(&s.admin) && !self.is_present_worker(&s.admin) {
                 self.elect_admin(now);
             }
             return;
@@ -182,7 +173,7 @@ impl MeshState {
             if peer == s.admin || !self.is_present_worker(&peer) {
                 continue;
             }
-            match self.peers.get(&peer).and_then(|e| e.view.as_ref()) {
+            match self.links.peers.get(&peer).and_then(|e| e.view.as_ref()) {
                 Some(v) if v.at >= s.since => reached |= v.admin.as_ref() == Some(&s.admin) && v.admin_linked,
                 _ => unanswered = true,
             }
@@ -191,10 +182,10 @@ impl MeshState {
         // flap is only concluded at the deadline; "lost" as soon as every linked worker said so.
         if now >= s.deadline && reached {
             tracing::info!(admin = %s.admin, "the room still reaches the admin: a link flap; keeping it and retrying");
-            self.suspect = None;
+            self.election.suspect = None;
         } else if (!unanswered && !reached) || now >= s.deadline {
             tracing::info!(admin = %s.admin, "no linked worker reaches the admin; it is lost");
-            self.suspect = None;
+            self.election.suspect = None;
             self.elect_admin(now);
         }
     }
@@ -206,7 +197,7 @@ impl MeshState {
             return;
         }
         if self.partition_now() {
-            if self.admin.as_ref().is_some_and(|a| !self.is_present_worker(a)) {
+            if self.election.admin.as_ref().is_some_and(|a| !self.is_present_worker(a)) {
                 self.set_admin(None, false);
             }
             tracing::info!("partitioned: no election until the partition heals");
@@ -214,12 +205,12 @@ impl MeshState {
         }
         let me = self.cfg.me.clone();
         let (reached, present) = self.reach();
-        let epoch = (self.epoch + u64::from(reached * 2 > present)).min(super::proof::MAX_EPOCH);
+        let epoch = (self.election.epoch + u64::from(reached * 2 > present)).min(super::proof::MAX_EPOCH);
         let winner = crate::room::elect(
             self.room.present().filter(|(p, _)| **p == me || self.is_linked(p)).map(|(p, r)| (p, r.priority)),
         )
         .unwrap_or(me.clone());
-        if self.verify.as_ref().is_some_and(|v| v.candidate == winner) {
+        if self.election.verify.as_ref().is_some_and(|v| v.candidate == winner) {
             return;
         }
         if winner == me {
@@ -228,123 +219,9 @@ impl MeshState {
             self.add_vote(now, &me, epoch, vote.as_deref());
             return;
         }
-        self.suspect = None;
+        self.election.suspect = None;
         self.set_admin(Some(winner.clone()), false);
         self.start_verify(now, winner, epoch);
-    }
-
-    pub(super) fn on_admin_verify(&mut self, now: Instant, from: &PeerId, id: u64, vote: (u64, Option<String>)) {
-        // A worker that asks has lost its admin and elected us: if we lost ours too, decide now
-        // instead of waiting for our own suspicion to run out. An admin we merely have not linked
-        // yet (a joiner's) is not lost: we answer with it.
-        let lost = match &self.admin {
-            None => true,
-            Some(a) => self.suspect.is_some() || (a != &self.cfg.me && !self.is_present_worker(a)),
-        };
-        if self.cfg.role == Role::Worker && !self.is_admin() && lost {
-            self.suspect = None;
-            self.elect_admin(now);
-        }
-        // The ack goes first, then the asker's vote is checked (a failover waits on the ack; a
-        // vote that raises the epoch sends the new proof to everyone).
-        let votes = if self.is_admin() { self.my_proof().votes } else { Vec::new() };
-        let (admin, epoch) = (self.admin.clone(), self.epoch);
-        self.send(from, MeshMessage::AdminVerifyAck { id, admin, epoch, votes });
-        if self.is_admin() && self.is_present_worker(from) {
-            self.add_vote(now, from, vote.0, vote.1.as_deref());
-            // A worker takes us for admin now, perhaps a rival stepping down, whose withdrawal
-            // may reach the rendezvous after our last announcement and leave it naming nobody:
-            // announce again, so it names the admin the room settled on.
-            self.announce_admin(now);
-        }
-    }
-
-    pub(super) fn on_admin_verify_ack(
-        &mut self,
-        now: Instant,
-        from: &PeerId,
-        id: u64,
-        admin: Option<PeerId>,
-        (epoch, votes): (u64, Vec<crate::wire::Vote>),
-    ) {
-        if self.verify.as_ref().is_none_or(|v| &v.candidate != from || v.id != id) {
-            return self.refuse(from, "admin_verify_ack", "an ack this node did not ask for");
-        }
-        // A client needs the proof to verify; a worker only to raise its epoch.
-        let check = self.cfg.role == Role::Client || epoch > self.epoch;
-        let proven = check && admin.as_ref() == Some(from) && self.take_proof(from, epoch, &votes);
-        match admin {
-            // A client takes an admin only on its proof: the votes of most of the room's workers.
-            Some(a) if &a == from && (proven || self.cfg.role == Role::Worker) => {
-                // The epoch this node voted for in the verify: a vote for a later epoch than
-                // the ack's (an election by a majority) counts once the admin reaches it.
-                let voted = self.verify.as_ref().map_or(0, |v| v.epoch);
-                self.verify = None;
-                self.verify_hops.clear();
-                if proven && epoch > self.epoch {
-                    self.epoch = epoch;
-                }
-                self.set_admin(Some(a.clone()), true);
-                if epoch >= self.epoch && epoch > voted {
-                    self.vote_once(&a, epoch);
-                }
-            }
-            Some(a)
-                if a != self.cfg.me
-                    && (self.is_present_worker(&a) || self.cfg.role == Role::Client)
-                    && !self.verify_hops.contains(&a)
-                    && self.verify_hops.len() < MAX_VERIFY_HOPS =>
-            {
-                tracing::info!(candidate = %from, admin = %a, "the candidate follows another admin; following it too");
-                self.verify_hops.push(from.clone());
-                self.verify = None;
-                self.follow(now, a);
-            }
-            _ => {
-                // Alive, but not (yet) holding the role, or the admins named form a cycle (each
-                // names the next): ask again shortly, within the deadline, rather than chase.
-                let resend_at = now + self.cfg.timing.admin_verify_timeout / 40;
-                if let Some(v) = &mut self.verify {
-                    v.answered = true;
-                    v.resend_at = Some(resend_at);
-                }
-            }
-        }
-    }
-
-    /// Fires the verification timers: resend, or give up on a silent candidate.
-    pub(super) fn fire_verify_timer(&mut self, now: Instant) {
-        let Some(v) = &mut self.verify else { return };
-        if v.resend_at.is_some_and(|t| t <= now) && v.deadline > now {
-            v.resend_at = None;
-            let (to, id, epoch) = (v.candidate.clone(), v.id, v.epoch);
-            let msg = self.verify_message(id, epoch, &to);
-            self.send(&to, msg);
-            return;
-        }
-        if v.deadline > now {
-            return;
-        }
-        let (candidate, answered) = (v.candidate.clone(), v.answered);
-        self.verify = None;
-        if answered || self.cfg.role == Role::Client {
-            // Alive but not the admin: look again rather than throw a live peer out.
-            tracing::warn!(%candidate, "the candidate did not take the admin role in time; electing again");
-            if self.cfg.role == Role::Client {
-                self.client_retarget(now, Some(&candidate));
-            } else {
-                self.elect_admin(now);
-            }
-            return;
-        }
-        tracing::warn!(%candidate, "elected admin did not answer admin_verify; removing it and re-electing");
-        self.room.remove(&candidate);
-        if let Some(session) = self.peers.get(&candidate).and_then(|e| super::links::session_of(&e.link)).cloned() {
-            let reason = "did not answer admin_verify".to_string();
-            self.close(&candidate, &session, reason);
-        }
-        self.peers.remove(&candidate);
-        self.elect_admin(now);
     }
 
     /// A heartbeat from `from`: note its view of the admin, and settle any disagreement.
@@ -356,21 +233,21 @@ impl MeshState {
         epoch: u64,
         (admin_linked, links): (bool, Option<u32>),
     ) {
-        if let Some(entry) = self.peers.get_mut(from) {
+        if let Some(entry) = self.links.peers.get_mut(from) {
             entry.view = Some(PeerView { admin: claim.clone(), admin_linked, epoch, at: now, links });
         }
         let Some(theirs) = claim else { return };
         // The candidate that answered "not yet" now says it holds the role: ask again at once
         // rather than wait for the resend timer.
-        if &theirs == from && self.verify.as_ref().is_some_and(|v| &v.candidate == from && v.answered) {
-            if let Some(v) = &mut self.verify {
+        if &theirs == from && self.election.verify.as_ref().is_some_and(|v| &v.candidate == from && v.answered) {
+            if let Some(v) = &mut self.election.verify {
                 v.resend_at = Some(now);
             }
             self.fire_verify_timer(now);
         }
         if self.cfg.role == Role::Client {
             // The admin itself says another peer holds the role: follow it (and verify its proof).
-            if self.admin.as_ref() == Some(from) && &theirs != from && admin_linked {
+            if self.election.admin.as_ref() == Some(from) && &theirs != from && admin_linked {
                 self.follow(now, theirs);
             }
             return;
@@ -396,17 +273,17 @@ impl MeshState {
     /// admin. Both claims weigh by their proven epochs (an unproven claim weighs as epoch 0), then
     /// by the election rule, so two admins judge each other alike and one steps down.
     pub(super) fn weigh_claim_of(&mut self, now: Instant, from: &PeerId) {
-        let Some(view) = self.peers.get(from).and_then(|e| e.view.as_ref()) else { return };
+        let Some(view) = self.links.peers.get(from).and_then(|e| e.view.as_ref()) else { return };
         if view.admin.as_ref() != Some(from) {
             return;
         }
         let claimed = view.epoch;
-        let Some(ours) = self.admin.clone() else { return };
+        let Some(ours) = self.election.admin.clone() else { return };
         if &ours == from {
-            if self.proven(from, claimed) && claimed > self.epoch {
-                self.epoch = claimed;
+            if self.proven(from, claimed) && claimed > self.election.epoch {
+                self.election.epoch = claimed;
             }
-            if self.admin_verified {
+            if self.election.admin_verified {
                 // Our vote must be among those of the admin's epoch (we may have voted for
                 // another, one the admin never reached): its proof holds only with most votes.
                 self.vote_once(from, claimed);
@@ -419,7 +296,9 @@ impl MeshState {
         if key(self, from, theirs_epoch) > key(self, &ours, ours_epoch) {
             tracing::info!(admin = %from, epoch = claimed, "two admins: following the later or stronger one");
             self.follow(now, from.clone());
-        } else if self.is_admin() && self.last_announce.is_none_or(|t| now >= t + self.cfg.timing.heartbeat_interval) {
+        } else if self.is_admin()
+            && self.election.last_announce.is_none_or(|t| now >= t + self.cfg.timing.heartbeat_interval)
+        {
             // We keep the role: make sure the rendezvous points newcomers at us, and that the
             // rival can weigh our proof.
             self.announce_admin(now);
@@ -428,15 +307,15 @@ impl MeshState {
     }
 
     pub(super) fn become_admin(&mut self, now: Instant) {
-        if self.is_admin() && self.admin_verified {
+        if self.is_admin() && self.election.admin_verified {
             return;
         }
-        self.verify = None;
-        self.suspect = None;
+        self.election.verify = None;
+        self.election.suspect = None;
         self.set_admin(Some(self.cfg.me.clone()), true);
         self.announce_admin(now);
         // Linked workers are already in the mesh; only newcomers get a peer list.
-        for (_, entry) in self.peers.iter_mut() {
+        for (_, entry) in self.links.peers.iter_mut() {
             if matches!(entry.link, super::LinkState::Up { .. }) {
                 entry.peer_list_sent = true;
             }
@@ -447,7 +326,7 @@ impl MeshState {
     /// Tells the rendezvous this node is admin, with its proof, once it is one (the rendezvous
     /// names an admin only on a proof).
     pub(super) fn announce_admin(&mut self, now: Instant) {
-        self.last_announce = Some(now);
+        self.election.last_announce = Some(now);
         let proof = self.my_proof();
         self.proofs.unannounced = !self.majority_of(&proof);
         if !self.proofs.unannounced {
@@ -457,7 +336,7 @@ impl MeshState {
 
     /// Sends this node's view of the admin to every linked peer now, off the heartbeat schedule.
     pub(super) fn broadcast_view(&mut self) {
-        self.heartbeat_seq += 1;
+        self.health.heartbeat_seq += 1;
         for peer in self.linked_peers() {
             let msg = self.heartbeat();
             self.send(&peer, msg);
@@ -467,9 +346,9 @@ impl MeshState {
     /// The heartbeat this node sends now.
     pub(super) fn heartbeat(&self) -> MeshMessage {
         MeshMessage::Heartbeat {
-            seq: self.heartbeat_seq,
-            admin: self.admin.clone(),
-            epoch: self.epoch,
+            seq: self.health.heartbeat_seq,
+            admin: self.election.admin.clone(),
+            epoch: self.election.epoch,
             admin_linked: self.admin_linked(),
             links: Some(self.worker_links()),
         }
@@ -482,8 +361,8 @@ impl MeshState {
 
     /// The rendezvous announced an admin: clients follow it; workers keep their own election.
     pub(super) fn on_admin_announced(&mut self, now: Instant, admin: PeerId) {
-        self.announced_admin = Some(admin.clone());
-        if self.cfg.role == Role::Client && self.admin.as_ref() != Some(&admin) {
+        self.election.announced_admin = Some(admin.clone());
+        if self.cfg.role == Role::Client && self.election.admin.as_ref() != Some(&admin) {
             tracing::info!(%admin, "the rendezvous announced a new admin; following it");
             self.follow(now, admin);
         }
@@ -495,7 +374,7 @@ impl MeshState {
     /// even once that link opens).
     pub(super) fn client_retarget(&mut self, now: Instant, exclude: Option<&PeerId>) {
         let present = |s: &Self, p: &PeerId| s.room.present().any(|(q, _)| q == p);
-        let announced = self.announced_admin.clone().filter(|a| Some(a) != exclude && present(self, a));
+        let announced = self.election.announced_admin.clone().filter(|a| Some(a) != exclude && present(self, a));
         let target = announced
             .or_else(|| {
                 let others = self.room.present().filter(|(p, _)| Some(*p) != exclude);
@@ -503,10 +382,10 @@ impl MeshState {
             })
             .or_else(|| exclude.filter(|p| present(self, p)).cloned());
         match target {
-            Some(target) if self.admin.as_ref() != Some(&target) => self.follow(now, target),
+            Some(target) if self.election.admin.as_ref() != Some(&target) => self.follow(now, target),
             Some(target) => {
                 if self.is_linked(&target) {
-                    self.start_verify(now, target, self.epoch);
+                    self.start_verify(now, target, self.election.epoch);
                 }
             }
             None => self.set_admin(None, false),

@@ -14,10 +14,26 @@ const MAX_CLIENT_KEYS: usize = 4096;
 /// Departed peers remembered (the oldest-named are forgotten first beyond this).
 const MAX_DEPARTED: usize = 1024;
 
+/// Who this node knows to be who, who left, and which refusals it has logged.
+#[derive(Debug, Default)]
+pub(super) struct Authority {
+    /// Public keys of workers, as the rendezvous bound them (or the admin's peer list told).
+    pub(super) keys: std::collections::BTreeMap<PeerId, crate::identity::PublicKey>,
+    /// Public keys of clients, as the rendezvous bound them (it hands them out with each
+    /// client's signals). A client is never a worker: its records and votes are refused.
+    pub(super) client_keys: std::collections::BTreeMap<PeerId, crate::identity::PublicKey>,
+    /// Peers that left (the rendezvous or the peer itself said so): a record of theirs in a
+    /// snapshot sent before they left (a peer list, a sync answer) must not bring them back.
+    /// Cleared when the rendezvous introduces the peer again.
+    pub(super) departed: std::collections::BTreeSet<PeerId>,
+    /// Refusals already logged at WARN, by sender and reason.
+    pub(super) refusals_logged: std::collections::BTreeSet<(PeerId, &'static str)>,
+}
+
 impl MeshState {
     /// True if `from` is the admin this node follows (never true for this node itself).
     pub(super) fn speaks_for_admin(&self, from: &PeerId) -> bool {
-        from != &self.cfg.me && self.admin.as_ref() == Some(from)
+        from != &self.cfg.me && self.election.admin.as_ref() == Some(from)
     }
 
     /// Remembers worker `peer`'s public key: the rendezvous' binding (`authoritative`) replaces
@@ -29,10 +45,10 @@ impl MeshState {
             self.refuse(peer, "member", "a worker key not on the room's allowlist");
             return false;
         }
-        if authoritative || !self.keys.contains_key(peer) {
+        if authoritative || !self.authority.keys.contains_key(peer) {
             match crate::identity::PublicKey::parse(key) {
                 Some(key) => {
-                    self.keys.insert(peer.clone(), key);
+                    self.authority.keys.insert(peer.clone(), key);
                 }
                 None => {
                     self.refuse(peer, "member", "a member's key that is not an Ed25519 public key");
@@ -45,24 +61,24 @@ impl MeshState {
 
     /// Notes that `peer` left: records of it from others' snapshots are ignored from now on.
     pub(super) fn note_departed(&mut self, peer: &PeerId) {
-        if self.departed.len() >= MAX_DEPARTED {
-            self.departed.pop_first();
+        if self.authority.departed.len() >= MAX_DEPARTED {
+            self.authority.departed.pop_first();
         }
-        self.departed.insert(peer.clone());
+        self.authority.departed.insert(peer.clone());
     }
 
     /// The rendezvous introduces `peer` (or a link to it opened): it is back.
     pub(super) fn note_present(&mut self, peer: &PeerId) {
-        self.departed.remove(peer);
+        self.authority.departed.remove(peer);
     }
 
     /// Merges `record` as `owner`'s if its owner signed it (when `owner`'s key is known; a
     /// peer without a known key cannot be checked). A record that does not verify is refused.
     pub(super) fn merge_record(&mut self, from: &PeerId, owner: &PeerId, record: &crate::WorkerRecord) -> bool {
-        if self.departed.contains(owner) || !self.room.would_take(owner, record) {
+        if self.authority.departed.contains(owner) || !self.room.would_take(owner, record) {
             return false; // gone, or nothing new: no need to check it
         }
-        match self.keys.get(owner) {
+        match self.authority.keys.get(owner) {
             Some(key) if !key.signed_record(&self.cfg.room, owner, record) => {
                 self.refuse(from, "record", "a record its owner did not sign");
                 return false;
@@ -91,7 +107,7 @@ impl MeshState {
         bound: Option<&str>,
     ) -> bool {
         let blame = via.unwrap_or(from).clone();
-        if !self.keys.contains_key(from) && via.is_none() {
+        if !self.authority.keys.contains_key(from) && via.is_none() {
             if let Some(bound) = bound {
                 if !self.learn_client_key(from, bound) {
                     return false;
@@ -99,7 +115,7 @@ impl MeshState {
             }
         }
         let (room, me) = (self.cfg.room.clone(), self.cfg.me.clone());
-        match self.keys.get(from).or_else(|| self.client_keys.get(from)) {
+        match self.authority.keys.get(from).or_else(|| self.authority.client_keys.get(from)) {
             Some(key) if key.signed_signal(&room, from, &me, signal) => true,
             Some(_) => {
                 self.refuse(&blame, "signal", "a signature that does not verify");
@@ -129,17 +145,18 @@ impl MeshState {
             self.refuse(peer, "signal", "a bound key that is not an Ed25519 public key");
             return false;
         };
-        if self.client_keys.len() >= MAX_CLIENT_KEYS && !self.client_keys.contains_key(peer) {
-            self.client_keys.pop_first();
+        if self.authority.client_keys.len() >= MAX_CLIENT_KEYS && !self.authority.client_keys.contains_key(peer) {
+            self.authority.client_keys.pop_first();
         }
-        self.client_keys.insert(peer.clone(), key);
+        self.authority.client_keys.insert(peer.clone(), key);
         true
     }
 
     /// Counts and logs a refused message from `from`; `kind` is the message, `why` the rule.
     pub(super) fn refuse(&mut self, from: &PeerId, kind: &'static str, why: &'static str) {
         self.counters.refused += 1;
-        let first = self.refusals_logged.len() < MAX_LOGGED && self.refusals_logged.insert((from.clone(), why));
+        let first = self.authority.refusals_logged.len() < MAX_LOGGED
+            && self.authority.refusals_logged.insert((from.clone(), why));
         if first {
             tracing::warn!(%from, kind, why, "message refused (further ones like it are logged at debug)");
         } else {

@@ -128,6 +128,24 @@ impl HealthRecord {
     }
 }
 
+/// Heartbeats, the health record's pace and the partition flag.
+#[derive(Debug, Default)]
+pub(super) struct Health {
+    pub(super) partitioned: bool,
+    /// A record change made while partitioned, sent when the partition heals.
+    pub(super) pending_record: Option<crate::WorkerRecord>,
+    pub(super) heartbeat_seq: u64,
+    pub(super) next_heartbeat: Option<Instant>,
+    pub(super) next_health: Option<Instant>,
+}
+
+impl Health {
+    /// The next heartbeat or health record due.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.next_heartbeat.into_iter().chain(self.next_health).min()
+    }
+}
+
 impl MeshState {
     pub(super) fn on_tick(&mut self, now: Instant) {
         self.detect_silence(now);
@@ -135,25 +153,26 @@ impl MeshState {
         self.fire_link_timers(now);
         self.fire_verify_timer(now);
         self.expire_relays(now);
-        if self.next_health.is_some_and(|t| t <= now) {
-            self.next_health = Some(now + self.cfg.timing.health_interval);
+        if self.health.next_health.is_some_and(|t| t <= now) {
+            self.health.next_health = Some(now + self.cfg.timing.health_interval);
             let record = self.health_record();
             self.emit(MeshEvent::Health(record));
         }
     }
 
     fn fire_heartbeats(&mut self, now: Instant) {
-        let Some(due) = self.next_heartbeat else { return };
+        let Some(due) = self.health.next_heartbeat else { return };
         if due > now {
             return;
         }
-        self.next_heartbeat = Some(now + self.cfg.timing.heartbeat_interval);
+        self.health.next_heartbeat = Some(now + self.cfg.timing.heartbeat_interval);
         self.broadcast_view();
     }
 
     fn detect_silence(&mut self, now: Instant) {
         let timeout = self.cfg.timing.heartbeat_timeout;
         let silent: Vec<PeerId> = self
+            .links
             .peers
             .iter()
             .filter(
@@ -168,7 +187,7 @@ impl MeshState {
 
     /// Notes that `peer` was heard from.
     pub(super) fn heard_from(&mut self, now: Instant, peer: &PeerId) {
-        if let Some(LinkState::Up { last_seen, .. }) = self.peers.get_mut(peer).map(|e| &mut e.link) {
+        if let Some(LinkState::Up { last_seen, .. }) = self.links.peers.get_mut(peer).map(|e| &mut e.link) {
             *last_seen = now;
         }
     }
@@ -181,7 +200,7 @@ impl MeshState {
             if peer == &self.cfg.me {
                 continue;
             }
-            let forming = self.peers.get(peer).is_none_or(|e| {
+            let forming = self.links.peers.get(peer).is_none_or(|e| {
                 !e.ever_linked
                     && e.retry_attempt == 0
                     && matches!(
@@ -213,10 +232,10 @@ impl MeshState {
             return;
         }
         let partitioned = self.partition_now();
-        if partitioned == self.partitioned {
+        if partitioned == self.health.partitioned {
             return;
         }
-        self.partitioned = partitioned;
+        self.health.partitioned = partitioned;
         let (reached, present) = self.reach();
         if partitioned {
             tracing::warn!(reached, present, "partition detected");
@@ -228,11 +247,11 @@ impl MeshState {
         let record = self.health_record();
         self.emit(MeshEvent::Health(record));
         if !partitioned {
-            if let Some(record) = self.pending_record.take() {
+            if let Some(record) = self.health.pending_record.take() {
                 self.publish_record(record);
             }
             self.sync_room_from_admin();
-            if self.admin.as_ref().is_none_or(|a| a != &self.cfg.me && !self.is_present_worker(a)) {
+            if self.election.admin.as_ref().is_none_or(|a| a != &self.cfg.me && !self.is_present_worker(a)) {
                 self.elect_admin(now);
             }
         }
@@ -246,6 +265,7 @@ impl MeshState {
             Role::Worker => NodeRole::Worker,
         };
         let peers: Vec<PeerHealth> = self
+            .links
             .peers
             .iter()
             .map(|(peer, e)| PeerHealth {
@@ -268,9 +288,9 @@ impl MeshState {
             room: self.cfg.room.clone(),
             peer: self.cfg.me.clone(),
             role,
-            admin: self.admin.clone(),
-            admin_verified: self.admin_verified,
-            epoch: self.epoch,
+            admin: self.election.admin.clone(),
+            admin_verified: self.election.admin_verified,
+            epoch: self.election.epoch,
             links_up: peers
                 .iter()
                 .filter(|p| {
@@ -278,7 +298,7 @@ impl MeshState {
                 })
                 .count(),
             links_expected,
-            partitioned: self.partitioned,
+            partitioned: self.health.partitioned,
             peers,
         }
     }

@@ -68,6 +68,6 @@ impl MeshState {
         if peer == &self.cfg.me {
             return Some(self.worker_links());
         }
-        self.peers.get(peer).and_then(|e| e.view.as_ref()).and_then(|v| v.links)
+        self.links.peers.get(peer).and_then(|e| e.view.as_ref()).and_then(|v| v.links)
     }
 }

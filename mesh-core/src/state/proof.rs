@@ -59,7 +59,7 @@ impl MeshState {
         if !self.is_present_worker(voter) {
             return false;
         }
-        match self.keys.get(voter) {
+        match self.authority.keys.get(voter) {
             Some(key) => key.signed_vote(&self.cfg.room, epoch, admin, sig),
             None => self.cfg.key.is_none(),
         }
@@ -114,7 +114,7 @@ impl MeshState {
         if !self.proofs.unannounced || !self.is_admin() {
             return;
         }
-        let votes = self.proofs.mine.get(&self.epoch).into_iter().flat_map(|v| v.keys());
+        let votes = self.proofs.mine.get(&self.election.epoch).into_iter().flat_map(|v| v.keys());
         if self.majority(votes.chain(std::iter::once(&self.cfg.me))) {
             self.announce_admin(now);
         }
@@ -149,7 +149,7 @@ impl MeshState {
     /// As admin: takes `voter`'s vote for this node at `epoch`. The epoch rises when the votes
     /// for a higher one are a strict majority; the proof goes out when it changed.
     pub(super) fn add_vote(&mut self, now: Instant, voter: &PeerId, epoch: u64, sig: Option<&str>) {
-        if !self.is_admin() || epoch < self.epoch {
+        if !self.is_admin() || epoch < self.election.epoch {
             return; // not (or no longer) the admin, or a vote for an epoch already passed
         }
         let me = self.cfg.me.clone();
@@ -162,15 +162,15 @@ impl MeshState {
             return;
         }
         let added = self.proofs.mine.entry(epoch).or_default().insert(voter.clone(), sig.map(str::to_string)).is_none();
-        let raised = epoch > self.epoch && self.majority(self.proofs.mine[&epoch].keys());
+        let raised = epoch > self.election.epoch && self.majority(self.proofs.mine[&epoch].keys());
         if raised {
             tracing::info!(epoch, "a strict majority voted for this admin: epoch raised");
-            self.epoch = epoch;
+            self.election.epoch = epoch;
             self.proofs.mine.retain(|e, _| *e >= epoch);
         }
         if raised {
             self.publish_proof(now);
-        } else if added && epoch == self.epoch {
+        } else if added && epoch == self.election.epoch {
             // A vote more at the same epoch: the rendezvous hears the grown proof; peers get it
             // with their next ack, on a new link, or when a rival must weigh it.
             self.announce_admin(now);
@@ -179,7 +179,7 @@ impl MeshState {
 
     /// As admin: this node's votes at its own epoch (always its own vote among them).
     pub(super) fn my_proof(&mut self) -> Proof {
-        let (epoch, me) = (self.epoch, self.cfg.me.clone());
+        let (epoch, me) = (self.election.epoch, self.cfg.me.clone());
         if !self.proofs.mine.get(&epoch).is_some_and(|v| v.contains_key(&me)) {
             let own = self.vote_for(epoch, &me); // signed once per epoch
             self.proofs.mine.entry(epoch).or_default().insert(me, own);
@@ -223,10 +223,10 @@ impl MeshState {
     pub(super) fn on_admin_proof(&mut self, now: Instant, from: &PeerId, epoch: u64, votes: Vec<Vote>) {
         let proven = self.take_proof(from, epoch, &votes);
         if self.speaks_for_admin(from) {
-            if proven && epoch > self.epoch {
-                self.epoch = epoch;
+            if proven && epoch > self.election.epoch {
+                self.election.epoch = epoch;
             }
-            if self.admin_verified && epoch >= self.epoch {
+            if self.election.admin_verified && epoch >= self.election.epoch {
                 self.vote_once(from, epoch);
             }
         } else if self.cfg.role == Role::Worker {

@@ -18,27 +18,42 @@ pub(super) struct PendingQuery {
     sent_to: Option<PeerId>,
 }
 
+/// Registry queries waiting for, or sent to, the admin.
+#[derive(Debug, Default)]
+pub(super) struct Queries {
+    pub(super) pending: std::collections::BTreeMap<u64, PendingQuery>,
+    /// The id of the room-state request sent to the admin after a partition healed.
+    pub(super) sync: Option<u64>,
+}
+
+impl Queries {
+    /// The first query deadline.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.pending.values().map(|q| q.deadline).min()
+    }
+}
+
 impl MeshState {
     pub(super) fn on_query_registry(&mut self, now: Instant, id: u64, filter: RegistryFilter, deadline: Instant) {
-        self.queries.insert(id, PendingQuery { filter, deadline, sent_to: None });
+        self.queries.pending.insert(id, PendingQuery { filter, deadline, sent_to: None });
         self.flush_queries(now);
     }
 
     /// Drops expired queries and sends the others to the admin once it is verified and linked.
     pub(super) fn flush_queries(&mut self, now: Instant) {
-        if self.queries.is_empty() {
+        if self.queries.pending.is_empty() {
             return;
         }
-        self.queries.retain(|id, q| {
+        self.queries.pending.retain(|id, q| {
             let keep = q.deadline > now;
             if !keep {
                 tracing::debug!(id, "registry query expired");
             }
             keep
         });
-        let Some(admin) = self.admin.clone().filter(|_| self.admin_verified) else { return };
+        let Some(admin) = self.election.admin.clone().filter(|_| self.election.admin_verified) else { return };
         if admin == self.cfg.me {
-            let answered: Vec<(u64, PendingQuery)> = std::mem::take(&mut self.queries).into_iter().collect();
+            let answered: Vec<(u64, PendingQuery)> = std::mem::take(&mut self.queries.pending).into_iter().collect();
             for (id, q) in answered {
                 let page = q.filter.apply(&self.room);
                 self.emit(MeshEvent::Registry { id, page });
@@ -50,6 +65,7 @@ impl MeshState {
         }
         let unsent: Vec<(u64, RegistryFilter)> = self
             .queries
+            .pending
             .iter_mut()
             .filter(|(_, q)| q.sent_to.as_ref() != Some(&admin))
             .map(|(id, q)| {
@@ -65,26 +81,26 @@ impl MeshState {
     /// The link to `peer` is lost: an answer on its way is lost with it, so the queries sent
     /// to it go again once a verified admin is linked (it may be `peer` again).
     pub(super) fn requeue_queries_sent_to(&mut self, peer: &PeerId) {
-        for q in self.queries.values_mut().filter(|q| q.sent_to.as_ref() == Some(peer)) {
+        for q in self.queries.pending.values_mut().filter(|q| q.sent_to.as_ref() == Some(peer)) {
             q.sent_to = None;
         }
     }
 
     /// An answer from `from`: accepted only for a query sent to it (or the post-partition sync).
     pub(super) fn on_registry_answer(&mut self, from: &PeerId, id: u64, page: RegistryPage) {
-        if self.sync_query == Some(id) && self.admin.as_ref() == Some(from) {
-            self.sync_query = None;
+        if self.queries.sync == Some(id) && self.election.admin.as_ref() == Some(from) {
+            self.queries.sync = None;
             for MemberInfo { peer, record, .. } in &page.workers {
                 self.merge_record(from, peer, record);
             }
             return;
         }
-        if self.queries.get(&id).is_some_and(|q| q.sent_to.as_ref() == Some(from)) {
-            self.queries.remove(&id);
+        if self.queries.pending.get(&id).is_some_and(|q| q.sent_to.as_ref() == Some(from)) {
+            self.queries.pending.remove(&id);
             // Records their owners did not sign (where the owner's key is known) are left out.
             let mut page = page;
             let (room, before) = (self.cfg.room.clone(), page.workers.len());
-            page.workers.retain(|m| match self.keys.get(&m.peer) {
+            page.workers.retain(|m| match self.authority.keys.get(&m.peer) {
                 Some(key) => key.signed_record(&room, &m.peer, &m.record),
                 None => true,
             });
@@ -99,11 +115,13 @@ impl MeshState {
 
     /// After a partition heals: ask the admin for the room state (merged, never replaced).
     pub(super) fn sync_room_from_admin(&mut self) {
-        let Some(admin) = self.admin.clone().filter(|a| a != &self.cfg.me && self.is_linked(a)) else { return };
+        let Some(admin) = self.election.admin.clone().filter(|a| a != &self.cfg.me && self.is_linked(a)) else {
+            return;
+        };
         // Counted down from the top, so it never meets a user's query id (counted up from 1).
-        let id = u64::MAX - self.next_seq;
-        self.next_seq += 1;
-        self.sync_query = Some(id);
+        let id = u64::MAX - self.links.next_seq;
+        self.links.next_seq += 1;
+        self.queries.sync = Some(id);
         self.send(&admin, MeshMessage::RegistryQuery { id, filter: RegistryFilter::default() });
     }
 }

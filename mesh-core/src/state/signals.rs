@@ -23,7 +23,7 @@ impl MeshState {
             tracing::warn!(%from, %session, "signal for a session between other peers; dropped");
             return;
         }
-        let current = self.peers.get(&from).and_then(|e| super::links::session_of(&e.link)) == Some(&session);
+        let current = self.links.peers.get(&from).and_then(|e| super::links::session_of(&e.link)) == Some(&session);
         match body {
             SignalBody::Offer { .. } if session.offerer == from => {
                 if current {

@@ -4,7 +4,7 @@ use super::sim::{peer, Sim, CONNECT_TIMEOUT};
 use super::{drain, offer, on_link, sent, signal, Out};
 use crate::signal::SignalBody;
 use crate::signaler::Role;
-use crate::state::links::retry_base;
+use crate::state::timers::retry_base;
 use crate::state::{Event, LinkOp, MeshEvent, MeshState, StateConfig, Timing, Transmit};
 use crate::wire::{MeshMessage, RelayErrorReason};
 use crate::{RoomId, SessionId};
