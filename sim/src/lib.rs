@@ -17,6 +17,7 @@
 pub mod campaign;
 mod chain;
 pub mod check;
+mod item;
 mod links;
 pub mod net;
 mod pipe;

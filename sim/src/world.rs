@@ -3,15 +3,15 @@
 //! node: it carries out each action the way `MeshNode` would over a real network.
 
 use crate::check::{Checker, Violation};
+pub(crate) use crate::item::{Item, Queued};
 use crate::net::{Network, Session, Sessions};
 use crate::rng::Rng;
 use crate::schedule::Net;
 use crate::server::Server;
 use mesh_core::{
-    Event, LinkOp, MeshEvent, MeshMessage, MeshState, Output, PeerId, RegistryPage, Role, SessionId, Signal,
-    SignalBody, SignalingOp, Transmit,
+    Event, LinkOp, MeshEvent, MeshMessage, MeshState, Output, PeerId, RegistryPage, Role, Signal, SignalBody,
+    SignalingOp, Transmit,
 };
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::{Duration, Instant};
 
@@ -48,71 +48,6 @@ impl Host {
     /// True once the node was told it registered.
     pub fn registered_once(&self) -> bool {
         self.registered
-    }
-}
-
-/// Something due at a time.
-#[derive(Debug, Clone)]
-pub(crate) enum Item {
-    Input {
-        to: PeerId,
-        inc: u32,
-        event: Event,
-    },
-    LinkMsg {
-        to: PeerId,
-        inc: u32,
-        from: PeerId,
-        session: SessionId,
-        msg: MeshMessage,
-    },
-    Tick {
-        to: PeerId,
-        inc: u32,
-    },
-    Connect(SessionId),
-    SetupTimeout {
-        to: PeerId,
-        inc: u32,
-        session: SessionId,
-    },
-    Register {
-        to: PeerId,
-        inc: u32,
-    },
-    /// The server notices `peer`'s connection is gone (closed, or idle while frozen).
-    ServerLost {
-        peer: PeerId,
-        inc: u32,
-        freeze_gen: Option<u32>,
-    },
-    Unflap(PeerId, PeerId),
-    /// Deliver what is due on the ordered stream from one node to another.
-    Pump(PeerId, PeerId),
-    /// The relay signaler's timeout for a relayed signal.
-    RelayTimeout(u64),
-}
-
-struct Queued {
-    t: u64,
-    seq: u64,
-    item: Item,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.t, self.seq) == (o.t, o.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.t, o.seq).cmp(&(self.t, self.seq)) // earliest first
     }
 }
 
