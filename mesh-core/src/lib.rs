@@ -12,7 +12,8 @@
 //! - [`node`]: the async driver.
 //! - [`registry`], [`config`]: plugins by name, configuration by figment.
 //! - [`memory`]: in-memory plugins with fault injection, for tests and demos.
-//! - [`timeline`]: timestamped marks of each join and link step, for breakdowns.
+//! - [`timeline`]: timestamped marks of each join and link step, for breakdowns, and quantiles.
+//! - [`testing`]: the kit every test and benchmark uses (options, waits, counts).
 
 pub mod chain;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod room;
 pub mod signal;
 pub mod signaler;
 pub mod state;
+pub mod testing;
 pub mod timeline;
 pub mod transport;
 pub mod wire;

@@ -50,6 +50,15 @@ pub enum SignalBody {
 }
 
 impl SignalBody {
+    /// The SDP of an offer; what an answering transport takes (anything else is refused with
+    /// why).
+    pub fn into_offer_sdp(self) -> Result<String, crate::TransportError> {
+        match self {
+            SignalBody::Offer { sdp } => Ok(sdp),
+            other => Err(crate::TransportError::BadSignal(format!("accept needs an offer, got a {}", other.kind()))),
+        }
+    }
+
     /// The body's kind, for logs and timeline marks: `offer`, `answer`, `candidate` or `abort`.
     pub fn kind(&self) -> &'static str {
         match self {

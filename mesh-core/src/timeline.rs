@@ -35,3 +35,9 @@ pub fn link_span(peer: &crate::PeerId, session: &crate::SessionId) -> tracing::S
         tracing::debug_span!("link", remote = %peer, session = %session)
     }
 }
+
+/// The `q` quantile (0 to 1) of `sorted` samples, `None` when there are none.
+pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    let last = sorted.len().checked_sub(1)?;
+    Some(sorted[((sorted.len() as f64 * q) as usize).min(last)])
+}

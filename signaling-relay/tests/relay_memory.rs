@@ -3,9 +3,7 @@
 //! stack.
 
 use mesh_core::memory::{MemoryNetwork, MemorySignaler, MemoryTransport};
-use mesh_core::{
-    Identity, MeshNode, Metadata, NodeOptions, PathCounters, PeerId, Role, RoomId, Signaler, Timing, WorkerRecord,
-};
+use mesh_core::{MeshNode, NodeOptions, PathCounters, PeerId, Role, Signaler};
 use signaling_relay::{RelayConfig, RelaySignaler};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,19 +16,7 @@ fn peer(s: &str) -> PeerId {
 
 /// The options of worker `name` in room `room`.
 fn options(name: &str) -> NodeOptions {
-    NodeOptions {
-        identity: Identity {
-            room: RoomId::new("room").unwrap(),
-            peer: peer(name),
-            role: Role::Worker,
-            record: WorkerRecord::new(0, Metadata::new()),
-            key: None,
-        },
-        timing: Timing::default(),
-        signal_timeout: Duration::from_millis(500),
-        max_message_bytes: 64 * 1024,
-        trust: Default::default(),
-    }
+    NodeOptions { max_message_bytes: 64 * 1024, ..mesh_core::testing::options("room", name, Role::Worker, 0) }
 }
 
 async fn start(net: &MemoryNetwork, name: &str, relay: bool) -> MeshNode {

@@ -54,10 +54,7 @@ impl LoadReport {
 
 /// The `q` quantile of sorted samples (0 if empty).
 pub fn quantile(sorted: &[u64], q: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+    mesh_core::timeline::quantile(sorted, q).unwrap_or(0)
 }
 
 fn micros_now() -> u64 {

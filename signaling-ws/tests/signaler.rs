@@ -2,7 +2,7 @@
 
 use mesh_core::memory::{MemoryNetwork, MemoryTransport};
 use mesh_core::node::NodeOptions;
-use mesh_core::{Identity, MeshEvent, MeshNode, Metadata, PeerId, Role, RoomId, Timing, WorkerRecord};
+use mesh_core::{MeshEvent, MeshNode, PeerId, Role};
 use signaling_ws::{ServerConfig, SignalingServer, WsSignaler};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,19 +13,8 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Starts worker `name` in room `lab`: in-memory links, signaling through the server at `url`.
 async fn try_node(net: &MemoryNetwork, url: &str, name: &str) -> Result<MeshNode, mesh_core::NodeError> {
     let peer = PeerId::new(name).unwrap();
-    let options = NodeOptions {
-        identity: Identity {
-            room: RoomId::new("lab").unwrap(),
-            peer: peer.clone(),
-            role: Role::Worker,
-            record: WorkerRecord::new(0, Metadata::new()),
-            key: None,
-        },
-        timing: Timing::default(),
-        signal_timeout: Duration::from_millis(500),
-        max_message_bytes: 64 * 1024,
-        trust: Default::default(),
-    };
+    let options =
+        NodeOptions { max_message_bytes: 64 * 1024, ..mesh_core::testing::options("lab", name, Role::Worker, 0) };
     let transport = Arc::new(MemoryTransport::new(net.clone(), peer, Duration::from_secs(5)));
     MeshNode::start(options, transport, vec![Arc::new(WsSignaler::new(url, None))]).await
 }

@@ -40,9 +40,7 @@ async fn leave_all(nodes: Vec<MeshNode>) {
     }
 }
 
-fn attempts(nodes: &[MeshNode]) -> u64 {
-    nodes.iter().map(|n| n.snapshot().counters.attempts()).sum()
-}
+use mesh_core::testing::attempts;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_and_five_workers_form_a_full_mesh() {
@@ -69,14 +67,10 @@ async fn admin_goes_away(crash: bool) {
     } else {
         admin.leave().await;
     }
-    for n in &nodes {
-        n.wait_for(WAIT, |s| {
-            s.health.admin.as_ref().is_some_and(|a| a.as_str() == "w1")
-                && s.health.admin_verified
-                && s.health.links_expected == 3
-        })
+    mesh_core::testing::wait_admin(&nodes, &mesh_core::PeerId::new("w1").unwrap(), WAIT)
         .await
-        .unwrap_or_else(|e| panic!("{}: {e}", n.peer_id()));
+        .unwrap_or_else(|e| panic!("{e}"));
+    for n in &nodes {
         assert_eq!(n.snapshot().health.links_up, 3);
     }
     assert_eq!(attempts(&nodes), before, "survivors kept their links: no new attempts");

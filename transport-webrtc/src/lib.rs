@@ -119,9 +119,7 @@ impl Transport for WebRtcTransport {
         offer: SignalBody,
         signals: SignalSink,
     ) -> Result<LinkHandle, TransportError> {
-        let SignalBody::Offer { sdp } = offer else {
-            return Err(TransportError::BadSignal("accept needs an offer".into()));
-        };
+        let sdp = offer.into_offer_sdp()?;
         let desc = RTCSessionDescription::offer(sdp).map_err(|e| TransportError::BadSignal(format!("offer: {e}")))?;
         let conn = Peer::build(&self.config).await?;
         let answer = async {

@@ -2,7 +2,7 @@
 //! again on real WebRTC links, and crossing offers settled into one link.
 
 use mesh_core::memory::{MemoryNetwork, MemorySignaler};
-use mesh_core::{Identity, MeshNode, Metadata, NodeOptions, PeerId, Role, RoomId, Timing, WorkerRecord};
+use mesh_core::{MeshNode, NodeOptions, PeerId, Role, Timing};
 use std::sync::Arc;
 use std::time::Duration;
 use transport_webrtc::{WebRtcConfig, WebRtcTransport};
@@ -10,19 +10,7 @@ use transport_webrtc::{WebRtcConfig, WebRtcTransport};
 const WAIT: Duration = Duration::from_secs(60);
 
 fn options(name: &str, timing: Timing) -> NodeOptions {
-    NodeOptions {
-        identity: Identity {
-            room: RoomId::new("room").unwrap(),
-            peer: PeerId::new(name).unwrap(),
-            role: Role::Worker,
-            record: WorkerRecord::new(0, Metadata::new()),
-            key: None,
-        },
-        timing,
-        signal_timeout: Duration::from_millis(500),
-        max_message_bytes: 1024 * 1024,
-        trust: Default::default(),
-    }
+    NodeOptions { timing, ..mesh_core::testing::options("room", name, Role::Worker, 0) }
 }
 
 async fn start(net: &MemoryNetwork, name: &str, timing: Timing) -> MeshNode {
@@ -37,14 +25,10 @@ async fn start_with(net: &MemoryNetwork, name: &str, timing: Timing, config: Web
 }
 
 async fn wait_links(node: &MeshNode, links: usize) {
-    node.wait_links(links, WAIT).await.unwrap_or_else(|e| {
-        panic!("{} did not reach {links} links: {e}; {:?}", node.peer_id(), node.snapshot().health)
-    });
+    mesh_core::testing::wait_links(node, links, WAIT).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
-fn attempts(nodes: &[MeshNode]) -> u64 {
-    nodes.iter().map(|n| n.snapshot().counters.attempts()).sum()
-}
+use mesh_core::testing::attempts;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tour_five_workers_admin_leaves_no_reconnects_then_a_newcomer_joins() {
@@ -62,14 +46,8 @@ async fn tour_five_workers_admin_leaves_no_reconnects_then_a_newcomer_joins() {
     let admin = nodes.remove(0);
     let before = attempts(&nodes);
     admin.leave().await;
+    mesh_core::testing::wait_admin(&nodes, &PeerId::new("w1").unwrap(), WAIT).await.expect("new admin verified");
     for n in &nodes {
-        n.wait_for(WAIT, |s| {
-            s.health.admin.as_ref().is_some_and(|a| a.as_str() == "w1")
-                && s.health.admin_verified
-                && s.health.links_expected == 3
-        })
-        .await
-        .expect("new admin verified");
         assert_eq!(n.snapshot().health.links_up, 3, "{} lost a link to a survivor", n.peer_id());
     }
     assert_eq!(attempts(&nodes), before, "survivors made no new link attempts");

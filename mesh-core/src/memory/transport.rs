@@ -89,9 +89,7 @@ impl Transport for MemoryTransport {
         offer: SignalBody,
         signals: SignalSink,
     ) -> Result<LinkHandle, TransportError> {
-        let SignalBody::Offer { sdp } = offer else {
-            return Err(TransportError::BadSignal("accept needs an offer".into()));
-        };
+        let sdp = offer.into_offer_sdp()?;
         let id = slot(&sdp)?;
         let (end, events) = End::new(id, self.me.clone(), peer.clone(), self.net.clone());
         let dialer = self.net.lock().pending.get(&id).map(|p| p.dialer.clone());

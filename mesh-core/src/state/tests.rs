@@ -16,6 +16,21 @@ pub(super) use crate::state::Output as Out;
 use crate::state::{Event, MeshState};
 use crate::wire::MeshMessage;
 
+/// The configuration of `me`, unsigned, in room `r`: priority 0, default timings, seed 1.
+pub(super) fn config(me: &str, role: crate::signaler::Role) -> crate::state::StateConfig {
+    crate::state::StateConfig {
+        room: crate::RoomId::new("r").expect("valid"),
+        me: PeerId::new(me).expect("valid"),
+        role,
+        record: sim::Sim::record(0),
+        timing: crate::state::Timing::default(),
+        seed: 1,
+        key: None,
+        first_session: 1,
+        trust: Default::default(),
+    }
+}
+
 /// Takes every queued output of `s`.
 pub(super) fn drain(s: &mut MeshState) -> Vec<Out> {
     s.drain_all()

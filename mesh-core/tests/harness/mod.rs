@@ -3,7 +3,7 @@
 
 use mesh_core::memory::{MemoryNetwork, MemorySignaler, MemoryTransport};
 use mesh_core::node::NodeOptions;
-use mesh_core::{Identity, MeshNode, Metadata, PeerId, Role, RoomId, Signaler, Snapshot, Timing, WorkerRecord};
+use mesh_core::{MeshNode, PeerId, Role, Signaler, Snapshot};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,21 +15,8 @@ pub(crate) fn peer(s: &str) -> PeerId {
 }
 
 pub(crate) fn options(name: &str, role: Role, gpu: u64) -> NodeOptions {
-    let mut metadata = Metadata::new();
-    metadata.insert("gpu_memory_mb".into(), gpu.into());
-    NodeOptions {
-        identity: Identity {
-            room: RoomId::new("room").unwrap(),
-            peer: peer(name),
-            role,
-            record: WorkerRecord::new(gpu, metadata),
-            key: None,
-        },
-        timing: Timing::default(),
-        signal_timeout: Duration::from_millis(500),
-        max_message_bytes: 64 * 1024,
-        trust: Default::default(),
-    }
+    // Small messages: the rogue tests send one just over the limit.
+    NodeOptions { max_message_bytes: 64 * 1024, ..mesh_core::testing::options("room", name, role, gpu) }
 }
 
 pub(crate) async fn start_with(net: &MemoryNetwork, options: NodeOptions, extra: Vec<Arc<dyn Signaler>>) -> MeshNode {
@@ -45,9 +32,7 @@ pub(crate) async fn start(net: &MemoryNetwork, name: &str) -> MeshNode {
 
 /// Waits until `node` holds `links` open links to a full room of `links + 1`.
 pub(crate) async fn wait_links(node: &MeshNode, links: usize) -> Snapshot {
-    node.wait_links(links, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{} did not reach {links} links: {e}; {:?}", node.peer_id(), node.snapshot().health))
+    mesh_core::testing::wait_links(node, links, WAIT).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Starts `n` workers (`w0`..) without waiting in between, then waits for the full mesh.
@@ -62,7 +47,5 @@ pub(crate) async fn spawn_mesh(net: &MemoryNetwork, n: usize) -> Vec<MeshNode> {
     nodes
 }
 
-/// Total link attempts (dials + accepts) across `nodes`.
-pub(crate) fn attempts(nodes: &[MeshNode]) -> u64 {
-    nodes.iter().map(|n| n.snapshot().counters.attempts()).sum()
-}
+#[allow(unused_imports)] // not every test file counts attempts
+pub(crate) use mesh_core::testing::attempts;

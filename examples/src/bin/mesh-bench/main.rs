@@ -63,11 +63,8 @@ impl Samples {
 
 /// The `q` quantile of unsorted samples.
 pub fn quantile(samples: &mut [f64], q: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
     samples.sort_by(|a, b| a.total_cmp(b));
-    samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]
+    mesh_core::timeline::quantile(samples, q).unwrap_or(f64::NAN)
 }
 
 #[tokio::main]

@@ -25,9 +25,7 @@ fn links(nodes: &[MeshNode]) -> usize {
     nodes.iter().map(|n| n.snapshot().health.links_up).sum::<usize>() / 2
 }
 
-fn attempts(nodes: &[MeshNode]) -> u64 {
-    nodes.iter().map(|n| n.snapshot().counters.attempts()).sum()
-}
+use mesh_core::testing::attempts;
 
 fn ms(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 10_000.0).round() / 10.0

@@ -6,23 +6,13 @@ use super::sim::{peer, Sim};
 use super::{drain, offer, on_link, Out};
 use crate::signal::{Signal, SignalBody};
 use crate::signaler::Role;
-use crate::state::{Event, LinkOp, MeshState, StateConfig, Timing, Transmit};
+use crate::state::{Event, LinkOp, MeshState, Transmit};
 use crate::wire::MeshMessage;
 use crate::{MemberInfo, RoomId, SessionId, WorkerRecord, WorkerStatus};
 use std::time::{Duration, Instant};
 
 fn state(me: &str, role: Role) -> MeshState {
-    MeshState::new(StateConfig {
-        room: RoomId::new("r").unwrap(),
-        me: peer(me),
-        role,
-        record: Sim::record(0),
-        timing: Timing::default(),
-        seed: 1,
-        key: None,
-        first_session: 1,
-        trust: Default::default(),
-    })
+    MeshState::new(super::config(me, role))
 }
 
 /// A record claiming to be newer than anything, for a worker about to leave.

@@ -7,7 +7,7 @@ use crate::signaler::Role;
 use crate::state::timers::retry_base;
 use crate::state::{Event, LinkOp, MeshEvent, MeshState, StateConfig, Timing, Transmit};
 use crate::wire::{MeshMessage, RelayErrorReason};
-use crate::{RoomId, SessionId};
+use crate::SessionId;
 use std::time::Duration;
 
 const NAMES: [&str; 10] = ["w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9"];
@@ -59,17 +59,7 @@ fn b07_newcomer_dials_every_worker_on_the_peer_list() {
 
 #[test]
 fn b07_newcomer_dials_every_worker_the_rendezvous_names_at_once() {
-    let cfg = StateConfig {
-        room: RoomId::new("r").unwrap(),
-        me: peer("w4"),
-        role: Role::Worker,
-        record: Sim::record(0),
-        timing: Timing::default(),
-        seed: 1,
-        key: None,
-        first_session: 1,
-        trust: Default::default(),
-    };
+    let cfg = super::config("w4", Role::Worker);
     let mut s = MeshState::new(cfg);
     let members = NAMES[..4].iter().map(|n| crate::MemberInfo::new(peer(n), Sim::record(0))).collect();
     s.handle(std::time::Instant::now(), Event::Registered { members, admin: Some(peer("w0")) });
@@ -87,17 +77,7 @@ fn b07_newcomer_dials_every_worker_the_rendezvous_names_at_once() {
 #[test]
 fn b07_an_offer_the_rendezvous_did_not_get_answered_is_made_again_by_relay() {
     let timing = Timing::default();
-    let cfg = StateConfig {
-        room: RoomId::new("r").unwrap(),
-        me: peer("w4"),
-        role: Role::Worker,
-        record: Sim::record(0),
-        timing: timing.clone(),
-        seed: 1,
-        key: None,
-        first_session: 1,
-        trust: Default::default(),
-    };
+    let cfg = StateConfig { timing: timing.clone(), ..super::config("w4", Role::Worker) };
     let mut s = MeshState::new(cfg);
     let now = std::time::Instant::now();
     let members = NAMES[..3].iter().map(|n| crate::MemberInfo::new(peer(n), Sim::record(0))).collect();
@@ -147,17 +127,7 @@ fn b08_workers_starting_together_dial_each_pair_once_from_the_later_one() {
 
 #[test]
 fn b08_crossing_offers_resolve_to_one_link_lower_id_wins() {
-    let cfg = |me: &str| StateConfig {
-        room: RoomId::new("r").unwrap(),
-        me: peer(me),
-        role: Role::Worker,
-        record: Sim::record(0),
-        timing: Timing::default(),
-        seed: 1,
-        key: None,
-        first_session: 1,
-        trust: Default::default(),
-    };
+    let cfg = |me: &str| super::config(me, Role::Worker);
     let now = std::time::Instant::now();
     for (me, other, mine_wins) in [("a", "b", true), ("b", "a", false)] {
         let mut s = MeshState::new(cfg(me));
@@ -486,44 +456,25 @@ fn b25_relay_stamps_sender_and_rejects_spoofed_from() {
     let signal =
         crate::Signal::new(SessionId { offerer: peer("w1"), seq: 5 }, crate::SignalBody::Abort { reason: "x".into() });
     let admin = sim.nodes.get_mut(&peer("w0")).unwrap();
+    // w1 hands admin w0 envelope `id` for `to`, claiming to come from `origin`.
+    let mut envelope = |id: u64, to: &str, origin: &str| {
+        let msg = MeshMessage::Relay { id, to: peer(to), from: peer(origin), signal: signal.clone() };
+        admin.handle(now, on_link(admin, peer("w1"), msg));
+        drain(admin)
+    };
     // Honest envelope from w1 for w2: forwarded and acknowledged.
-    admin.handle(
-        now,
-        on_link(
-            admin,
-            peer("w1"),
-            MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() },
-        ),
-    );
-    let acts = drain(admin);
-    assert!(sent(&acts).contains(&(
-        peer("w2"),
-        MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() }
-    )));
+    let acts = envelope(1, "w2", "w1");
+    let forwarded = MeshMessage::Relay { id: 1, to: peer("w2"), from: peer("w1"), signal: signal.clone() };
+    assert!(sent(&acts).contains(&(peer("w2"), forwarded)));
     assert!(sent(&acts).contains(&(peer("w1"), MeshMessage::RelayAck { id: 1 })));
-    // Spoofed: w1 claims to be w2.
-    admin.handle(
-        now,
-        on_link(
-            admin,
-            peer("w1"),
-            MeshMessage::Relay { id: 2, to: peer("w2"), from: peer("w9"), signal: signal.clone() },
-        ),
-    );
-    let acts = drain(admin);
-    assert_eq!(acts.len(), 1);
-    assert_eq!(
-        sent(&acts),
-        vec![(peer("w1"), MeshMessage::RelayError { id: 2, reason: RelayErrorReason::SpoofedSender })]
-    );
-    // Unknown target.
-    admin.handle(
-        now,
-        on_link(admin, peer("w1"), MeshMessage::Relay { id: 3, to: peer("nobody"), from: peer("w1"), signal }),
-    );
-    let acts = drain(admin);
-    assert_eq!(acts.len(), 1);
-    assert_eq!(sent(&acts), vec![(peer("w1"), MeshMessage::RelayError { id: 3, reason: RelayErrorReason::NotLinked })]);
+    // Spoofed: w1 claims to be w9. Then an unknown target. Each answered with one error only.
+    for (id, to, origin, reason) in
+        [(2, "w2", "w9", RelayErrorReason::SpoofedSender), (3, "nobody", "w1", RelayErrorReason::NotLinked)]
+    {
+        let acts = envelope(id, to, origin);
+        assert_eq!(acts.len(), 1);
+        assert_eq!(sent(&acts), vec![(peer("w1"), MeshMessage::RelayError { id, reason })]);
+    }
 }
 
 #[test]

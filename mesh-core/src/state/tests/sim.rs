@@ -6,7 +6,7 @@ use crate::room::{MemberInfo, Metadata, WorkerRecord};
 use crate::signal::SessionId;
 use crate::signal::{Signal, SignalBody};
 use crate::signaler::{Announcement, Role};
-use crate::state::{Event, LinkOp, MeshEvent, MeshState, SignalingOp, StateConfig, Timing, Transmit};
+use crate::state::{Event, LinkOp, MeshEvent, MeshState, SignalingOp, StateConfig, Transmit};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -63,14 +63,9 @@ impl Sim {
         let me = peer(name);
         let cfg = StateConfig {
             room: RoomId::new("room").unwrap(),
-            me: me.clone(),
-            role,
             record: Self::record(priority),
-            timing: Timing::default(),
             seed: self.nodes.len() as u64 + 7,
-            key: None,
-            first_session: 1,
-            trust: Default::default(),
+            ..super::config(name, role)
         };
         let members: Vec<MemberInfo> = self
             .registered
