@@ -195,6 +195,7 @@ impl World {
                 }
                 s.close(&to);
                 let peer = s.other(&to).clone();
+                self.log(|| format!("{to}: set-up timeout of {session} with {peer}"));
                 let event = Event::LinkClosed { peer, session, reason: "set-up timeout".into() };
                 self.at(self.t, Item::Input { to, inc, event });
             }
@@ -282,6 +283,7 @@ impl World {
                 self.send_signal(from, &peer, Signal::new(session, SignalBody::Offer { sdp: String::new() }));
             }
             Output::Link(LinkOp::Accept { peer, session, .. }) => {
+                self.log(|| format!("{from} accepts {peer}'s offer ({session})"));
                 let Some(s) = self.sessions.get_mut(&session) else { return };
                 s.answerer.1 = Some(inc);
                 self.at(

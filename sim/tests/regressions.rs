@@ -268,3 +268,45 @@ fn seed_15989_the_candidates_heartbeat_naming_its_admin_ends_a_chase() {
         ],
     );
 }
+
+/// Found once the simulator ran the real relay path: w3's offer to w0 went by relay (through
+/// w1, frozen) and, the relay's timeout passed, by the server too. Frozen w0 answered the first
+/// copy; its attempt failed, and the second copy (same session) was answered again: an attempt
+/// for a session already handled, which nothing ever closed ("converges": w0 holds an
+/// `accepting` entry for w3 for ever). Fixed: an offer of a session handled before is dropped.
+#[test]
+fn seed_75550_an_offer_that_came_by_two_paths_is_answered_once() {
+    holds(
+        75550,
+        net(10, 0, 20, 36),
+        &[
+            (0, worker("w0", 16)),
+            (0, worker("w1", 24)),
+            (0, worker("w3", 16)),
+            (414, Fault::Freeze(named("w0"))),
+            (2593, Fault::Freeze(named("w1"))),
+            (2325, Fault::Leave(named("w3"))),
+            (81, Fault::Leave(named("w2"))),
+        ],
+    );
+}
+
+/// Found once the simulator ran the real relay path: w5 died while the server was down, so
+/// nobody ever said it left. Newcomer w9 learned of it only from the admin's peer list (a
+/// snapshot older than the death) and dialed it for ever ("converges": w9 holds a `dialing`
+/// entry for w5). Fixed: a worker only the admin or an offer named, never linked and never
+/// named by the rendezvous within the unlisted grace, is forgotten.
+#[test]
+fn seed_83399_a_worker_known_only_from_a_stale_peer_list_is_forgotten() {
+    holds(
+        83399,
+        net(26, 0, 0, 18),
+        &[
+            (0, worker("w0", 0)),
+            (0, worker("w5", 8)),
+            (1832, Fault::ServerDown),
+            (0, worker("w9", 8)),
+            (762, Fault::Crash(named("w5"))),
+        ],
+    );
+}

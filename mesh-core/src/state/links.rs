@@ -58,6 +58,27 @@ pub(super) struct Links {
     pub(super) next_seq: u64,
     /// State of the retry jitter's generator (seeded by configuration).
     pub(super) rng: u64,
+    /// The highest session of each peer whose offer this node handled: a signal can arrive
+    /// twice (by relay, and by the rendezvous after the relay's timeout), and an offer handled
+    /// once is never handled again.
+    pub(super) offers_seen: BTreeMap<PeerId, u64>,
+}
+
+/// Peers whose last offer is remembered (the oldest-named are forgotten first beyond this).
+const MAX_OFFERS_SEEN: usize = 4096;
+
+impl Links {
+    /// Notes an offer of `session`; false if this one, or a later one, was handled before.
+    pub(super) fn first_offer(&mut self, session: &SessionId) -> bool {
+        if self.offers_seen.get(&session.offerer).is_some_and(|seen| *seen >= session.seq) {
+            return false;
+        }
+        if self.offers_seen.len() >= MAX_OFFERS_SEEN && !self.offers_seen.contains_key(&session.offerer) {
+            self.offers_seen.pop_first();
+        }
+        self.offers_seen.insert(session.offerer.clone(), session.seq);
+        true
+    }
 }
 
 impl Links {
@@ -94,13 +115,18 @@ impl MeshState {
             return;
         }
         let dial_at = now + self.cfg.timing.offer_wait;
+        // A worker only the admin (or an offer) named is on probation, as one the restarted
+        // rendezvous stopped listing is: never linked and never named by the rendezvous within
+        // UNLISTED_GRACE, it is forgotten (the admin may have known of it from a snapshot
+        // older than the peer's death, and nobody else will ever say it left).
+        let unlisted_since = (self.cfg.role == Role::Worker).then_some(now);
         self.links.peers.entry(peer.clone()).or_insert(PeerEntry {
             link: LinkState::Waiting { dial_at },
             ever_linked: false,
             introduced: false,
             relay_first: false,
             answer_due: None,
-            unlisted_since: None,
+            unlisted_since,
             retry_attempt: 0,
             peer_list_sent: false,
             view: None,
@@ -112,6 +138,7 @@ impl MeshState {
         self.expect(now, peer);
         if let Some(entry) = self.links.peers.get_mut(peer) {
             entry.introduced = true;
+            entry.unlisted_since = None;
         }
     }
 
@@ -210,6 +237,7 @@ impl MeshState {
         }
         let reconnect = entry.ever_linked;
         entry.link = LinkState::Up { session, last_seen: now };
+        entry.unlisted_since = None; // it is alive
         self.authority.departed.remove(&peer); // a link opened: it is alive, whatever was said before
         entry.ever_linked = true;
         entry.retry_attempt = 0;

@@ -89,7 +89,7 @@ impl MeshState {
         Self {
             cfg,
             room,
-            links: links::Links { peers: BTreeMap::new(), next_seq, rng },
+            links: links::Links { peers: BTreeMap::new(), next_seq, rng, offers_seen: BTreeMap::new() },
             election: Default::default(),
             proofs: Default::default(),
             health: Default::default(),

@@ -26,8 +26,8 @@ impl MeshState {
         let current = self.links.peers.get(&from).and_then(|e| super::links::session_of(&e.link)) == Some(&session);
         match body {
             SignalBody::Offer { .. } if session.offerer == from => {
-                if current {
-                    tracing::debug!(%from, %session, "offer for the session already under way; dropped");
+                if current || !self.links.first_offer(&session) {
+                    tracing::debug!(%from, %session, "an offer handled before (it came by two paths); dropped");
                     return;
                 }
                 self.on_offer(now, from, session, body);

@@ -81,7 +81,7 @@ impl MeshState {
         for (peer, why) in due {
             let grace = UNLISTED_GRACE;
             if self.links.peers.get(&peer).and_then(|e| e.unlisted_since).is_some_and(|t| now >= t + grace) {
-                tracing::info!(%peer, "the rendezvous has not listed this unreachable peer since it restarted; forgetting it");
+                tracing::info!(%peer, "an unreachable peer the rendezvous does not list (it restarted, or never named it); forgetting it");
                 self.on_peer_left(now, &peer);
                 continue;
             }
