@@ -12,8 +12,12 @@ use std::time::Duration;
 async fn b10_three_workers_form_three_links() {
     let net = MemoryNetwork::new();
     let nodes = spawn_mesh(&net, 3).await;
-    let total: usize = nodes.iter().map(|n| n.snapshot().health.links_up).sum();
-    assert_eq!(total / 2, 3);
+    assert_eq!(mesh_core::testing::links(&nodes), 3);
+    // Each pair made one attempt (one side dialed, the other answered) and opened it once.
+    let c: Vec<_> = nodes.iter().map(|n| n.snapshot().counters).collect();
+    assert_eq!(c.iter().map(|c| c.dials).sum::<u64>(), 3, "{c:?}");
+    assert_eq!(c.iter().map(|c| c.accepts).sum::<u64>(), 3, "{c:?}");
+    assert_eq!(c.iter().map(|c| c.links_opened).sum::<u64>(), 6, "{c:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -100,14 +104,16 @@ async fn b15_admin_crash_survivors_keep_links_and_elect() {
     let net = MemoryNetwork::new();
     let mut nodes = spawn_mesh(&net, 4).await;
     let before = attempts(&nodes[1..]);
+    // A silent death: the admin's packets stop, and its links tell nobody as it goes.
+    net.silence(&peer("w0"));
+    let died = tokio::time::Instant::now();
     nodes.remove(0).abort();
-    for n in &nodes {
-        n.wait_for(WAIT, |s| s.health.admin.as_ref().is_some_and(|a| a.as_str() == "w1") && s.health.admin_verified)
-            .await
-            .expect("re-elected after crash");
-        wait_links(n, 2).await;
-    }
-    assert_eq!(attempts(&nodes), before);
+    mesh_core::testing::wait_admin(&nodes, &peer("w1"), WAIT).await.unwrap_or_else(|e| panic!("{e}"));
+    // The last heartbeat may have come up to one interval before the death.
+    let t = mesh_core::Timing::default();
+    let silence = t.heartbeat_timeout - t.heartbeat_interval;
+    assert!(died.elapsed() >= silence, "noticed from the silence alone, after {:?}", died.elapsed());
+    assert_eq!(attempts(&nodes), before, "survivors kept their links: no new attempts");
 }
 
 #[tokio::test(start_paused = true)]
@@ -198,13 +204,25 @@ async fn b21_lost_signals_are_recovered_by_retries() {
     let nodes = spawn_mesh(&net, 2).await;
     net.drop_signals_to(&peer("w2"), true); // w2's first attempts hear nothing back
     let w2 = start(&net, "w2").await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut events = w2.subscribe();
+    // Its attempts fail and are retried (with backoff) while nothing gets through.
+    let retried = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(MeshEvent::RetryScheduled { attempt, .. }) = events.recv().await {
+                return attempt;
+            }
+        }
+    })
+    .await
+    .expect("a failed attempt is retried");
+    assert_eq!(retried, 0, "the first retry");
     assert_eq!(w2.snapshot().health.links_up, 0, "nothing can form while its signals are lost");
     net.drop_signals_to(&peer("w2"), false);
     wait_links(&w2, 2).await;
     for n in &nodes {
         wait_links(n, 2).await;
     }
+    assert!(w2.snapshot().counters.dials > 2, "the links came from retries: {:?}", w2.snapshot().counters);
 }
 
 #[tokio::test(start_paused = true)]

@@ -83,8 +83,11 @@ async fn the_admin_leaves_and_the_survivors_keep_their_links() {
     admin_goes_away(false).await;
 }
 
+/// The admin's node is dropped without a goodbye: its links close as they are dropped (the BYE
+/// handshake runs), and the server sees its socket close, as after a SIGKILL. (A SIGKILLed admin
+/// process is examples/tests/processes.rs; a silent one, SIGSTOPped or cut off, the lab's.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_crashes_and_the_survivors_keep_their_links() {
+async fn the_admin_vanishes_without_a_goodbye_and_the_survivors_keep_their_links() {
     admin_goes_away(true).await;
 }
 

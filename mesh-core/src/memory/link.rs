@@ -112,9 +112,10 @@ impl End {
 
 impl Drop for End {
     fn drop(&mut self) {
-        // The owner vanished without closing (a crash): the other side sees the link fail at once.
+        // The owner vanished without closing (a crash): the other side sees the link fail at once,
+        // unless the owner went silent first (then nothing of it gets through, this neither).
         let closed = self.state().closed;
-        if !closed {
+        if !closed && !self.net.is_silenced(&self.local) {
             if let Some(remote) = self.remote() {
                 remote.finish(CloseReason::Failed("peer vanished".into()));
             }

@@ -36,6 +36,7 @@ struct Inner {
     live: Vec<Weak<link::End>>,
     cut: HashSet<(PeerId, PeerId)>,
     dropped_signals_to: HashSet<PeerId>,
+    silenced: HashSet<PeerId>,
     signal_delay: Duration,
     next_id: u64,
 }
@@ -84,6 +85,19 @@ impl MemoryNetwork {
         for p in peers.iter().filter(|p| *p != a) {
             self.cut(a, p);
         }
+    }
+
+    /// `a` goes silent, as a process that is SIGSTOPped or loses its cable: its traffic
+    /// vanishes, and its links and its rendezvous registration, even when its node is dropped,
+    /// tell nobody. Peers learn of it only from the silence (their heartbeat timeout).
+    pub fn silence(&self, a: &PeerId) {
+        self.isolate(a);
+        self.lock().silenced.insert(a.clone());
+    }
+
+    /// True if `a` was silenced.
+    pub(crate) fn is_silenced(&self, a: &PeerId) -> bool {
+        self.lock().silenced.contains(a)
     }
 
     /// Removes every cut.

@@ -80,7 +80,8 @@ impl Signaler for MemorySignaler {
 
 impl Drop for MemorySignaler {
     fn drop(&mut self) {
-        if let Some((room, me)) = self.who() {
+        // A silenced peer's connection goes quiet rather than closed: the rendezvous keeps it.
+        if let Some((room, me)) = self.who().filter(|(_, me)| !self.net.is_silenced(me)) {
             self.net.deregister(&room, &me);
         }
     }
