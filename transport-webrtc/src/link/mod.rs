@@ -1,6 +1,7 @@
 //! One WebRTC link: the [`Link`] handle the node sends on, the state it shares with the link's
 //! task, and [`spawn`], which starts that task ([`task`]).
 
+mod protocol;
 mod route;
 mod task;
 
@@ -26,10 +27,6 @@ const MAX_EARLY_CANDIDATES: usize = 64;
 const CLOSE_STEP: Duration = Duration::from_secs(2);
 /// Longest wait for the peer to acknowledge a local close (and so the data sent before it).
 const FLUSH_LIMIT: Duration = Duration::from_millis(500);
-/// First resend of the open handshake; doubles up to [`HELLO_MAX`].
-const HELLO_FIRST: Duration = Duration::from_millis(20);
-/// Longest pause between handshake resends.
-const HELLO_MAX: Duration = Duration::from_millis(320);
 
 /// Remote description state: candidates that arrive before it are held, then applied.
 #[derive(Default)]

@@ -1,8 +1,9 @@
-//! The link task: owns the peer connection's event streams, trickles candidates, runs the open
-//! (HELLO) and closing (BYE) handshakes, and reports `Open` and `Closed` exactly once.
+//! The link task: owns the peer connection's event streams, trickles candidates, and moves bytes
+//! between the reliable channel and the link's protocol ([`LinkProtocol`]: the open and closing
+//! handshakes, framing), reporting `Open` and `Closed` exactly once.
 
-use super::{Shared, CLOSE_STEP, FLUSH_LIMIT, HELLO_FIRST, HELLO_MAX};
-use crate::chunk::{self, Reassembled, Reassembler};
+use super::protocol::{Delivery, Goodbye, LinkProtocol};
+use super::{Shared, CLOSE_STEP, FLUSH_LIMIT};
 use crate::peer::PcEvent;
 use bytes::BytesMut;
 use mesh_core::{CloseReason, LinkEvent, SignalBody, SignalSink};
@@ -23,10 +24,8 @@ pub(super) struct Task {
     events: mpsc::Sender<LinkEvent>,
     signals: SignalSink,
     outgoing: VecDeque<SignalBody>,
-    reassembler: Reassembler,
+    protocol: LinkProtocol,
     max_message_bytes: usize,
-    /// The peer closed with the BYE handshake (we answered it).
-    peer_said_bye: bool,
 }
 
 impl Task {
@@ -42,9 +41,8 @@ impl Task {
             events,
             signals,
             outgoing: VecDeque::new(),
-            reassembler: Reassembler::new(max_message_bytes),
+            protocol: LinkProtocol::new(max_message_bytes),
             max_message_bytes,
-            peer_said_bye: false,
         }
     }
 
@@ -58,9 +56,9 @@ impl Task {
         let reason = self.drive(pc_events, connect_timeout, gather_timeout).await;
         tracing::debug!(%reason, "webrtc link closing");
         self.shared.closed.store(true, Ordering::Release);
-        if reason == CloseReason::Local && self.shared.opened.load(Ordering::Acquire) {
+        if reason == CloseReason::Local && self.protocol.close() {
             self.say_goodbye().await;
-        } else if self.peer_said_bye {
+        } else if self.protocol.peer_said_bye() {
             self.await_peer_close().await; // so our BYE_ACK leaves before the association goes
         }
         let _ = tokio::time::timeout(CLOSE_STEP, self.shared.pc.close()).await;
@@ -72,24 +70,23 @@ impl Task {
     /// the peer's BYE_ACK proves all of it arrived (a goodbye message included). Only then does
     /// the association go. Bounded: a peer that does not answer is closed on anyway.
     async fn say_goodbye(&mut self) {
-        if self.send_control(chunk::BYE).await.is_err() {
+        if self.flush_controls().await.is_err() {
             return;
         }
-        let header = |e: &DataChannelEvent| match e {
-            DataChannelEvent::OnMessage(msg) => msg.data.first().copied(),
-            _ => None,
-        };
-        let answer = self
-            .read_until(|e| {
-                matches!(e, DataChannelEvent::OnClose) || matches!(header(e), Some(chunk::BYE_ACK | chunk::BYE))
-            })
-            .await;
-        match answer {
-            None => tracing::debug!("peer did not acknowledge the close"),
-            Some(e) if header(&e) == Some(chunk::BYE) => {
-                let _ = self.send_control(chunk::BYE_ACK).await; // both closing at once
+        let read = async {
+            while self.protocol.goodbye() == Some(Goodbye::Waiting) {
+                match self.shared.reliable.poll().await {
+                    Some(DataChannelEvent::OnMessage(msg)) => {
+                        self.protocol.on_chunk(&msg.data);
+                        let _ = self.flush_controls().await; // a BYE_ACK if both close at once
+                    }
+                    Some(DataChannelEvent::OnClose) | None => return,
+                    Some(_) => {}
+                }
             }
-            Some(_) => {}
+        };
+        if tokio::time::timeout(FLUSH_LIMIT, read).await.is_err() {
+            tracing::debug!("peer did not acknowledge the close");
         }
         let _ = tokio::time::timeout(CLOSE_STEP, self.shared.reliable.close()).await;
     }
@@ -113,8 +110,12 @@ impl Task {
         tokio::time::timeout(FLUSH_LIMIT, read).await.ok().flatten()
     }
 
-    async fn send_control(&self, header: u8) -> Result<(), webrtc::error::Error> {
-        self.shared.reliable.send(BytesMut::from(&[header][..])).await
+    /// Writes the control chunks the protocol asked for.
+    async fn flush_controls(&mut self) -> Result<(), webrtc::error::Error> {
+        while let Some(header) = self.protocol.poll_control() {
+            self.shared.reliable.send(BytesMut::from(&[header][..])).await?;
+        }
+        Ok(())
     }
 
     fn stop_reason(&self) -> CloseReason {
@@ -147,7 +148,6 @@ impl Task {
         let (shared, signals) = (self.shared.clone(), self.signals.clone());
         let mut heartbeat_open = true;
         let mut channel_open = false;
-        let (mut next_hello, mut hello_gap) = (tokio::time::Instant::now(), HELLO_FIRST);
         // The route is read once the link opens, then again later: ICE may nominate a better pair.
         let mut route_checks = ROUTE_CHECKS.iter();
         let (mut next_route, mut route_started) = (None, false);
@@ -172,10 +172,11 @@ impl Task {
                     gathering = false;
                     tracing::warn!(after = ?gather_timeout, "ICE gathering incomplete: a STUN/TURN server may be unreachable (the link goes on with the candidates found)");
                 }
-                _ = tokio::time::sleep_until(next_hello), if channel_open && !opened => {
-                    self.send_hello().await;
-                    next_hello += hello_gap;
-                    hello_gap = (hello_gap * 2).min(HELLO_MAX);
+                _ = tokio::time::sleep_until(self.protocol.poll_timeout().unwrap_or(deadline)), if self.protocol.poll_timeout().is_some() => {
+                    self.protocol.tick(tokio::time::Instant::now());
+                    if let Err(err) = self.flush_controls().await {
+                        tracing::debug!(error = %err, "hello not sent");
+                    }
                 }
                 permit = signals.reserve(), if !self.outgoing.is_empty() => match (permit, self.outgoing.pop_front()) {
                     (Ok(permit), Some(body)) => permit.send(body),
@@ -203,7 +204,7 @@ impl Task {
                     Some(DataChannelEvent::OnOpen) if !channel_open => {
                         mesh_core::mark!("sctp_open");
                         channel_open = true;
-                        next_hello = tokio::time::Instant::now();
+                        self.protocol.channel_open(tokio::time::Instant::now());
                     }
                     Some(DataChannelEvent::OnMessage(msg)) => {
                         if let Err(reason) = self.on_chunk(&msg.data).await {
@@ -227,41 +228,23 @@ impl Task {
         }
     }
 
-    async fn send_hello(&self) {
-        if let Err(err) = self.send_control(chunk::HELLO).await {
-            tracing::debug!(error = %err, "hello not sent");
-        }
-    }
-
+    /// One chunk off the reliable channel, through the protocol: what it asks is written and
+    /// delivered. `Err` when the link must close (the peer said BYE, or the node stopped).
     async fn on_chunk(&mut self, data: &[u8]) -> Result<(), CloseReason> {
-        match self.reassembler.push(data) {
-            Reassembled::Partial => Ok(()),
-            Reassembled::Hello if self.shared.opened.load(Ordering::Acquire) => Ok(()),
-            Reassembled::Bye => {
-                let _ = self.send_control(chunk::BYE_ACK).await;
-                self.peer_said_bye = true;
-                Err(CloseReason::Remote)
-            }
-            Reassembled::ByeAck => Ok(()),
-            Reassembled::Hello => {
-                mesh_core::mark!("hello_heard");
-                self.send_hello().await; // the peer may not have heard ours yet
-                self.shared.opened.store(true, Ordering::Release);
-                self.deliver(LinkEvent::Open).await
-            }
-            Reassembled::Message(_) if !self.shared.opened.load(Ordering::Acquire) => {
-                tracing::warn!("peer sent data before the open handshake; dropped");
-                Ok(())
-            }
-            Reassembled::Message(message) => self.deliver(LinkEvent::Message(message)).await,
-            Reassembled::TooLarge => {
-                tracing::warn!(limit = self.max_message_bytes, "peer sent an oversized message; dropped");
-                Ok(())
-            }
-            Reassembled::Malformed => {
-                tracing::warn!("peer sent a chunk without a valid header; dropped");
-                Ok(())
+        self.protocol.on_chunk(data);
+        if let Err(err) = self.flush_controls().await {
+            tracing::debug!(error = %err, "control chunk not sent");
+        }
+        while let Some(delivery) = self.protocol.poll_delivery() {
+            match delivery {
+                Delivery::Open => {
+                    self.shared.opened.store(true, Ordering::Release);
+                    self.deliver(LinkEvent::Open).await?;
+                }
+                Delivery::Message(message) => self.deliver(LinkEvent::Message(message)).await?,
+                Delivery::PeerClosed => return Err(CloseReason::Remote),
             }
         }
+        Ok(())
     }
 }
