@@ -113,4 +113,7 @@ pub trait Transport: Send + Sync {
     /// Answers `offer` from `peer`; the answer and candidates go into `signals`.
     async fn accept(&self, peer: &PeerId, offer: SignalBody, signals: SignalSink)
         -> Result<LinkHandle, TransportError>;
+    /// Ends whatever the transport still runs for this node (its links' tasks), bounded in
+    /// time; the node calls it once as it stops, after closing its links.
+    async fn shutdown(&self) {}
 }

@@ -46,6 +46,8 @@ pub fn link() {}
 pub struct WebRtcTransport {
     config: WebRtcConfig,
     max_message_bytes: usize,
+    /// Every link's task: owned here, ended by [`Transport::shutdown`].
+    links: tokio_util::task::TaskTracker,
 }
 
 impl WebRtcTransport {
@@ -53,7 +55,12 @@ impl WebRtcTransport {
     /// its own limit) are dropped on receipt.
     pub fn new(config: WebRtcConfig, max_message_bytes: usize) -> Self {
         let max_message_bytes = config.max_message_bytes.unwrap_or(max_message_bytes);
-        Self { config, max_message_bytes }
+        Self { config, max_message_bytes, links: tokio_util::task::TaskTracker::new() }
+    }
+
+    /// Link tasks still running (each ends once its link is closed and torn down).
+    pub fn running_links(&self) -> usize {
+        self.links.len()
     }
 
     /// The configuration in use.
@@ -91,12 +98,22 @@ impl WebRtcTransport {
             conn.discard().await;
             return Err(err);
         }
-        Ok(link::spawn(conn, self.setup(signals, described)))
+        Ok(link::spawn(conn, self.setup(signals, described), &self.links))
     }
 }
 
 #[async_trait]
 impl Transport for WebRtcTransport {
+    async fn shutdown(&self) {
+        // Links close when their handles go (the node closed them first); wait for their tasks
+        // to finish tearing down, bounded. A transport shared by several nodes keeps the others'.
+        self.links.close();
+        if tokio::time::timeout(std::time::Duration::from_secs(3), self.links.wait()).await.is_err() {
+            tracing::warn!(running = self.links.len(), "link tasks still tearing down at shutdown");
+        }
+        self.links.reopen();
+    }
+
     fn name(&self) -> &'static str {
         NAME
     }

@@ -118,3 +118,24 @@ async fn app_messages_beyond_the_link_queue_wait_instead_of_being_dropped() {
     w0.leave().await;
     w1.leave().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_leaves_leaves_no_link_task_of_its_transport_running() {
+    let net = MemoryNetwork::new();
+    let mut nodes = Vec::new();
+    let mut transports = Vec::new();
+    for name in ["w0", "w1", "w2"] {
+        let transport = Arc::new(WebRtcTransport::new(WebRtcConfig::loopback(), 1024 * 1024));
+        transports.push(transport.clone());
+        let signalers: Vec<Arc<dyn mesh_core::Signaler>> = vec![Arc::new(MemorySignaler::new(net.clone()))];
+        nodes.push(MeshNode::start(options(name, Timing::default()), transport, signalers).await.expect("starts"));
+    }
+    for n in &nodes {
+        wait_links(n, 2).await;
+    }
+    assert!(transports.iter().all(|t| t.running_links() >= 2), "each transport runs its links' tasks");
+    for (node, transport) in nodes.into_iter().zip(&transports) {
+        node.leave().await;
+        assert_eq!(transport.running_links(), 0, "the transport's link tasks ended with its node");
+    }
+}

@@ -92,6 +92,7 @@ impl Io {
         }
         self.background.shutdown().await;
         self.starting.shutdown().await;
+        self.transport.shutdown().await;
         tracing::info!("node stopped");
         if let Some(done) = self.leave_done.take() {
             let _ = done.send(());

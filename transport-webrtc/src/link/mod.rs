@@ -92,8 +92,8 @@ pub(crate) struct LinkSetup {
     pub(crate) heartbeat_channel: bool,
 }
 
-/// Starts the link task for `peer` and returns the node's handle.
-pub(crate) fn spawn(peer: Peer, setup: LinkSetup) -> LinkHandle {
+/// Starts the link task for `peer`, owned by `owner`, and returns the node's handle.
+pub(crate) fn spawn(peer: Peer, setup: LinkSetup, owner: &tokio_util::task::TaskTracker) -> LinkHandle {
     let Peer { pc, reliable, heartbeat, events: pc_events } = peer;
     let shared = Arc::new(Shared {
         pc,
@@ -113,7 +113,7 @@ pub(crate) fn spawn(peer: Peer, setup: LinkSetup) -> LinkHandle {
     let task = Task::new(shared.clone(), events_tx, setup.signals, setup.max_message_bytes);
     // In the caller's span (the node's `link` span), so the task's timeline marks name the link.
     let run = task.run(pc_events, setup.connect_timeout, setup.gather_timeout);
-    tokio::spawn(tracing::Instrument::in_current_span(run));
+    owner.spawn(tracing::Instrument::in_current_span(run));
     LinkHandle { link: Arc::new(WebRtcLink { shared }), events }
 }
 
