@@ -29,10 +29,13 @@ fn relay_timeout_ms() -> u64 {
 }
 
 impl World {
-    /// Sends `signal` from `from` to `to` the way the node's chain would.
-    pub(crate) fn send_signal(&mut self, from: &PeerId, to: &PeerId, signal: Signal) {
-        let Some(host) = self.hosts.get(from) else { return };
-        match host.state.path_order(to) {
+    /// Sends `signal` from `from` to `to` the way the node's chain would, in `order` (the one
+    /// the state machine fixed for the attempt; aborts go in the configured order).
+    pub(crate) fn send_signal(&mut self, from: &PeerId, to: &PeerId, order: PathOrder, signal: Signal) {
+        if !self.hosts.contains_key(from) {
+            return;
+        }
+        match order {
             PathOrder::RendezvousFirst => {
                 if !self.by_server(from, to, signal.clone()) && !self.by_relay(from, to, signal) {
                     self.log(|| format!("{from}: signal to {to} lost: no path"));

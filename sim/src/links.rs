@@ -21,7 +21,8 @@ impl World {
                 self.push_ordered(from, peer, session, Item::Input { to: peer.clone(), inc, event });
             }
         } else if !s.open {
-            self.send_signal(from, peer, Signal::new(session, SignalBody::Abort { reason: "closed".into() }));
+            let abort = Signal::new(session, SignalBody::Abort { reason: "closed".into() });
+            self.send_signal(from, peer, mesh_core::PathOrder::Configured, abort);
         }
     }
 

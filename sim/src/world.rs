@@ -257,7 +257,7 @@ impl World {
     fn carry_out(&mut self, from: &PeerId, output: Output) {
         let Some(inc) = self.inc_of(from) else { return };
         match output {
-            Output::Link(LinkOp::Dial { peer, session, .. }) => {
+            Output::Link(LinkOp::Dial { peer, session, order }) => {
                 self.log(|| format!("{from} dials {peer} ({session})"));
                 self.checker.count("session ids unique");
                 if self.sessions.contains_key(&session) {
@@ -280,9 +280,9 @@ impl World {
                     self.t + SETUP_TIMEOUT_MS,
                     Item::SetupTimeout { to: from.clone(), inc, session: session.clone() },
                 );
-                self.send_signal(from, &peer, Signal::new(session, SignalBody::Offer { sdp: String::new() }));
+                self.send_signal(from, &peer, order, Signal::new(session, SignalBody::Offer { sdp: String::new() }));
             }
-            Output::Link(LinkOp::Accept { peer, session, .. }) => {
+            Output::Link(LinkOp::Accept { peer, session, order, .. }) => {
                 self.log(|| format!("{from} accepts {peer}'s offer ({session})"));
                 let Some(s) = self.sessions.get_mut(&session) else { return };
                 s.answerer.1 = Some(inc);
@@ -290,7 +290,7 @@ impl World {
                     self.t + SETUP_TIMEOUT_MS,
                     Item::SetupTimeout { to: from.clone(), inc, session: session.clone() },
                 );
-                self.send_signal(from, &peer, Signal::new(session, SignalBody::Answer { sdp: String::new() }));
+                self.send_signal(from, &peer, order, Signal::new(session, SignalBody::Answer { sdp: String::new() }));
             }
             Output::Link(LinkOp::Signal { peer, session, body: SignalBody::Answer { .. } }) => {
                 // The offerer took the answer: the handshake (ICE, DTLS, SCTP) runs now.
@@ -303,7 +303,8 @@ impl World {
                 if let Some(s) = self.sessions.get_mut(&session) {
                     s.close(from);
                 }
-                self.send_signal(from, &peer, Signal::new(session, SignalBody::Abort { reason }));
+                let abort = Signal::new(session, SignalBody::Abort { reason });
+                self.send_signal(from, &peer, mesh_core::PathOrder::Configured, abort);
             }
             Output::Link(LinkOp::Close { peer, session, reason }) => self.close(from, &peer, session, reason),
             Output::Send(Transmit { to, session, msg }) => {

@@ -52,6 +52,11 @@ impl MeshState {
             .map(|m| m.peer.clone())
             .filter(|p| p != &self.cfg.me && self.room.get(p).is_some())
             .collect();
+        // Introduced before anything dials: the admin, dialed first below, is signaled by the
+        // rendezvous that named it (its attempt's path order is fixed when it is dialed).
+        for peer in &others {
+            self.introduce(now, peer);
+        }
         if others.is_empty() && self.election.admin.is_none() {
             self.become_admin(now);
         } else if first || self.election.admin.is_none() {

@@ -536,3 +536,20 @@ fn b25_an_envelope_is_answered_only_by_its_relay_and_fails_when_its_link_closes(
     assert_eq!(answered(&outs), vec![(3, RelayOutcome::RelayGone)]);
     assert!(sent(&outs).is_empty());
 }
+
+#[test]
+fn b12a_a_newcomer_signals_every_first_attempt_by_the_rendezvous_the_admin_first_included() {
+    let mut s = MeshState::new(super::config("w4", Role::Worker));
+    let members = NAMES[..3].iter().map(|n| crate::MemberInfo::new(peer(n), Sim::record(0))).collect();
+    s.handle(std::time::Instant::now(), Event::Registered { members, admin: Some(peer("w0")) });
+    let orders: Vec<(String, crate::PathOrder)> = drain(&mut s)
+        .into_iter()
+        .filter_map(|o| match o {
+            Out::Link(LinkOp::Dial { peer, order, .. }) => Some((peer.to_string(), order)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(orders.len(), 3, "{orders:?}");
+    assert_eq!(orders[0].0, "w0", "the admin first");
+    assert!(orders.iter().all(|(_, o)| *o == crate::PathOrder::RendezvousFirst), "{orders:?}");
+}
