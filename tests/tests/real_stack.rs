@@ -28,10 +28,7 @@ async fn start(stack: &Stack, names: &[&str]) -> Vec<MeshNode> {
 }
 
 async fn wait_full(nodes: &[MeshNode]) {
-    let links = nodes.len() - 1;
-    for n in nodes {
-        n.wait_links(links, WAIT).await.unwrap_or_else(|e| panic!("{}: {e}; {:?}", n.peer_id(), n.snapshot().health));
-    }
+    mesh_core::testing::wait_full_mesh(nodes, WAIT).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
 async fn leave_all(nodes: Vec<MeshNode>) {

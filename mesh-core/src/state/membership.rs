@@ -78,13 +78,10 @@ impl MeshState {
         // A newcomer dials every worker the rendezvous named, at once: the rendezvous orders
         // registrations, so of any two workers exactly one registered after the other and that
         // one dials (no crossing offers). Registered again (the rendezvous restarted): the links
-        // are there; anyone missing is dialed after `offer_wait`.
-        for peer in others {
-            self.introduce(now, &peer);
-            if first {
+        // are there; anyone missing (introduced above) is dialed after `offer_wait`.
+        if first {
+            for peer in others {
                 self.ensure_dial(now, &peer, "rendezvous");
-            } else {
-                self.expect(now, &peer);
             }
         }
     }

@@ -26,7 +26,8 @@ impl MeshState {
         let current = self.links.peers.get(&from).and_then(|e| super::links::session_of(&e.link)) == Some(&session);
         match body {
             SignalBody::Offer { .. } if session.offerer == from => {
-                if current || !self.links.first_offer(&session) {
+                // The current attempt's offer, too, was handled before.
+                if !self.links.first_offer(&session) {
                     tracing::debug!(%from, %session, "an offer handled before (it came by two paths); dropped");
                     return;
                 }

@@ -41,9 +41,7 @@ pub(crate) async fn spawn_mesh(net: &MemoryNetwork, n: usize) -> Vec<MeshNode> {
     for i in 0..n {
         nodes.push(start(net, &format!("w{i}")).await);
     }
-    for node in &nodes {
-        wait_links(node, n - 1).await;
-    }
+    mesh_core::testing::wait_full_mesh(&nodes, WAIT).await.unwrap_or_else(|e| panic!("{e}"));
     nodes
 }
 

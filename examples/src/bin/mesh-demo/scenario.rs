@@ -21,11 +21,7 @@ pub(crate) struct Demo<'a> {
     pub next_id: usize,
 }
 
-fn links(nodes: &[MeshNode]) -> usize {
-    nodes.iter().map(|n| n.snapshot().health.links_up).sum::<usize>() / 2
-}
-
-use mesh_core::testing::attempts;
+use mesh_core::testing::{attempts, links};
 
 fn ms(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 10_000.0).round() / 10.0

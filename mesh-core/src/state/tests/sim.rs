@@ -4,7 +4,7 @@ use super::{drain, Out};
 use crate::id::{PeerId, RoomId};
 use crate::room::{MemberInfo, Metadata, WorkerRecord};
 use crate::signal::SessionId;
-use crate::signal::{Signal, SignalBody};
+use crate::signal::SignalBody;
 use crate::signaler::{Announcement, Role};
 use crate::state::{Event, LinkOp, MeshEvent, MeshState, SignalingOp, StateConfig, Transmit};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -192,11 +192,7 @@ impl Sim {
     }
 
     fn carry_out(&mut self, from: &PeerId, out: Out) {
-        let signal = |from: &PeerId, session: SessionId, body| Event::Signal {
-            from: from.clone(),
-            signal: Signal::new(session, body),
-            key: None,
-        };
+        let signal = |from: &PeerId, session, body| super::signal(from.clone(), session, body);
         let abort = || SignalBody::Abort { reason: "x".into() };
         match out {
             Out::Link(LinkOp::Dial { peer, session, .. }) => {
