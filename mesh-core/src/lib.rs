@@ -23,6 +23,7 @@ pub mod memory;
 pub mod node;
 pub mod query;
 pub mod registry;
+pub mod relay_route;
 pub mod room;
 pub mod signal;
 pub mod signaler;

@@ -2,6 +2,7 @@
 //! close (signals travel as chain.rs says).
 
 use crate::world::{Item, World};
+use mesh_core::testing::chain::ChainHost;
 use mesh_core::{Event, MeshMessage, PeerId, SessionId, Signal, SignalBody};
 
 impl World {

@@ -8,6 +8,7 @@ use crate::net::{Network, Session, Sessions};
 use crate::rng::Rng;
 use crate::schedule::Net;
 use crate::server::Server;
+use mesh_core::testing::chain::ChainHost;
 use mesh_core::{
     Event, LinkOp, MeshEvent, MeshMessage, MeshState, Output, PeerId, RegistryPage, Role, Signal, SignalBody,
     SignalingOp, Transmit,
@@ -83,9 +84,8 @@ pub struct World {
     pub(crate) server_fifo: BTreeMap<PeerId, u64>,
     /// Ordered streams by direction.
     pub(crate) pipes: BTreeMap<(PeerId, PeerId), crate::pipe::Pipe>,
-    /// Signals on their way by relay, by envelope id.
-    pub(crate) relaying: BTreeMap<u64, crate::chain::Relaying>,
-    pub(crate) next_relay: u64,
+    /// Signals on their way by relay.
+    pub(crate) chain: mesh_core::testing::chain::Chain,
 }
 
 impl World {
@@ -110,8 +110,7 @@ impl World {
             next_query: 1,
             pipes: BTreeMap::new(),
             server_fifo: BTreeMap::new(),
-            relaying: BTreeMap::new(),
-            next_relay: 0,
+            chain: Default::default(),
         }
     }
 

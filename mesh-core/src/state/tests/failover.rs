@@ -256,3 +256,18 @@ fn b16_a_joiner_asked_to_verify_before_its_admin_link_opens_does_not_take_the_ro
     });
     assert_eq!(ack, Some(Some(peer("w0"))), "it answers with the admin it follows");
 }
+
+#[test]
+fn b12_with_the_rendezvous_down_a_broken_link_is_signaled_again_by_relay() {
+    let mut sim = formed(&["w0", "w1", "w2"]);
+    sim.rendezvous_up = false;
+    sim.cut("w1", "w2");
+    sim.advance(Duration::from_secs(8));
+    assert!(!sim.node("w1").is_linked(&peer("w2")), "the silent link is declared lost");
+    let relayed = sim.relayed;
+    sim.heal();
+    sim.advance(Duration::from_secs(40));
+    assert!(sim.node("w1").is_linked(&peer("w2")) && sim.node("w2").is_linked(&peer("w1")));
+    assert!(sim.relayed > relayed, "the offer and answer went through the admin's links");
+    assert!(sim.is_full_mesh());
+}

@@ -7,6 +7,8 @@ use crate::signal::SessionId;
 use crate::signal::SignalBody;
 use crate::signaler::{Announcement, Role};
 use crate::state::{Event, LinkOp, MeshEvent, MeshState, SignalingOp, StateConfig, Transmit};
+use crate::testing::chain::{Chain, ChainHost};
+use crate::{PathOrder, Signal};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,15 @@ pub(super) struct Sim {
     pub dials: Vec<(Instant, PeerId, PeerId)>,
     pub max_links_per_pair: usize,
     next_query: u64,
+    /// False while the rendezvous is down: it carries no signal.
+    pub rendezvous_up: bool,
+    /// Relay envelopes that crossed a link.
+    pub relayed: usize,
+    /// Signals on their way by relay, and when the relay signaler gives each up.
+    chain: Chain,
+    relay_timeouts: Vec<(Instant, u64)>,
+    /// Attempts not open yet: when the node's set-up timeout closes each, for which end.
+    setup_deadlines: Vec<(Instant, PeerId, PeerId, SessionId)>,
 }
 
 impl Sim {
@@ -49,6 +60,11 @@ impl Sim {
             dials: Vec::new(),
             max_links_per_pair: 0,
             next_query: 1,
+            rendezvous_up: true,
+            relayed: 0,
+            chain: Chain::default(),
+            relay_timeouts: Vec::new(),
+            setup_deadlines: Vec::new(),
         }
     }
 
@@ -191,45 +207,68 @@ impl Sim {
         panic!("room did not settle");
     }
 
+    /// An attempt between `a` and `b` fails the way ICE does when nothing gets through.
+    fn fail_after_connect_timeout(&mut self, a: &PeerId, b: &PeerId, session: SessionId) {
+        let at = self.now + CONNECT_TIMEOUT;
+        let closed =
+            |peer: &PeerId, session| Event::LinkClosed { peer: peer.clone(), session, reason: "timeout".into() };
+        self.delayed.push((at, a.clone(), closed(b, session.clone())));
+        self.delayed.push((at, b.clone(), closed(a, session)));
+    }
+
+    /// `from`'s end of `session` with `peer` gives up at the node's set-up timeout unless it opens.
+    fn set_up_within_timeout(&mut self, from: &PeerId, peer: &PeerId, session: &SessionId) {
+        let at = self.now + crate::node::SETUP_TIMEOUT;
+        self.setup_deadlines.push((at, from.clone(), peer.clone(), session.clone()));
+    }
+
+    /// Opens `session` between `a` and `b` and tells both.
+    fn open_link(&mut self, a: &PeerId, b: &PeerId, session: SessionId) {
+        self.open.insert(session.clone(), (a.clone(), b.clone()));
+        let pair_count = self.open.values().filter(|(x, y)| (x == a && y == b) || (x == b && y == a)).count();
+        self.max_links_per_pair = self.max_links_per_pair.max(pair_count);
+        self.queue.push_back((a.clone(), Event::LinkOpened { peer: b.clone(), session: session.clone() }));
+        self.queue.push_back((b.clone(), Event::LinkOpened { peer: a.clone(), session }));
+    }
+
     fn carry_out(&mut self, from: &PeerId, out: Out) {
-        let signal = |from: &PeerId, session, body| super::signal(from.clone(), session, body);
         let abort = || SignalBody::Abort { reason: "x".into() };
         match out {
-            Out::Link(LinkOp::Dial { peer, session, .. }) => {
+            Out::Link(LinkOp::Dial { peer, session, order }) => {
                 self.dials.push((self.now, from.clone(), peer.clone()));
+                self.set_up_within_timeout(from, &peer, &session);
                 let offer = SignalBody::Offer { sdp: "v=0".into() };
-                self.queue.push_back((peer, signal(from, session, offer)));
+                self.send_signal(from, &peer, order, Signal::new(session, offer));
             }
-            Out::Link(LinkOp::Accept { peer, session, .. }) => {
+            Out::Link(LinkOp::Accept { peer, session, order, .. }) => {
                 if self.is_cut(from, &peer) || !self.nodes.contains_key(&peer) {
-                    let closed =
-                        Event::LinkClosed { peer: peer.clone(), session: session.clone(), reason: "timeout".into() };
-                    self.delayed.push((self.now + CONNECT_TIMEOUT, from.clone(), closed));
-                    let closed = Event::LinkClosed { peer: from.clone(), session, reason: "timeout".into() };
-                    self.delayed.push((self.now + CONNECT_TIMEOUT, peer, closed));
-                    return;
+                    return self.fail_after_connect_timeout(from, &peer, session);
                 }
-                self.open.insert(session.clone(), (from.clone(), peer.clone()));
-                let pair_count =
-                    self.open.values().filter(|(a, b)| (a == from && b == &peer) || (a == &peer && b == from)).count();
-                self.max_links_per_pair = self.max_links_per_pair.max(pair_count);
-                self.queue
-                    .push_back((from.clone(), Event::LinkOpened { peer: peer.clone(), session: session.clone() }));
-                self.queue.push_back((peer, Event::LinkOpened { peer: from.clone(), session }));
+                self.set_up_within_timeout(from, &peer, &session);
+                let answer = SignalBody::Answer { sdp: "v=0".into() };
+                self.send_signal(from, &peer, order, Signal::new(session, answer));
             }
+            Out::Link(LinkOp::Signal { peer, session, body: SignalBody::Answer { .. } }) => {
+                // The offerer took the answer: ICE, DTLS and SCTP run now.
+                if self.is_cut(from, &peer) || !self.nodes.contains_key(&peer) {
+                    return self.fail_after_connect_timeout(from, &peer, session);
+                }
+                self.open_link(from, &peer, session);
+            }
+            Out::Link(LinkOp::Signal { .. }) => {}
             Out::Link(LinkOp::Reject { peer, session, .. }) => {
-                self.queue.push_back((peer, signal(from, session, abort())));
+                self.send_signal(from, &peer, PathOrder::Configured, Signal::new(session, abort()));
             }
             Out::Link(LinkOp::Close { peer, session, reason }) => {
                 if self.open.remove(&session).is_some() {
                     self.queue.push_back((peer, Event::LinkClosed { peer: from.clone(), session, reason }));
                 } else {
-                    self.queue.push_back((peer, signal(from, session, abort())));
+                    self.send_signal(from, &peer, PathOrder::Configured, Signal::new(session, abort()));
                 }
             }
-            Out::Link(LinkOp::Signal { .. }) => {}
             Out::Send(Transmit { to, session, msg }) => {
                 if self.open.contains_key(&session) && !self.is_cut(from, &to) {
+                    self.relayed += matches!(msg, crate::MeshMessage::Relay { .. }) as usize;
                     self.queue.push_back((to, Event::Message { from: from.clone(), session, msg }));
                 }
             }
@@ -247,7 +286,7 @@ impl Sim {
                 }
             }
             Out::Signaling(SignalingOp::Announce(Announcement::Leaving)) => self.deregister(from),
-            Out::Signaling(SignalingOp::RelayAnswered { .. }) => {}
+            Out::Signaling(SignalingOp::RelayAnswered { id, outcome }) => self.relay_answered(from, id, outcome),
             Out::Emit(event) => self.log.push((self.now, from.clone(), event)),
         }
     }
@@ -263,10 +302,28 @@ impl Sim {
             for (_, to, ev) in due {
                 self.queue.push_back((to, ev));
             }
+            self.fire_due_timers();
             for name in self.nodes.keys().cloned().collect::<Vec<_>>() {
                 self.queue.push_back((name, Event::Tick));
             }
             self.settle();
+        }
+    }
+
+    /// The node's set-up timeouts and the relay signaler's timeouts that are due.
+    fn fire_due_timers(&mut self) {
+        let now = self.now;
+        let (due, later): (Vec<_>, Vec<_>) = self.setup_deadlines.drain(..).partition(|(t, ..)| *t <= now);
+        self.setup_deadlines = later;
+        for (_, end, peer, session) in due {
+            if !self.open.contains_key(&session) {
+                self.queue.push_back((end, Event::LinkClosed { peer, session, reason: "set-up timeout".into() }));
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) = self.relay_timeouts.drain(..).partition(|(t, _)| *t <= now);
+        self.relay_timeouts = later;
+        for (_, id) in due {
+            self.relay_timed_out(id);
         }
     }
 
@@ -325,5 +382,37 @@ impl Sim {
     /// Events of `name` logged after `since`.
     pub(super) fn events_of(&self, name: &str, since: Instant) -> Vec<MeshEvent> {
         self.log.iter().filter(|(t, p, _)| *t >= since && p.as_str() == name).map(|(_, _, e)| e.clone()).collect()
+    }
+}
+
+impl ChainHost for Sim {
+    fn chain(&mut self) -> &mut Chain {
+        &mut self.chain
+    }
+
+    fn incarnation(&self, peer: &PeerId) -> Option<u32> {
+        self.nodes.contains_key(peer).then_some(0)
+    }
+
+    fn state(&self, peer: &PeerId) -> Option<&MeshState> {
+        self.nodes.get(peer)
+    }
+
+    /// The rendezvous carries a signal between two registered peers at once.
+    fn by_server(&mut self, from: &PeerId, to: &PeerId, signal: Signal) -> bool {
+        let registered = |p: &PeerId| self.registered.iter().any(|(q, _)| q == p);
+        if !(self.rendezvous_up && registered(from) && registered(to)) {
+            return false;
+        }
+        self.queue.push_back((to.clone(), Event::Signal { from: from.clone(), signal, key: None }));
+        true
+    }
+
+    fn to_state(&mut self, peer: &PeerId, event: Event) {
+        self.queue.push_back((peer.clone(), event));
+    }
+
+    fn wake_after(&mut self, after: Duration, id: u64) {
+        self.relay_timeouts.push((self.now + after, id));
     }
 }

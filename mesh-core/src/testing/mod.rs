@@ -2,6 +2,8 @@
 //! limits, the waits every test needs (a full mesh, a verified admin everywhere), and counts.
 //! Every wait takes a timeout and says, when it runs out, what the node saw instead.
 
+pub mod chain;
+
 use crate::id::{PeerId, RoomId};
 use crate::node::{MeshNode, NodeOptions, Snapshot};
 use crate::room::{Metadata, WorkerRecord};
