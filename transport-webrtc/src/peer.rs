@@ -6,8 +6,8 @@ use crate::runtime::BufferedRuntime;
 use mesh_core::TransportError;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc_ice::mdns::MulticastDnsMode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
@@ -77,8 +77,29 @@ pub(crate) struct Peer {
     pub(crate) events: mpsc::UnboundedReceiver<PcEvent>,
 }
 
-/// Set once a link found that this host cannot join multicast: later links skip mDNS at once.
-static NO_MULTICAST: AtomicBool = AtomicBool::new(false);
+/// The mDNS multicast group (224.0.0.251).
+const MDNS_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
+
+/// Whether this host can join the mDNS multicast group, found once by trying it on a throwaway
+/// socket: false when the kernel answers ENODEV (no route to 224.0.0.0/4, as on an air-gapped or
+/// namespaced host). The webrtc crate reports that failure only as text, so it is asked here.
+fn multicast_joinable() -> bool {
+    static JOINABLE: OnceLock<bool> = OnceLock::new();
+    *JOINABLE.get_or_init(|| {
+        let probe = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+            .and_then(|socket| socket.join_multicast_v4(&MDNS_GROUP, &Ipv4Addr::UNSPECIFIED));
+        match probe {
+            Err(err) if err.raw_os_error() == Some(libc::ENODEV) => {
+                tracing::warn!(
+                    "this host cannot join multicast (no route to 224.0.0.0/4: {err}); with webrtc.mdns = \"auto\" \
+                     links use IP candidates, and peers that only offer .local candidates (browsers) need STUN or TURN"
+                );
+                false
+            }
+            _ => true,
+        }
+    })
+}
 
 /// Maps a webrtc error to a setup failure of step `what`.
 pub(crate) fn setup_error(what: &str) -> impl Fn(webrtc::error::Error) -> TransportError + '_ {
@@ -90,26 +111,17 @@ impl Peer {
     pub(crate) async fn build(config: &WebRtcConfig) -> Result<Self, TransportError> {
         let query = match config.mdns {
             Mdns::Off => false,
-            Mdns::Query => true,
-            Mdns::Auto => !NO_MULTICAST.load(Ordering::Relaxed),
-        };
-        match Self::build_with(config, query).await {
-            // ENODEV from the mDNS multicast join: this host has no multicast route (an
-            // air-gapped or namespaced host). Links do not need mDNS to form: go on without it.
-            Err(TransportError::Setup(why)) if query && config.mdns == Mdns::Auto && why.contains("os error 19") => {
-                if !NO_MULTICAST.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        "mDNS off: this host cannot join multicast (no route to 224.0.0.0/4: {why}); links use IP \
-                         candidates, and peers that only offer .local candidates (browsers) need STUN or TURN"
-                    );
-                }
-                Self::build_with(config, false).await
+            Mdns::Query if !multicast_joinable() => {
+                return Err(TransportError::Setup(
+                    "the mDNS multicast socket needs a route to 224.0.0.0/4 (set webrtc.mdns = \"auto\" or \"off\")"
+                        .into(),
+                ))
             }
-            Err(TransportError::Setup(why)) if query && why.contains("os error 19") => Err(TransportError::Setup(
-                format!("{why}: the mDNS multicast socket needs a route to 224.0.0.0/4 (set webrtc.mdns = \"auto\" or \"off\")"),
-            )),
-            other => other,
-        }
+            Mdns::Query => true,
+            // Links do not need mDNS to form: a host without multicast goes on without it.
+            Mdns::Auto => multicast_joinable(),
+        };
+        Self::build_with(config, query).await
     }
 
     async fn build_with(config: &WebRtcConfig, mdns: bool) -> Result<Self, TransportError> {
