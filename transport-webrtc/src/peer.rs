@@ -77,6 +77,10 @@ pub(crate) struct Peer {
     pub(crate) events: mpsc::UnboundedReceiver<PcEvent>,
 }
 
+/// Why `webrtc.mdns = "query"` cannot work on a host without multicast.
+const NO_MULTICAST: &str =
+    "the mDNS multicast socket needs a route to 224.0.0.0/4 (set webrtc.mdns = \"auto\" or \"off\")";
+
 /// The mDNS multicast group (224.0.0.251).
 const MDNS_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
 
@@ -111,12 +115,7 @@ impl Peer {
     pub(crate) async fn build(config: &WebRtcConfig) -> Result<Self, TransportError> {
         let query = match config.mdns {
             Mdns::Off => false,
-            Mdns::Query if !multicast_joinable() => {
-                return Err(TransportError::Setup(
-                    "the mDNS multicast socket needs a route to 224.0.0.0/4 (set webrtc.mdns = \"auto\" or \"off\")"
-                        .into(),
-                ))
-            }
+            Mdns::Query if !multicast_joinable() => return Err(TransportError::Setup(NO_MULTICAST.into())),
             Mdns::Query => true,
             // Links do not need mDNS to form: a host without multicast goes on without it.
             Mdns::Auto => multicast_joinable(),
