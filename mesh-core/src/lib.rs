@@ -17,6 +17,7 @@
 
 pub mod chain;
 pub mod config;
+pub mod data;
 pub mod id;
 pub mod identity;
 pub mod memory;
@@ -35,6 +36,7 @@ pub mod wire;
 
 pub use chain::{PathCounters, PathOrder, SignalStats, SignalerChain};
 pub use config::{ConfigError, MeshConfig, TrustConfig};
+pub use data::{DataConfig, DataError, Inbox, Incoming, Request};
 pub use node::{MeshNode, NodeError, NodeOptions, Snapshot};
 pub use registry::{PluginContext, PluginError, Registry, Resources, SignalerPlugin, TransportPlugin};
 

@@ -193,11 +193,6 @@ pub enum MeshMessage {
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         links: std::collections::BTreeMap<PeerId, u32>,
     },
-    /// Application data: anything a user wants to send over the mesh.
-    App {
-        /// The user's payload.
-        body: serde_json::Value,
-    },
 }
 
 /// Why bytes off a link are not a mesh message.
@@ -248,7 +243,6 @@ impl MeshMessage {
             Self::Record { .. } => "room_state",
             Self::RegistryQuery { .. } => "registry_query",
             Self::RegistryAnswer { .. } => "registry_answer",
-            Self::App { .. } => "app",
         }
     }
 }

@@ -32,11 +32,11 @@ fn every_mesh_message_and_signal_example_parses() {
                 let _: Signal = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
                 signals += 1;
             }
-            "signature-example" => {}
+            "signature-example" | "frame" => {}
             other => panic!("unknown block kind {other}"),
         }
     }
-    assert_eq!((messages, signals), (13, 2), "examples found");
+    assert_eq!((messages, signals), (12, 2), "examples found");
 }
 
 #[test]
@@ -57,4 +57,33 @@ fn the_signature_example_is_what_a_node_signs() {
     assert_eq!(key.sign(&room, &from, &to, &signal), text("sig"), "the signature");
     let public = PublicKey::parse(&text("key")).expect("key");
     assert!(public.signed_signal(&room, &from, &to, &Signal { sig: Some(text("sig")), ..signal }));
+}
+
+#[test]
+fn every_application_frame_example_is_what_the_code_reads_and_writes() {
+    use mesh_core::data::frame::{Frame, Kind};
+    let mut frames = 0;
+    for (_, body) in blocks().into_iter().filter(|(k, _)| k == "frame") {
+        let ex: Value = serde_json::from_str(&body).expect("example JSON");
+        let hex = ex["hex"].as_str().expect("hex");
+        let bytes: Vec<u8> =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        let frame = Frame::decode(&bytes.clone().into()).unwrap_or_else(|e| panic!("{e}: {hex}"));
+        let kind = match ex["kind"].as_str() {
+            Some("message") => Kind::Message,
+            Some("request") => Kind::Request,
+            Some("response") => Kind::Response,
+            Some("ack") => Kind::Ack,
+            Some("fail") => Kind::Fail,
+            other => panic!("kind {other:?}"),
+        };
+        assert_eq!(frame.kind, kind);
+        assert_eq!(frame.more, ex["more"].as_bool().unwrap());
+        assert_eq!(frame.id, ex["id"].as_u64().unwrap());
+        assert_eq!(frame.proto, ex["proto"].as_str().unwrap());
+        assert_eq!(&frame.payload[..], ex["payload"].as_str().unwrap().as_bytes());
+        assert_eq!(frame.encode().to_vec(), bytes, "the code writes the same bytes");
+        frames += 1;
+    }
+    assert_eq!(frames, 2, "examples found");
 }

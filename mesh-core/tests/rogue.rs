@@ -5,8 +5,7 @@ mod harness;
 
 use harness::*;
 use mesh_core::memory::MemoryNetwork;
-use mesh_core::{MeshEvent, RegistryFilter, Role};
-use std::time::Duration;
+use mesh_core::{RegistryFilter, Role};
 
 #[tokio::test(start_paused = true)]
 async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
@@ -71,18 +70,8 @@ async fn b25_hostile_bytes_on_a_link_are_dropped_and_the_mesh_keeps_working() {
     let w1 = page.workers.iter().find(|m| m.peer.as_str() == "w1").expect("w1 in the registry");
     assert_eq!(page.total_count, 2);
     assert_eq!(Some(w1), page_before.workers.iter().find(|m| m.peer.as_str() == "w1"), "w1's record unchanged");
-    let mut ev = nodes[1].subscribe();
-    nodes[0].send(&peer("w1"), serde_json::json!({"hello": 2})).await.expect("app send");
-    let got = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(MeshEvent::AppMessage { body, .. }) = ev.recv().await {
-                return body;
-            }
-        }
-    })
-    .await
-    .expect("message");
-    assert_eq!(got["hello"], 2);
+    let got = mesh_core::testing::deliver(&nodes[0], &nodes[1], b"hello", WAIT).await.expect("message");
+    assert_eq!(&got[..], b"hello", "the link still carries application data");
 }
 
 #[tokio::test(start_paused = true)]
@@ -132,48 +121,6 @@ async fn b25_a_rogue_worker_cannot_hand_over_signals_in_another_workers_name() {
     for (n, b) in nodes.iter().zip(before) {
         assert_eq!(n.snapshot().counters.reconnects, b.reconnects, "{}: no link was made again", n.peer_id());
     }
-}
-
-fn o_room() -> mesh_core::RoomId {
-    options("x", Role::Worker, 0).identity.room
-}
-
-/// A rogue peer (`role`, registering `key` if any) that links to w0 by hand, signing its offer
-/// with `key`: the open link's handle, and its signaler (its registration lasts as long).
-async fn rogue_link(
-    net: &MemoryNetwork,
-    role: Role,
-    key: Option<&mesh_core::identity::NodeKey>,
-) -> (mesh_core::LinkHandle, mesh_core::memory::MemorySignaler) {
-    use mesh_core::memory::{MemorySignaler, MemoryTransport};
-    use mesh_core::{
-        Identity, Inbound, NoLinks, SessionId, Signal, Signaler, SignalerContext, SignalingEvent, Transport,
-    };
-    use std::sync::Arc;
-    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
-    let rogue = MemorySignaler::new(net.clone());
-    let o = options("rogue", role, 0);
-    let identity = Identity { key: key.map(|k| k.public_hex()), ..o.identity };
-    rogue.start(SignalerContext { identity, inbox, mesh: Arc::new(NoLinks) }).await.expect("registered");
-    let transport = MemoryTransport::new(net.clone(), peer("rogue"), Duration::from_secs(5));
-    let (sink, mut out) = tokio::sync::mpsc::channel(8);
-    let mut handle = transport.dial(&peer("w0"), sink).await.unwrap();
-    let session = SessionId { offerer: peer("rogue"), seq: 1 };
-    let mut signal = Signal::new(session, out.recv().await.unwrap());
-    signal.sig = key.map(|k| k.sign(&o_room(), &peer("rogue"), &peer("w0"), &signal));
-    rogue.send(&peer("w0"), signal).await.unwrap();
-    let answer = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(Inbound { event: SignalingEvent::Signal { signal, .. }, .. }) = rx.recv().await {
-                return signal.body;
-            }
-        }
-    })
-    .await
-    .expect("answer");
-    handle.link.apply_signal(answer).await.unwrap();
-    assert_eq!(handle.events.recv().await, Some(mesh_core::LinkEvent::Open));
-    (handle, rogue)
 }
 
 #[tokio::test(start_paused = true)]

@@ -2,7 +2,7 @@
 
 use mesh_core::memory::{MemoryNetwork, MemoryTransport};
 use mesh_core::node::NodeOptions;
-use mesh_core::{MeshEvent, MeshNode, PeerId, Role};
+use mesh_core::{MeshNode, PeerId, Role};
 use signaling_ws::{ServerConfig, SignalingServer, WsSignaler};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,11 +63,8 @@ async fn b13_server_restart_leaves_the_mesh_undisturbed_and_workers_re_register(
     let before: Vec<u64> = nodes.iter().map(|n| n.snapshot().counters.links_opened).collect();
     server.shutdown().await;
     // The mesh keeps working while the server is away.
-    let mut events = nodes[1].subscribe();
-    nodes[0].send(&PeerId::new("w1").unwrap(), serde_json::json!("still here")).await.expect("sent");
-    tokio::time::timeout(WAIT, async { while !matches!(events.recv().await, Ok(MeshEvent::AppMessage { .. })) {} })
-        .await
-        .expect("app message over the mesh without a server");
+    let got = mesh_core::testing::deliver(&nodes[0], &nodes[1], b"still here", WAIT).await;
+    assert_eq!(got.expect("app message over the mesh without a server"), &b"still here"[..]);
     let server = SignalingServer::bind(addr, ServerConfig::default()).await.expect("same port again");
     // Everyone re-registers: a newcomer then finds all three through the new server.
     nodes.push(node(&net, &url, "w3").await);

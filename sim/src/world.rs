@@ -326,7 +326,7 @@ impl World {
             MeshEvent::Registry { id, page } => {
                 self.answers.insert((from.clone(), *id), page.clone());
             }
-            MeshEvent::Health(_) | MeshEvent::AppMessage { .. } => return,
+            MeshEvent::Health(_) => return,
             _ => {}
         }
         self.log(|| format!("{from}: {event:?}"));

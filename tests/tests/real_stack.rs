@@ -2,7 +2,7 @@
 //! formation, the admin leaving and crashing, a join during formation, the relay carrying every
 //! link but a newcomer's first, and a server restart while the mesh runs.
 
-use mesh_core::{MeshConfig, MeshEvent, MeshNode};
+use mesh_core::{MeshConfig, MeshNode};
 use mesh_examples::stack::Stack;
 use serde_json::json;
 use signaling_ws::{ServerConfig, SignalingServer};
@@ -151,18 +151,8 @@ async fn the_mesh_runs_through_a_server_restart_and_takes_a_newcomer_after() {
 
     server.shutdown().await;
     // The mesh does not need the server: links stay, messages flow.
-    let mut inbox = nodes[2].subscribe();
-    nodes[1].send(nodes[2].peer_id(), json!({ "during": "outage" })).await.expect("sent over the mesh");
-    let got = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(MeshEvent::AppMessage { body, .. }) = inbox.recv().await {
-                return body;
-            }
-        }
-    })
-    .await
-    .expect("delivered during the outage");
-    assert_eq!(got["during"], "outage");
+    let got = mesh_core::testing::deliver(&nodes[1], &nodes[2], b"during the outage", WAIT).await;
+    assert_eq!(got.expect("delivered during the outage"), &b"during the outage"[..]);
     assert!(nodes.iter().all(|n| n.snapshot().health.links_up == 2));
 
     let server = SignalingServer::bind(addr, ServerConfig::default()).await.expect("rebinds the same port");

@@ -26,6 +26,7 @@ pub(super) struct Parts {
     pub(super) transport: Arc<dyn Transport>,
     pub(super) chain: Arc<SignalerChain>,
     pub(super) shared: Arc<Mutex<super::Shared>>,
+    pub(super) data: crate::data::DataPlane,
     pub(super) inbox: mpsc::Receiver<Inbound>,
     pub(super) relays: mpsc::Receiver<RelayRequest>,
     pub(super) commands: mpsc::Receiver<Command>,
@@ -50,7 +51,7 @@ fn now() -> Instant {
 
 impl Driver {
     pub(super) fn new(p: Parts) -> Self {
-        let io = Io::new(p.transport, p.chain, p.shared, p.events, p.snapshot);
+        let io = Io::new(p.transport, p.chain, p.shared, p.events, p.snapshot, p.data);
         Self {
             state: p.state,
             io,
@@ -146,16 +147,6 @@ impl Driver {
     fn on_command(&mut self, command: Command) {
         let now = now();
         match command {
-            Command::Send { to, body, reply } => {
-                // The caller queues the message itself, so a full queue slows the caller down
-                // (back-pressure) instead of stalling this loop or dropping the message.
-                let writer = self.state.link_session(&to).and_then(|s| self.io.writer(s));
-                let result = match writer {
-                    Some(writer) => Ok((writer, MeshMessage::App { body }.encode().into())),
-                    None => Err(super::NodeError::NotLinked(to)),
-                };
-                let _ = reply.send(result);
-            }
             Command::SetRecord(record) => self.state.handle(now, Event::RecordChanged(record)),
             Command::QueryRegistry { filter, timeout, reply } => {
                 let id = self.io.wait_registry(reply);

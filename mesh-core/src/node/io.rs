@@ -3,10 +3,11 @@
 //! [`Session`]s), signaling operations to the chain, events to the application. It owns every
 //! task it starts and ends them in [`Io::shutdown`].
 
-use super::session::{Outgoing, Session};
+use super::session::{Outgoing, Plumbing, Session};
 use super::starting::{self, Started, Starting};
 use super::{Shared, Snapshot};
 use crate::chain::SignalerChain;
+use crate::data::DataPlane;
 use crate::id::PeerId;
 use crate::query::RegistryPage;
 use crate::signal::{SessionId, Signal, SignalBody};
@@ -49,6 +50,8 @@ pub(super) struct Io {
     relay_waiters: HashMap<u64, oneshot::Sender<RelayOutcome>>,
     /// Set by a leave command: answered once the node has stopped.
     pub(super) leave_done: Option<oneshot::Sender<()>>,
+    /// The data plane, told which link the state machine uses for each peer.
+    data: DataPlane,
 }
 
 impl Io {
@@ -58,6 +61,7 @@ impl Io {
         shared: Arc<Mutex<Shared>>,
         events: broadcast::Sender<MeshEvent>,
         snapshot: watch::Sender<Snapshot>,
+        data: DataPlane,
     ) -> Self {
         let (link_tx, link_events) = mpsc::channel(1024);
         Self {
@@ -75,6 +79,7 @@ impl Io {
             next_query: 0,
             relay_waiters: HashMap::new(),
             leave_done: None,
+            data,
         }
     }
 
@@ -93,6 +98,7 @@ impl Io {
         self.background.shutdown().await;
         self.starting.shutdown().await;
         self.transport.shutdown().await;
+        self.data.stop();
         tracing::info!("node stopped");
         if let Some(done) = self.leave_done.take() {
             let _ = done.send(());
@@ -123,11 +129,6 @@ impl Io {
         self.sessions.remove(session).is_some()
     }
 
-    /// The writer queue of the running attempt `session`.
-    pub(super) fn writer(&self, session: &SessionId) -> Option<mpsc::Sender<Outgoing>> {
-        self.sessions.get(session).map(|s| s.writer.clone())
-    }
-
     /// Starts setting up an attempt (dialing, or answering `offer`) without waiting for it.
     fn start_session(&mut self, order: crate::PathOrder, peer: PeerId, session: SessionId, offer: Option<SignalBody>) {
         let transport = self.transport.clone();
@@ -150,8 +151,9 @@ impl Io {
         let Started { peer, session, result } = started;
         match result {
             Ok((handle, signals_out, span, early)) => {
-                let (chain, events) = (self.chain.clone(), self.link_tx.clone());
-                let s = Session::spawn(peer, session.clone(), handle, signals_out, chain, events, span);
+                let plumbing =
+                    Plumbing { chain: self.chain.clone(), events: self.link_tx.clone(), data: self.data.clone() };
+                let s = Session::spawn(peer, session.clone(), handle, signals_out, plumbing, span);
                 for body in early {
                     if s.signals_in.try_send(body).is_err() {
                         tracing::warn!(%session, "signal queue full; signal dropped");
@@ -185,8 +187,11 @@ impl Io {
             .filter_map(|p| state.link_session(p).and_then(|s| self.sessions.get(s)))
             .filter_map(|s| s.link.route().map(|r| (s.peer.clone(), r)))
             .collect();
+        self.data.set_links(linked.iter().map(|p| (p, state.link_session(p))));
+        let workers = state.room_state();
         if let Ok(mut shared) = self.shared.lock() {
             shared.admin = health.admin.clone();
+            shared.linked_workers = linked.iter().filter(|p| workers.get(p).is_some()).cloned().collect();
             shared.linked = linked;
         }
         let snapshot = Snapshot { health, counters: state.counters(), signals: self.chain.stats().snapshot(), routes };

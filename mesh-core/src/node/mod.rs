@@ -13,6 +13,7 @@ pub use starting::SETUP_TIMEOUT;
 
 use crate::chain::{PathCounters, SignalerChain};
 use crate::config::MeshConfig;
+use crate::data::{DataConfig, DataError, DataPlane, Inbox};
 use crate::id::{PeerId, RoomId};
 use crate::identity::NodeKey;
 use crate::query::{RegistryFilter, RegistryPage};
@@ -23,7 +24,6 @@ use crate::signaler::{Identity, MeshAccess, RelayOutcome, SignalError, Signaler,
 use crate::state::{Counters, HealthRecord, MeshEvent, StateConfig, Timing};
 use crate::transport::Transport;
 use bytes::Bytes;
-use session::Outgoing;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,11 +82,13 @@ pub struct Snapshot {
     pub routes: BTreeMap<PeerId, String>,
 }
 
-/// What the driver publishes for relaying signalers.
+/// What the driver publishes for relaying signalers and the handle.
 #[derive(Default)]
 struct Shared {
     admin: Option<PeerId>,
     linked: Vec<PeerId>,
+    /// The linked peers that are workers (a broadcast's recipients).
+    linked_workers: Vec<PeerId>,
 }
 
 /// Relay requests waiting for the driver; more are refused (the relay signaler falls back).
@@ -122,20 +124,9 @@ impl MeshAccess for Access {
 }
 
 enum Command {
-    Send {
-        to: PeerId,
-        body: serde_json::Value,
-        reply: oneshot::Sender<Result<(mpsc::Sender<Outgoing>, Bytes), NodeError>>,
-    },
     SetRecord(WorkerRecord),
-    QueryRegistry {
-        filter: RegistryFilter,
-        timeout: Duration,
-        reply: oneshot::Sender<RegistryPage>,
-    },
-    Leave {
-        done: oneshot::Sender<()>,
-    },
+    QueryRegistry { filter: RegistryFilter, timeout: Duration, reply: oneshot::Sender<RegistryPage> },
+    Leave { done: oneshot::Sender<()> },
 }
 
 /// Parameters of a node besides its plugins.
@@ -151,6 +142,8 @@ pub struct NodeOptions {
     pub max_message_bytes: usize,
     /// The keys that may be members of the room (default: any).
     pub trust: crate::identity::Allowlist,
+    /// Limits of application messages and requests.
+    pub data: DataConfig,
 }
 
 /// A running mesh member.
@@ -161,6 +154,10 @@ pub struct MeshNode {
     snapshot: watch::Receiver<Snapshot>,
     events: broadcast::Sender<MeshEvent>,
     task: Option<JoinHandle<()>>,
+    data: DataPlane,
+    /// Runs the data plane's deadlines; ends with the node.
+    data_timer: JoinHandle<()>,
+    shared: Arc<Mutex<Shared>>,
 }
 
 impl MeshNode {
@@ -177,6 +174,7 @@ impl MeshNode {
             signal_timeout: Duration::from_millis(config.timing.signal_timeout_ms),
             max_message_bytes: config.max_message_bytes,
             trust: config.trust.allowlist(),
+            data: DataConfig::default(),
         };
         let key = match &config.key_file {
             Some(path) => NodeKey::load_or_create(path).map_err(NodeError::Identity)?,
@@ -241,11 +239,14 @@ impl MeshNode {
             routes: BTreeMap::new(),
         };
         let (snapshot_tx, snapshot) = watch::channel(initial);
+        let data = DataPlane::new(options.data.clone());
+        let data_timer = tokio::spawn(data.clone().run_timer());
         let driver = driver::Driver::new(driver::Parts {
             state,
             transport,
             chain,
-            shared,
+            shared: shared.clone(),
+            data: data.clone(),
             inbox,
             relays,
             commands: commands_rx,
@@ -254,7 +255,8 @@ impl MeshNode {
             max_message_bytes: options.max_message_bytes,
         });
         let task = tokio::spawn(driver.run().instrument(span));
-        Ok(Self { peer: identity.peer, room: identity.room, commands, snapshot, events, task: Some(task) })
+        let (peer, room) = (identity.peer, identity.room);
+        Ok(Self { peer, room, commands, snapshot, events, task: Some(task), data, data_timer, shared })
     }
 
     /// This node's peer id.
@@ -303,12 +305,39 @@ impl MeshNode {
         self.wait_for(timeout, |s| s.health.links_up == links && s.health.links_expected == links).await
     }
 
-    /// Sends application data to `to` over the direct link; waits while the link's queue is full.
-    pub async fn send(&self, to: &PeerId, body: serde_json::Value) -> Result<(), NodeError> {
-        let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Send { to: to.clone(), body, reply }).await.map_err(|_| NodeError::Stopped)?;
-        let (writer, bytes) = rx.await.map_err(|_| NodeError::Stopped)??;
-        writer.send(Outgoing::Reliable(bytes)).await.map_err(|_| NodeError::NotLinked(to.clone()))
+    /// Sends `body` to `to` on protocol `proto` over the direct link and waits until `to`'s
+    /// node holds it in that protocol's inbox (while the inbox is full, this waits: back-pressure).
+    /// Fails with the reason: not linked, the peer left, the link was lost, no acknowledgement
+    /// within the configured send timeout, too large, or refused by the receiver.
+    pub async fn send(&self, to: &PeerId, proto: &str, body: impl Into<Bytes>) -> Result<(), DataError> {
+        let timeout = self.data.config().send_timeout;
+        self.data.call(to, proto, body.into(), false, timeout).await.map(|_| ())
+    }
+
+    /// Sends request `body` to `to` on `proto` and waits, at most `timeout`, for the response. A
+    /// request whose link closes fails at once, with that reason.
+    pub async fn request(
+        &self,
+        to: &PeerId,
+        proto: &str,
+        body: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Bytes, DataError> {
+        self.data.call(to, proto, body.into(), true, timeout).await
+    }
+
+    /// Sends `body` on `proto` to every linked worker at once; each worker's outcome.
+    pub async fn broadcast(&self, proto: &str, body: impl Into<Bytes>) -> Vec<(PeerId, Result<(), DataError>)> {
+        let body = body.into();
+        let workers = self.shared.lock().map(|s| s.linked_workers.clone()).unwrap_or_default();
+        let sends = workers.iter().map(|w| self.send(w, proto, body.clone()));
+        workers.iter().cloned().zip(futures::future::join_all(sends).await).collect()
+    }
+
+    /// Opens the inbox of `proto`: messages and requests sent to this node on it. One inbox per
+    /// protocol; dropping it closes the protocol again.
+    pub fn listen(&self, proto: &str) -> Result<Inbox, DataError> {
+        self.data.listen(proto)
     }
 
     /// Changes this worker's record (status, metadata); the room learns of it.
@@ -358,6 +387,9 @@ impl MeshNode {
                 tracing::warn!(peer = %self.peer, "driver did not stop in time");
             }
         }
+        self.data.stop();
+        self.data_timer.abort();
+        let _ = (&mut self.data_timer).await;
     }
 
     /// Ends the node's task at once: no goodbye to the room, no word to the rendezvous. The
@@ -376,6 +408,8 @@ impl Drop for MeshNode {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        self.data_timer.abort();
+        self.data.stop();
     }
 }
 

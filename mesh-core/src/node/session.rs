@@ -2,6 +2,8 @@
 //! writer. They live in the session's `JoinSet`; dropping the session ends them.
 
 use crate::chain::SignalerChain;
+use crate::data::frame::Frame;
+use crate::data::DataPlane;
 use crate::id::PeerId;
 use crate::signal::{SessionId, Signal, SignalBody};
 use crate::transport::{CloseReason, Link, LinkEvent, LinkHandle};
@@ -25,6 +27,17 @@ pub(super) enum Outgoing {
     Unordered(Bytes),
 }
 
+/// What every session of a node is connected to.
+#[derive(Clone)]
+pub(super) struct Plumbing {
+    /// The signaler chain, for the attempt's own signals.
+    pub(super) chain: Arc<SignalerChain>,
+    /// The driver's inlet for link events, tagged with the session.
+    pub(super) events: mpsc::Sender<(PeerId, SessionId, LinkEvent)>,
+    /// Where application frames go.
+    pub(super) data: DataPlane,
+}
+
 /// One link attempt, from dial/accept to close.
 pub(super) struct Session {
     pub(super) peer: PeerId,
@@ -44,17 +57,17 @@ impl Session {
         session: SessionId,
         handle: LinkHandle,
         (signals_out, order): (mpsc::Receiver<SignalBody>, crate::PathOrder),
-        chain: Arc<SignalerChain>,
-        events_out: mpsc::Sender<(PeerId, SessionId, LinkEvent)>,
+        Plumbing { chain, events: events_out, data }: Plumbing,
         span: tracing::Span,
     ) -> Self {
         let LinkHandle { link, events } = handle;
         let mut tasks = JoinSet::new();
         tasks.spawn(forward_signals(peer.clone(), session.clone(), signals_out, order, chain).instrument(span.clone()));
         let (signals_in, signals_in_rx) = mpsc::channel(SIGNAL_QUEUE);
-        tasks.spawn(
-            pump(peer.clone(), session, link.clone(), events, signals_in_rx, events_out).instrument(span.clone()),
-        );
+        let (replies, replies_rx) = mpsc::unbounded_channel();
+        tasks.spawn(write_replies(link.clone(), replies_rx).instrument(span.clone()));
+        let ends = Ends { peer: peer.clone(), session, link: link.clone(), data, replies };
+        tasks.spawn(pump(ends, events, signals_in_rx, events_out).instrument(span.clone()));
         let (writer, writer_rx) = mpsc::channel(WRITER_QUEUE);
         let writer_task = tokio::spawn(write(link.clone(), writer_rx).instrument(span));
         Self { peer, link, opened: false, signals_in, writer, writer_task: Some(writer_task), _tasks: tasks }
@@ -99,14 +112,24 @@ async fn forward_signals(
     }
 }
 
-async fn pump(
+/// What a session's pump needs to know of its link.
+struct Ends {
     peer: PeerId,
     session: SessionId,
     link: Arc<dyn Link>,
+    data: DataPlane,
+    replies: mpsc::UnboundedSender<Bytes>,
+}
+
+/// Applies incoming signals and passes link events on: application frames to the data plane
+/// (never through the driver), everything else to the driver.
+async fn pump(
+    ends: Ends,
     mut events: mpsc::Receiver<LinkEvent>,
     mut signals: mpsc::Receiver<SignalBody>,
     out: mpsc::Sender<(PeerId, SessionId, LinkEvent)>,
 ) {
+    let Ends { peer, session, link, data, replies } = ends;
     loop {
         tokio::select! {
             Some(body) = signals.recv() => {
@@ -116,11 +139,29 @@ async fn pump(
             }
             event = events.recv() => {
                 let event = event.unwrap_or(LinkEvent::Closed(CloseReason::Failed("transport ended the link".into())));
+                match &event {
+                    LinkEvent::Message(bytes) if Frame::is_data(bytes) => {
+                        data.on_bytes(&peer, &session, bytes);
+                        continue;
+                    }
+                    LinkEvent::Open => data.link_open(&session, link.clone(), replies.clone()),
+                    LinkEvent::Closed(reason) => data.link_closed(&peer, &session, reason),
+                    _ => {}
+                }
                 let last = matches!(event, LinkEvent::Closed(_));
                 if out.send((peer.clone(), session.clone(), event)).await.is_err() || last {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Writes the data plane's acknowledgements and refusals for one link.
+async fn write_replies(link: Arc<dyn Link>, mut replies: mpsc::UnboundedReceiver<Bytes>) {
+    while let Some(bytes) = replies.recv().await {
+        if link.send(bytes).await.is_err() {
+            return;
         }
     }
 }

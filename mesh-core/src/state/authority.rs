@@ -4,7 +4,7 @@
 //! relayed signal only through a worker (clients never relay). A refusal changes nothing; it is
 //! counted in [`super::Counters::refused`] and logged once per sender and reason (then at DEBUG).
 
-use super::MeshState;
+use super::{MeshEvent, MeshState};
 use crate::id::PeerId;
 
 /// Distinct (sender, reason) pairs logged at WARN before further refusals go to DEBUG only.
@@ -91,7 +91,19 @@ impl MeshState {
             }
             _ => {}
         }
-        self.room.merge(owner, record)
+        let joined = self.room.get(owner).is_none();
+        let changed = self.room.merge(owner, record);
+        if changed {
+            self.emit(MeshEvent::WorkerChanged { peer: owner.clone(), record: record.clone(), joined });
+        }
+        changed
+    }
+
+    /// Forgets worker `peer`'s record; the application hears that it left.
+    pub(super) fn forget_worker(&mut self, peer: &PeerId) {
+        if self.room.remove(peer).is_some() {
+            self.emit(MeshEvent::WorkerLeft { peer: peer.clone() });
+        }
     }
 
     /// Checks the signature of a signal from `from` to this node, handed over by `via` (the peer

@@ -156,7 +156,7 @@ impl MeshState {
         if peer == &self.cfg.me {
             return;
         }
-        self.room.remove(peer);
+        self.forget_worker(peer);
         self.authority.keys.remove(peer);
         self.authority.client_keys.remove(peer);
         self.forget_proofs_of(peer);

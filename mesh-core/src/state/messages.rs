@@ -4,7 +4,7 @@
 //! another peer: records are accepted only from their owner, goodbyes only from the leaver, and a
 //! relay envelope whose `from` is not its link's peer is refused with `relay_error` (relay.rs).
 
-use super::{MeshEvent, MeshState};
+use super::MeshState;
 use crate::id::PeerId;
 use crate::query::RegistryPage;
 use crate::signal::SessionId;
@@ -58,7 +58,6 @@ impl MeshState {
             MeshMessage::RegistryAnswer { id, workers, total_count, matched_count, .. } => {
                 self.on_registry_answer(&from, id, RegistryPage { workers, total_count, matched_count })
             }
-            MeshMessage::App { body } => self.emit(MeshEvent::AppMessage { from, body }),
         }
     }
 

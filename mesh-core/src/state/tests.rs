@@ -6,6 +6,7 @@
 
 mod authority;
 mod behaviour;
+mod events;
 mod failover;
 mod sim;
 mod trust;

@@ -201,15 +201,23 @@ pub enum MeshEvent {
     PartitionDetected,
     /// Connectivity is back.
     PartitionHealed,
+    /// A worker's record is new to this node (`joined`) or changed (status, load, metadata):
+    /// what a scheduler watches.
+    WorkerChanged {
+        /// The worker.
+        peer: PeerId,
+        /// Its record now.
+        record: WorkerRecord,
+        /// True when this node did not hold a record of it before.
+        joined: bool,
+    },
+    /// A worker left the room (or was given up as gone).
+    WorkerLeft {
+        /// The worker.
+        peer: PeerId,
+    },
     /// A health record (periodic, and on every partition change).
     Health(HealthRecord),
-    /// Application data from `from`.
-    AppMessage {
-        /// Sender.
-        from: PeerId,
-        /// Payload.
-        body: serde_json::Value,
-    },
     /// The answer to a registry query.
     Registry {
         /// Query id.

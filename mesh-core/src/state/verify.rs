@@ -156,7 +156,7 @@ impl MeshState {
             return;
         }
         tracing::warn!(%candidate, "elected admin did not answer admin_verify; removing it and re-electing");
-        self.room.remove(&candidate);
+        self.forget_worker(&candidate);
         if let Some(session) = self.links.peers.get(&candidate).and_then(|e| super::links::session_of(&e.link)).cloned()
         {
             let reason = "did not answer admin_verify".to_string();

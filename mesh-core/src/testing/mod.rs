@@ -28,6 +28,7 @@ pub fn options(room: &str, name: &str, role: Role, gpu: u64) -> NodeOptions {
         signal_timeout: Duration::from_millis(500),
         max_message_bytes: 1024 * 1024,
         trust: Default::default(),
+        data: Default::default(),
     }
 }
 
@@ -74,4 +75,18 @@ pub async fn wait_admin(nodes: &[MeshNode], admin: &PeerId, timeout: Duration) -
         })?;
     }
     Ok(())
+}
+
+/// Sends `body` from `from` to `to` as an application message (on a protocol of its own) and
+/// returns what `to`'s inbox received, within `timeout`.
+pub async fn deliver(from: &MeshNode, to: &MeshNode, body: &[u8], timeout: Duration) -> Result<bytes::Bytes, String> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let proto = format!("testing/deliver-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let mut inbox = to.listen(&proto).map_err(|e| e.to_string())?;
+    let round = async {
+        from.send(to.peer_id(), &proto, bytes::Bytes::copy_from_slice(body)).await.map_err(|e| e.to_string())?;
+        let got = inbox.recv().await.ok_or("the receiver stopped")?;
+        Ok::<_, String>(got.body().clone())
+    };
+    tokio::time::timeout(timeout, round).await.map_err(|_| format!("not delivered within {timeout:?}"))?
 }

@@ -47,3 +47,45 @@ pub(crate) async fn spawn_mesh(net: &MemoryNetwork, n: usize) -> Vec<MeshNode> {
 
 #[allow(unused_imports)] // not every test file counts attempts
 pub(crate) use mesh_core::testing::attempts;
+
+pub(crate) fn o_room() -> mesh_core::RoomId {
+    options("x", Role::Worker, 0).identity.room
+}
+
+/// A rogue peer (`role`, registering `key` if any) that links to w0 by hand, signing its offer
+/// with `key`: the open link's handle, and its signaler (its registration lasts as long).
+pub(crate) async fn rogue_link(
+    net: &MemoryNetwork,
+    role: Role,
+    key: Option<&mesh_core::identity::NodeKey>,
+) -> (mesh_core::LinkHandle, mesh_core::memory::MemorySignaler) {
+    use mesh_core::memory::{MemorySignaler, MemoryTransport};
+    use mesh_core::{
+        Identity, Inbound, NoLinks, SessionId, Signal, Signaler, SignalerContext, SignalingEvent, Transport,
+    };
+    use std::sync::Arc;
+    let (inbox, mut rx) = tokio::sync::mpsc::channel::<Inbound>(64);
+    let rogue = MemorySignaler::new(net.clone());
+    let o = options("rogue", role, 0);
+    let identity = Identity { key: key.map(|k| k.public_hex()), ..o.identity };
+    rogue.start(SignalerContext { identity, inbox, mesh: Arc::new(NoLinks) }).await.expect("registered");
+    let transport = MemoryTransport::new(net.clone(), peer("rogue"), Duration::from_secs(5));
+    let (sink, mut out) = tokio::sync::mpsc::channel(8);
+    let mut handle = transport.dial(&peer("w0"), sink).await.unwrap();
+    let session = SessionId { offerer: peer("rogue"), seq: 1 };
+    let mut signal = Signal::new(session, out.recv().await.unwrap());
+    signal.sig = key.map(|k| k.sign(&o_room(), &peer("rogue"), &peer("w0"), &signal));
+    rogue.send(&peer("w0"), signal).await.unwrap();
+    let answer = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Inbound { event: SignalingEvent::Signal { signal, .. }, .. }) = rx.recv().await {
+                return signal.body;
+            }
+        }
+    })
+    .await
+    .expect("answer");
+    handle.link.apply_signal(answer).await.unwrap();
+    assert_eq!(handle.events.recv().await, Some(mesh_core::LinkEvent::Open));
+    (handle, rogue)
+}

@@ -2,12 +2,12 @@
 //! (by default the real one: WebRTC links, relay then WebSocket through an embedded server).
 
 use crate::{quantile, Samples};
-use mesh_core::{MeshConfig, MeshEvent, MeshNode};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use mesh_core::{Incoming, MeshConfig, MeshNode};
 use mesh_examples::stack::Stack;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast::error::RecvError;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -144,61 +144,46 @@ pub(crate) async fn messages(args: MessagesArgs) -> Result<(), String> {
         wait_full(&nodes).await?;
         let b = Arc::new(nodes.pop().ok_or("no w1")?);
         let a = nodes.pop().ok_or("no w0")?;
-        let (a_id, b_id) = (a.peer_id().clone(), b.peer_id().clone());
-        // w1 echoes pings back.
-        let echo = {
-            let (b, mut events) = (b.clone(), b.subscribe());
-            tokio::spawn(async move {
-                loop {
-                    match events.recv().await {
-                        Ok(MeshEvent::AppMessage { from, body }) if body.get("ping").is_some() => {
-                            let _ = b.send(&from, body).await;
-                        }
-                        Err(RecvError::Closed) => return,
-                        _ => {}
-                    }
-                }
-            })
-        };
-        let mut events = a.subscribe();
-        let mut rtts = Vec::with_capacity(args.pings);
-        for i in 0..args.pings {
-            let t = Instant::now();
-            a.send(&b_id, json!({ "ping": i })).await.map_err(|e| e.to_string())?;
-            loop {
-                match tokio::time::timeout(WAIT, events.recv()).await.map_err(|_| "ping timed out")? {
-                    Ok(MeshEvent::AppMessage { body, .. }) if body["ping"] == i => break,
-                    Err(RecvError::Closed) => return Err("node stopped".into()),
-                    _ => {}
+        let b_id = b.peer_id().clone();
+        // w1 answers every request with its own bytes.
+        let mut echo_inbox = b.listen("bench/echo").map_err(|e| e.to_string())?;
+        let echo = tokio::spawn(async move {
+            while let Some(incoming) = echo_inbox.recv().await {
+                if let Incoming::Request(req) = incoming {
+                    let body = req.body.clone();
+                    req.respond(body).await;
                 }
             }
-            rtts.push(t.elapsed().as_secs_f64() * 1e6 / 2.0);
+        });
+        let mut rtts = Vec::with_capacity(args.pings);
+        let ping = Bytes::from(vec![0u8; 1024]);
+        for _ in 0..args.pings {
+            let t = Instant::now();
+            a.request(&b_id, "bench/echo", ping.clone(), WAIT).await.map_err(|e| e.to_string())?;
+            rtts.push(t.elapsed().as_secs_f64() * 1e6);
         }
         p50.push(quantile(&mut rtts, 0.5));
         p99.push(quantile(&mut rtts, 0.99));
         echo.abort();
 
-        let mut inbox = b.subscribe();
-        let payload = "x".repeat(args.size);
+        let mut inbox = b.listen("bench/data").map_err(|e| e.to_string())?;
+        let payload = Bytes::from(vec![b'x'; args.size]);
         let t = Instant::now();
         let count = args.count;
-        let sender = async {
-            for i in 0..count {
-                a.send(&b_id, json!({ "n": i, "data": payload })).await.map_err(|e| e.to_string())?;
+        // Up to 32 messages in flight, each acknowledged once it is in w1's inbox.
+        let sender = futures::stream::iter(0..count)
+            .map(|_| a.send(&b_id, "bench/data", payload.clone()))
+            .buffer_unordered(32)
+            .try_for_each(|()| async { Ok(()) });
+        let sender = async { sender.await.map_err(|e| e.to_string()) };
+        let receiver = async {
+            for _ in 0..count {
+                tokio::time::timeout(WAIT, inbox.recv())
+                    .await
+                    .map_err(|_| "throughput timed out")?
+                    .ok_or("node stopped")?;
             }
             Ok::<_, String>(())
-        };
-        let receiver = async {
-            let mut got = 0usize;
-            while got < count {
-                match tokio::time::timeout(WAIT, inbox.recv()).await.map_err(|_| "throughput timed out")? {
-                    Ok(MeshEvent::AppMessage { from, .. }) if from == a_id => got += 1,
-                    Err(RecvError::Lagged(n)) => return Err(format!("the probe missed {n} messages; no figure")),
-                    Err(RecvError::Closed) => return Err("node stopped".to_string()),
-                    _ => {}
-                }
-            }
-            Ok(())
         };
         let (sent, received) = tokio::join!(sender, receiver);
         sent?;
@@ -213,8 +198,8 @@ pub(crate) async fn messages(args: MessagesArgs) -> Result<(), String> {
         stack.shutdown().await;
     }
     let label = format!("messages w0 -> w1 ({})", args.stack.label());
-    println!("{label}: latency p50 (us, RTT/2)  min/median/max {}  pings {}", p50.summary(0), args.pings);
-    println!("{label}: latency p99 (us, RTT/2)  min/median/max {}", p99.summary(0));
+    println!("{label}: 1 KiB request round trip p50 (us)  min/median/max {}  requests {}", p50.summary(0), args.pings);
+    println!("{label}: 1 KiB request round trip p99 (us)  min/median/max {}", p99.summary(0));
     println!("{label}: throughput (msg/s, {} B)  min/median/max {}", args.size, rate.summary(0));
     println!("{label}: throughput (MiB/s)         min/median/max {}  trials {}", mbps.summary(1), args.trials);
     Ok(())

@@ -184,7 +184,7 @@ fn random_message(r: &mut Rng, sender: &str) -> MeshMessage {
             matched_count: 1,
             links: Default::default(),
         },
-        _ => MeshMessage::App { body: serde_json::json!({ "n": r.next() }) },
+        _ => MeshMessage::RelayAck { id: r.next() },
     }
 }
 

@@ -1,0 +1,452 @@
+//! [`DataCore`]: the data plane's logic without I/O. Ids, deadlines, reassembly, inboxes,
+//! acknowledgements and the sender's window live here, driven by explicit instants; the async
+//! shell ([`super::DataPlane`]) only moves frames and wakes tasks.
+//!
+//! - **A message** is acknowledged once it is in the receiver's inbox. An inbox that is full
+//!   holds the message unacknowledged, so the sender's `send` waits (back-pressure); nothing is
+//!   dropped without the sender hearing why.
+//! - **The window**: a sender keeps at most `window_bytes` unanswered per peer, and a receiver
+//!   holds at most that much from one link (parts being reassembled and messages waiting for room);
+//!   beyond it, the receiver answers `Busy` and the sender tries again.
+//! - **A request** is answered by a response or a failure; its link closing fails it at once.
+
+use super::frame::{valid_proto, Fail, Frame, Kind};
+use super::DataError;
+use crate::id::PeerId;
+use crate::signal::SessionId;
+use crate::transport::CloseReason;
+use bytes::{Bytes, BytesMut};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+
+/// Messages refused part-way that are remembered, so that their later parts are dropped.
+const REFUSED_KEPT: usize = 4096;
+use std::time::{Duration, Instant};
+
+/// Limits of the data plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataConfig {
+    /// Largest message, request or response accepted or sent.
+    pub max_message_bytes: usize,
+    /// Messages an inbox holds before its senders wait.
+    pub inbox_messages: usize,
+    /// Bytes in flight per peer, each way.
+    pub window_bytes: usize,
+    /// How long `send` waits for the acknowledgement.
+    pub send_timeout: Duration,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 * 1024 * 1024,
+            inbox_messages: 64,
+            window_bytes: 32 * 1024 * 1024,
+            send_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Something that arrived for an inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    /// The peer at the other end of the link it came over.
+    pub from: PeerId,
+    /// The link it came over (a request's answer goes back on it).
+    pub session: SessionId,
+    /// The sender's id (a request's answer names it).
+    pub id: u64,
+    /// True for a request, which wants an answer.
+    pub request: bool,
+    /// The bytes.
+    pub body: Bytes,
+}
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataOutput {
+    /// Write `frames` (acknowledgements and refusals), in order, on `session`.
+    Write {
+        /// The link.
+        session: SessionId,
+        /// The frames.
+        frames: Vec<Frame>,
+    },
+    /// Message or request `id` of this node finished: a message's body is empty.
+    Done {
+        /// Which.
+        id: u64,
+        /// The response, or why it failed.
+        result: Result<Bytes, DataError>,
+    },
+    /// Protocol `proto`'s inbox has something to read.
+    Ready(String),
+    /// The window to `peer` has room again.
+    WindowOpen(PeerId),
+}
+
+/// One of this node's messages or requests, waiting for its answer.
+struct Pending {
+    peer: PeerId,
+    session: SessionId,
+    bytes: usize,
+    deadline: Instant,
+    request: bool,
+    /// A response being reassembled.
+    response: BytesMut,
+}
+
+/// Parts of one incoming message or request (or response) so far.
+struct Partial {
+    proto: String,
+    buf: BytesMut,
+}
+
+/// One protocol's inbox: what the application may read, and what waits for room.
+#[derive(Default)]
+struct Inbox {
+    queue: VecDeque<Arrival>,
+    /// Complete, unacknowledged: the inbox is full.
+    waiting: VecDeque<(Arrival, usize)>,
+}
+
+/// The data plane's state.
+pub struct DataCore {
+    config: DataConfig,
+    next_id: u64,
+    /// The link the state machine uses for each peer.
+    current: HashMap<PeerId, SessionId>,
+    pending: HashMap<u64, Pending>,
+    deadlines: BTreeSet<(Instant, u64)>,
+    /// Unanswered bytes per peer (the sender's window).
+    in_flight: HashMap<PeerId, usize>,
+    partial: HashMap<(SessionId, Kind, u64), Partial>,
+    /// Messages refused part-way: their later parts are dropped (at most [`REFUSED_KEPT`]).
+    refused: HashSet<(SessionId, Kind, u64)>,
+    /// Bytes held per link for the sender (parts and waiting messages): the receiver's window.
+    held: HashMap<SessionId, usize>,
+    inboxes: HashMap<String, Inbox>,
+    out: VecDeque<DataOutput>,
+}
+
+/// What [`DataCore::send`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Write these frames on `session`, in order; the answer comes as `Done { id }`.
+    Started {
+        /// The id of the message or request.
+        id: u64,
+        /// The link to write on.
+        session: SessionId,
+        /// Its frames.
+        frames: Vec<Frame>,
+    },
+    /// The window to the peer is full: try again after `WindowOpen`.
+    Wait,
+}
+
+impl DataCore {
+    /// An empty data plane with `config`.
+    pub fn new(config: DataConfig) -> Self {
+        Self {
+            config,
+            next_id: 0,
+            current: HashMap::new(),
+            pending: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            in_flight: HashMap::new(),
+            partial: HashMap::new(),
+            refused: HashSet::new(),
+            held: HashMap::new(),
+            inboxes: HashMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &DataConfig {
+        &self.config
+    }
+
+    /// The next output, if any.
+    pub fn poll(&mut self) -> Option<DataOutput> {
+        self.out.pop_front()
+    }
+
+    /// The earliest deadline of a waiting message or request.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// Sets the link the state machine uses for `peer` (`None`: not linked).
+    pub fn set_current(&mut self, peer: &PeerId, session: Option<&SessionId>) {
+        match session {
+            Some(s) => {
+                self.current.insert(peer.clone(), s.clone());
+            }
+            None => {
+                self.current.remove(peer);
+            }
+        }
+    }
+
+    /// Starts a message (`request` false) or request to `peer` on `proto`.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        peer: &PeerId,
+        proto: &str,
+        body: Bytes,
+        request: bool,
+        timeout: Duration,
+    ) -> Result<Sent, DataError> {
+        if !valid_proto(proto) {
+            return Err(DataError::BadProtocol(proto.to_string()));
+        }
+        if body.len() > self.config.max_message_bytes {
+            return Err(DataError::TooLarge { size: body.len(), max: self.config.max_message_bytes });
+        }
+        let session = self.current.get(peer).cloned().ok_or_else(|| DataError::NotLinked(peer.clone()))?;
+        let used = self.in_flight.get(peer).copied().unwrap_or(0);
+        if used > 0 && used + body.len() > self.config.window_bytes {
+            return Ok(Sent::Wait);
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        *self.in_flight.entry(peer.clone()).or_default() += body.len();
+        let deadline = now + timeout;
+        self.deadlines.insert((deadline, id));
+        let kind = if request { Kind::Request } else { Kind::Message };
+        let frames = Frame::split(kind, id, proto, &body);
+        let response = BytesMut::new();
+        let pending =
+            Pending { peer: peer.clone(), session: session.clone(), bytes: body.len(), deadline, request, response };
+        self.pending.insert(id, pending);
+        Ok(Sent::Started { id, session, frames })
+    }
+
+    /// Gives up `id` (its caller went away); a late answer is ignored.
+    pub fn cancel(&mut self, id: u64) {
+        self.finish(id, None);
+    }
+
+    /// Fails every waiting operation whose deadline passed.
+    pub fn tick(&mut self, now: Instant) {
+        while let Some(&(t, id)) = self.deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.finish(id, Some(Err(DataError::TimedOut)));
+        }
+    }
+
+    /// A link closed: what waited on it fails at once, what it held for its sender is dropped.
+    pub fn link_closed(&mut self, peer: &PeerId, session: &SessionId, reason: &CloseReason) {
+        if self.current.get(peer) == Some(session) {
+            self.current.remove(peer);
+        }
+        let failed: Vec<u64> = self.pending.iter().filter(|(_, p)| &p.session == session).map(|(id, _)| *id).collect();
+        for id in failed {
+            let err = match reason {
+                CloseReason::Remote => DataError::PeerLeft(peer.clone()),
+                _ => DataError::LinkLost(peer.clone()),
+            };
+            self.finish(id, Some(Err(err)));
+        }
+        self.partial.retain(|(s, _, _), _| s != session);
+        self.refused.retain(|(s, _, _)| s != session);
+        for inbox in self.inboxes.values_mut() {
+            inbox.waiting.retain(|(a, _)| &a.session != session);
+        }
+        self.held.remove(session);
+    }
+
+    /// Opens the inbox of `proto`; false if it is open already.
+    pub fn open_inbox(&mut self, proto: &str) -> bool {
+        if self.inboxes.contains_key(proto) {
+            return false;
+        }
+        self.inboxes.insert(proto.to_string(), Inbox::default());
+        true
+    }
+
+    /// Closes the inbox of `proto`: what waited for room is refused.
+    pub fn close_inbox(&mut self, proto: &str) {
+        let Some(inbox) = self.inboxes.remove(proto) else { return };
+        for (a, bytes) in inbox.waiting {
+            self.release(&a.session, bytes);
+            self.refuse(&a.session, a.id, Fail::NoProtocol, &format!("protocol {proto} closed"));
+        }
+        if !inbox.queue.is_empty() {
+            tracing::warn!(proto, unread = inbox.queue.len(), "inbox closed with arrivals unread");
+        }
+    }
+
+    /// The next arrival in `proto`'s inbox; one waiting for room takes its place and is
+    /// acknowledged.
+    pub fn pop(&mut self, proto: &str) -> Option<Arrival> {
+        let inbox = self.inboxes.get_mut(proto)?;
+        let next = inbox.queue.pop_front()?;
+        if let Some((a, bytes)) = inbox.waiting.pop_front() {
+            let (session, id, request) = (a.session.clone(), a.id, a.request);
+            inbox.queue.push_back(a);
+            self.release(&session, bytes);
+            if !request {
+                self.out.push_back(DataOutput::Write { session, frames: vec![Frame::ack(id)] });
+            }
+        }
+        Some(next)
+    }
+
+    /// The frames that answer request `id`: a response, or a failure with its text.
+    pub fn respond(&self, id: u64, result: Result<Bytes, (Fail, String)>) -> Vec<Frame> {
+        match result {
+            Ok(body) if body.len() > self.config.max_message_bytes => {
+                let text = format!("response of {} bytes is over {}", body.len(), self.config.max_message_bytes);
+                vec![Frame::fail(id, Fail::TooLarge, &text)]
+            }
+            Ok(body) => Frame::split(Kind::Response, id, "", &body),
+            Err((why, text)) => vec![Frame::fail(id, why, &text)],
+        }
+    }
+
+    /// A frame arrived from `from` over `session`.
+    pub fn on_frame(&mut self, from: &PeerId, session: &SessionId, frame: Frame) {
+        match frame.kind {
+            Kind::Ack => self.finish_from(from, frame.id, Ok(Bytes::new()), false),
+            Kind::Fail => {
+                let why = frame.payload.first().map_or(Fail::Invalid, |c| Fail::from_code(*c));
+                let text = String::from_utf8_lossy(frame.payload.get(1..).unwrap_or_default()).into_owned();
+                let err = match why {
+                    Fail::TooLarge => DataError::Refused(format!("too large for {from}: {text}")),
+                    Fail::Busy => DataError::Refused(format!("{from} is busy: {text}")),
+                    _ => DataError::Refused(text),
+                };
+                self.finish_from(from, frame.id, Err(err), true);
+            }
+            Kind::Response => self.on_response(from, frame),
+            Kind::Message | Kind::Request => self.on_part(from, session, frame),
+        }
+    }
+
+    fn on_response(&mut self, from: &PeerId, frame: Frame) {
+        let max = self.config.max_message_bytes;
+        let Some(p) = self.pending.get_mut(&frame.id).filter(|p| &p.peer == from && p.request) else {
+            return tracing::debug!(%from, id = frame.id, "response to no request of ours; dropped");
+        };
+        if p.response.len() + frame.payload.len() > max {
+            let err = DataError::Refused(format!("{from}'s response is over {max} bytes"));
+            return self.finish(frame.id, Some(Err(err)));
+        }
+        p.response.extend_from_slice(&frame.payload);
+        if !frame.more {
+            let body = std::mem::take(&mut p.response).freeze();
+            self.finish(frame.id, Some(Ok(body)));
+        }
+    }
+
+    fn on_part(&mut self, from: &PeerId, session: &SessionId, frame: Frame) {
+        let key = (session.clone(), frame.kind, frame.id);
+        if self.refused.contains(&key) {
+            if !frame.more {
+                self.refused.remove(&key);
+            }
+            return;
+        }
+        let held = self.held.get(session).copied().unwrap_or(0);
+        if !self.partial.contains_key(&key) && !valid_proto(&frame.proto) {
+            return self.refuse(session, frame.id, Fail::Invalid, "bad protocol name");
+        }
+        if held + frame.payload.len() > self.config.window_bytes {
+            let text = format!("over the window of {} bytes", self.config.window_bytes);
+            return self.drop_partial(&key, frame.more, Fail::Busy, &text);
+        }
+        let part = self
+            .partial
+            .entry(key.clone())
+            .or_insert_with(|| Partial { proto: frame.proto.clone(), buf: BytesMut::new() });
+        if part.proto != frame.proto {
+            return self.drop_partial(&key, frame.more, Fail::Invalid, "protocol changed between parts");
+        }
+        if part.buf.len() + frame.payload.len() > self.config.max_message_bytes {
+            let text = format!("over {} bytes", self.config.max_message_bytes);
+            return self.drop_partial(&key, frame.more, Fail::TooLarge, &text);
+        }
+        part.buf.extend_from_slice(&frame.payload);
+        *self.held.entry(session.clone()).or_default() += frame.payload.len();
+        if frame.more {
+            return;
+        }
+        let Some(part) = self.partial.remove(&key) else { return };
+        let bytes = part.buf.len();
+        let request = frame.kind == Kind::Request;
+        let arrival =
+            Arrival { from: from.clone(), session: session.clone(), id: frame.id, request, body: part.buf.freeze() };
+        let limit = self.config.inbox_messages;
+        let Some(inbox) = self.inboxes.get_mut(&part.proto) else {
+            self.release(session, bytes);
+            let text = format!("no inbox for protocol {}", part.proto);
+            return self.refuse(session, frame.id, Fail::NoProtocol, &text);
+        };
+        if inbox.queue.len() < limit {
+            inbox.queue.push_back(arrival);
+            self.release(session, bytes);
+            if !request {
+                self.out.push_back(DataOutput::Write { session: session.clone(), frames: vec![Frame::ack(frame.id)] });
+            }
+            self.out.push_back(DataOutput::Ready(part.proto));
+        } else {
+            inbox.waiting.push_back((arrival, bytes)); // held until the application reads
+        }
+    }
+
+    /// Drops a message being reassembled and tells its sender why; its later parts (if `more`
+    /// follow) are dropped as they come.
+    fn drop_partial(&mut self, key: &(SessionId, Kind, u64), more: bool, why: Fail, text: &str) {
+        if let Some(part) = self.partial.remove(key) {
+            self.release(&key.0, part.buf.len());
+        }
+        if more {
+            if self.refused.len() >= REFUSED_KEPT {
+                self.refused.clear();
+            }
+            self.refused.insert(key.clone());
+        }
+        self.refuse(&key.0, key.2, why, text);
+    }
+
+    fn refuse(&mut self, session: &SessionId, id: u64, why: Fail, text: &str) {
+        tracing::debug!(%session, id, ?why, text, "application frame refused");
+        self.out.push_back(DataOutput::Write { session: session.clone(), frames: vec![Frame::fail(id, why, text)] });
+    }
+
+    fn release(&mut self, session: &SessionId, bytes: usize) {
+        if let Some(h) = self.held.get_mut(session) {
+            *h = h.saturating_sub(bytes);
+        }
+    }
+
+    /// An answer from `from` for our `id` (ignored if `id` is not ours to `from`, or is a request
+    /// answered by an ack).
+    fn finish_from(&mut self, from: &PeerId, id: u64, result: Result<Bytes, DataError>, any_kind: bool) {
+        match self.pending.get(&id) {
+            Some(p) if &p.peer == from && (any_kind || !p.request) => self.finish(id, Some(result)),
+            _ => tracing::debug!(%from, id, "answer to nothing of ours; dropped"),
+        }
+    }
+
+    /// Forgets `id`, frees its window, and reports `result` if any.
+    fn finish(&mut self, id: u64, result: Option<Result<Bytes, DataError>>) {
+        let Some(p) = self.pending.remove(&id) else { return };
+        self.deadlines.remove(&(p.deadline, id));
+        if let Some(used) = self.in_flight.get_mut(&p.peer) {
+            *used = used.saturating_sub(p.bytes);
+            if *used == 0 {
+                self.in_flight.remove(&p.peer);
+            }
+        }
+        self.out.push_back(DataOutput::WindowOpen(p.peer));
+        if let Some(result) = result {
+            self.out.push_back(DataOutput::Done { id, result });
+        }
+    }
+}
