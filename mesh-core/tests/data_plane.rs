@@ -182,3 +182,17 @@ async fn rogue_application_frames_are_refused_and_the_link_keeps_working() {
     let ok = mesh_core::testing::deliver(&nodes[1], &nodes[0], b"still fine", WAIT).await;
     assert_eq!(ok.expect("w1 to w0 unaffected"), &b"still fine"[..]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_broadcast_reaches_every_linked_worker_and_reports_each() {
+    let net = MemoryNetwork::new();
+    let nodes = spawn_mesh(&net, 4).await;
+    let mut inboxes: Vec<_> = nodes[1..3].iter().map(|n| n.listen("news").unwrap()).collect();
+    let results = nodes[0].broadcast("news", &b"epoch 3"[..]).await;
+    let mut outcome: Vec<(String, bool)> = results.iter().map(|(p, r)| (p.to_string(), r.is_ok())).collect();
+    outcome.sort();
+    assert_eq!(outcome, [("w1".into(), true), ("w2".into(), true), ("w3".into(), false)], "w3 has no inbox: {results:?}");
+    for inbox in &mut inboxes {
+        assert_eq!(&inbox.recv().await.unwrap().body()[..], b"epoch 3");
+    }
+}
