@@ -191,8 +191,39 @@ async fn a_broadcast_reaches_every_linked_worker_and_reports_each() {
     let results = nodes[0].broadcast("news", &b"epoch 3"[..]).await;
     let mut outcome: Vec<(String, bool)> = results.iter().map(|(p, r)| (p.to_string(), r.is_ok())).collect();
     outcome.sort();
-    assert_eq!(outcome, [("w1".into(), true), ("w2".into(), true), ("w3".into(), false)], "w3 has no inbox: {results:?}");
+    assert_eq!(
+        outcome,
+        [("w1".into(), true), ("w2".into(), true), ("w3".into(), false)],
+        "w3 has no inbox: {results:?}"
+    );
     for inbox in &mut inboxes {
         assert_eq!(&inbox.recv().await.unwrap().body()[..], b"epoch 3");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_connects_to_the_worker_it_chose_and_asks_it_directly() {
+    let net = MemoryNetwork::new();
+    let workers = spawn_mesh(&net, 3).await;
+    let client = start_with(&net, options("c", Role::Client, 0), vec![]).await;
+    wait_links(&client, 1).await;
+    let mut inbox = workers[2].listen("jobs/1").unwrap();
+    let serve = tokio::spawn(async move {
+        while let Some(Incoming::Request(req)) = inbox.recv().await {
+            let from = req.from.to_string();
+            req.respond(format!("hello {from}")).await;
+        }
+    });
+    assert_eq!(
+        client.request(&peer("w2"), "jobs/1", Bytes::new(), WAIT).await,
+        Err(DataError::NotLinked(peer("w2"))),
+        "a client links to the admin only, unless it connects"
+    );
+    client.connect(&peer("w2"), WAIT).await.expect("linked to w2");
+    let answer = client.request(&peer("w2"), "jobs/1", Bytes::new(), WAIT).await.expect("answered by w2");
+    assert_eq!(&answer[..], b"hello c");
+    assert!(client.connect(&peer("nobody"), Duration::from_secs(5)).await.is_err(), "only a worker of the room");
+    client.disconnect(&peer("w2")).await.unwrap();
+    client.wait_for(WAIT, |s| s.health.links_up == 1).await.expect("back to the admin only");
+    serve.abort();
 }

@@ -125,6 +125,7 @@ pub fn apply(w: &mut World, seed: u64, fault: &Fault) {
                 // The node's clock-based start: later processes start higher.
                 first_session: w.t * 1_000_000 + w.next_inc() as u64 * 1000,
                 trust: Default::default(),
+                max_client_links: mesh_core::state::DEFAULT_MAX_CLIENT_LINKS,
             };
             w.spawn(me, role, MeshState::new(cfg));
         }

@@ -148,6 +148,8 @@ impl Driver {
         let now = now();
         match command {
             Command::SetRecord(record) => self.state.handle(now, Event::RecordChanged(record)),
+            Command::Connect(peer) => self.state.handle(now, Event::Connect(peer)),
+            Command::Disconnect(peer) => self.state.handle(now, Event::Disconnect(peer)),
             Command::QueryRegistry { filter, timeout, reply } => {
                 let id = self.io.wait_registry(reply);
                 self.state.handle(now, Event::QueryRegistry { id, filter, deadline: now + timeout });

@@ -125,6 +125,8 @@ impl MeshAccess for Access {
 
 enum Command {
     SetRecord(WorkerRecord),
+    Connect(PeerId),
+    Disconnect(PeerId),
     QueryRegistry { filter: RegistryFilter, timeout: Duration, reply: oneshot::Sender<RegistryPage> },
     Leave { done: oneshot::Sender<()> },
 }
@@ -144,6 +146,8 @@ pub struct NodeOptions {
     pub trust: crate::identity::Allowlist,
     /// Limits of application messages and requests.
     pub data: DataConfig,
+    /// Client links this worker takes at most (besides its worker links).
+    pub max_client_links: usize,
 }
 
 /// A running mesh member.
@@ -175,6 +179,7 @@ impl MeshNode {
             max_message_bytes: config.max_message_bytes,
             trust: config.trust.allowlist(),
             data: DataConfig::default(),
+            max_client_links: crate::state::DEFAULT_MAX_CLIENT_LINKS,
         };
         let key = match &config.key_file {
             Some(path) => NodeKey::load_or_create(path).map_err(NodeError::Identity)?,
@@ -229,6 +234,7 @@ impl MeshNode {
             key: Some(key.clone()),
             first_session: first_session(),
             trust: options.trust.clone(),
+            max_client_links: options.max_client_links,
         });
         let (commands, commands_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
@@ -338,6 +344,20 @@ impl MeshNode {
     /// protocol; dropping it closes the protocol again.
     pub fn listen(&self, proto: &str) -> Result<Inbox, DataError> {
         self.data.listen(proto)
+    }
+
+    /// A client links to worker `peer` directly (besides its admin) and keeps the link, retried
+    /// if it breaks, until [`MeshNode::disconnect`]; returns once the link is open, at most
+    /// `timeout`. A worker takes a limited number of clients (`NodeOptions::max_client_links`).
+    pub async fn connect(&self, peer: &PeerId, timeout: Duration) -> Result<(), NodeError> {
+        self.commands.send(Command::Connect(peer.clone())).await.map_err(|_| NodeError::Stopped)?;
+        let up = |s: &Snapshot| s.health.peers.iter().any(|p| &p.peer == peer && p.state == crate::LinkStatus::Up);
+        self.wait_for(timeout, up).await.map(|_| ())
+    }
+
+    /// A client closes its direct link to `peer` (its admin's link stays).
+    pub async fn disconnect(&self, peer: &PeerId) -> Result<(), NodeError> {
+        self.commands.send(Command::Disconnect(peer.clone())).await.map_err(|_| NodeError::Stopped)
     }
 
     /// Changes this worker's record (status, metadata); the room learns of it.

@@ -281,7 +281,8 @@ impl MeshState {
             })
             .collect();
         let links_expected = match self.cfg.role {
-            Role::Client => 1,
+            // Its admin, and the workers it chose besides.
+            Role::Client => 1 + self.links.chosen.iter().filter(|p| self.election.admin.as_ref() != Some(*p)).count(),
             Role::Worker => self.room.present().filter(|(p, _)| **p != self.cfg.me).count(),
         };
         HealthRecord {

@@ -62,6 +62,8 @@ pub(super) struct Links {
     /// twice (by relay, and by the rendezvous after the relay's timeout), and an offer handled
     /// once is never handled again.
     pub(super) offers_seen: BTreeMap<PeerId, u64>,
+    /// A client's chosen workers (clients.rs): linked besides the admin.
+    pub(super) chosen: std::collections::BTreeSet<PeerId>,
 }
 
 /// Peers whose last offer is remembered (the oldest-named are forgotten first beyond this).
@@ -178,6 +180,11 @@ impl MeshState {
             self.link_op(LinkOp::Reject { peer: from, session, reason });
             return;
         }
+        if self.client_links_full(&from) {
+            let reason = format!("this worker holds its {} client links already", self.cfg.max_client_links);
+            self.link_op(LinkOp::Reject { peer: from, session, reason });
+            return;
+        }
         self.expect(now, &from);
         let Some(entry) = self.links.peers.get_mut(&from) else { return };
         let replace = match &entry.link {
@@ -280,7 +287,7 @@ impl MeshState {
         }
         let wanted = match self.cfg.role {
             Role::Worker => self.is_present_worker(peer) || self.election.admin.as_ref() == Some(peer),
-            Role::Client => self.election.admin.as_ref() == Some(peer) && self.is_present_worker(peer),
+            Role::Client => self.client_wants(peer),
         };
         if wanted {
             self.schedule_retry(now, peer);
@@ -315,22 +322,6 @@ impl MeshState {
         );
         if idle {
             self.dial(now, admin, "admin");
-        }
-    }
-
-    /// A client keeps one link, to its admin: every other link and attempt is closed.
-    pub(super) fn client_keep_only(&mut self, admin: &PeerId) {
-        let others: Vec<PeerId> = self.links.peers.keys().filter(|p| *p != admin).cloned().collect();
-        for peer in others {
-            if let Some(entry) = self.links.peers.remove(&peer) {
-                if let Some(session) = session_of(&entry.link) {
-                    let reason = "a client links to its admin only".to_string();
-                    self.close(&peer, session, reason.clone());
-                    if matches!(entry.link, LinkState::Up { .. }) {
-                        self.emit(MeshEvent::LinkDown { peer, reason });
-                    }
-                }
-            }
         }
     }
 }

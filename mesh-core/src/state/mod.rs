@@ -14,11 +14,13 @@
 //! from any path), relay (envelopes out, through and in), admin (election, conflicts), verify
 //! (`admin_verify` and its chase), proof (votes and proofs of the admin role), health
 //! (heartbeats, loss, partition, the health record), authority (who may say what, keys,
-//! refusals), messages (what each mesh message does), queries (registry queries), output (the
+//! refusals), clients (a client's chosen workers, a worker's client limit), messages (what each
+//! mesh message does), queries (registry queries), output (the
 //! four queues), types (the public types).
 
 mod admin;
 mod authority;
+mod clients;
 mod health;
 mod links;
 mod membership;
@@ -34,6 +36,7 @@ mod timers;
 mod types;
 mod verify;
 
+pub use clients::DEFAULT_MAX_CLIENT_LINKS;
 pub use health::{HealthRecord, LinkStatus, NodeRole, PeerHealth};
 pub use output::{Drive, LinkOp, Output, SignalingOp, Transmit};
 pub use relay::RELAY_FORGET;
@@ -89,7 +92,13 @@ impl MeshState {
         Self {
             cfg,
             room,
-            links: links::Links { peers: BTreeMap::new(), next_seq, rng, offers_seen: BTreeMap::new() },
+            links: links::Links {
+                peers: BTreeMap::new(),
+                next_seq,
+                rng,
+                offers_seen: BTreeMap::new(),
+                chosen: Default::default(),
+            },
             election: Default::default(),
             proofs: Default::default(),
             health: Default::default(),
@@ -124,6 +133,8 @@ impl MeshState {
             Event::Garbled { .. } => {}
             Event::RecordChanged(record) => self.on_record_changed(record),
             Event::QueryRegistry { id, filter, deadline } => self.on_query_registry(now, id, filter, deadline),
+            Event::Connect(peer) => self.on_connect(now, peer),
+            Event::Disconnect(peer) => self.on_disconnect(&peer),
             Event::Leave => self.on_leave(),
             Event::Tick => self.on_tick(now),
         }

@@ -6,6 +6,7 @@
 
 mod authority;
 mod behaviour;
+mod clients;
 mod events;
 mod failover;
 mod sim;
@@ -29,6 +30,7 @@ pub(super) fn config(me: &str, role: crate::signaler::Role) -> crate::state::Sta
         key: None,
         first_session: 1,
         trust: Default::default(),
+        max_client_links: crate::state::DEFAULT_MAX_CLIENT_LINKS,
     }
 }
 

@@ -71,6 +71,8 @@ pub struct StateConfig {
     pub first_session: u64,
     /// The keys that may be members of the room (default: any).
     pub trust: crate::identity::Allowlist,
+    /// Client links a worker takes at most (besides its worker links).
+    pub max_client_links: usize,
 }
 
 /// Something that happened, fed to [`super::MeshState::handle`].
@@ -157,6 +159,10 @@ pub enum Event {
         /// When the asker stops waiting.
         deadline: Instant,
     },
+    /// A client links to worker `peer` besides its admin (until [`Event::Disconnect`]).
+    Connect(PeerId),
+    /// A client closes its link to `peer` (unless it is the admin).
+    Disconnect(PeerId),
     /// The user leaves the room gracefully.
     Leave,
     /// Time passed; fire whatever timers are due.

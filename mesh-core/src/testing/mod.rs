@@ -29,6 +29,7 @@ pub fn options(room: &str, name: &str, role: Role, gpu: u64) -> NodeOptions {
         max_message_bytes: 1024 * 1024,
         trust: Default::default(),
         data: Default::default(),
+        max_client_links: crate::state::DEFAULT_MAX_CLIENT_LINKS,
     }
 }
 

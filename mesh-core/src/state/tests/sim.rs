@@ -33,6 +33,8 @@ pub(super) struct Sim {
     pub log: Vec<(Instant, PeerId, MeshEvent)>,
     pub dials: Vec<(Instant, PeerId, PeerId)>,
     pub max_links_per_pair: usize,
+    /// Client links each worker joining from now on takes.
+    pub max_client_links: usize,
     next_query: u64,
     /// False while the rendezvous is down: it carries no signal.
     pub rendezvous_up: bool,
@@ -59,6 +61,7 @@ impl Sim {
             log: Vec::new(),
             dials: Vec::new(),
             max_links_per_pair: 0,
+            max_client_links: crate::state::DEFAULT_MAX_CLIENT_LINKS,
             next_query: 1,
             rendezvous_up: true,
             relayed: 0,
@@ -81,6 +84,7 @@ impl Sim {
             room: RoomId::new("room").unwrap(),
             record: Self::record(priority),
             seed: self.nodes.len() as u64 + 7,
+            max_client_links: self.max_client_links,
             ..super::config(name, role)
         };
         let members: Vec<MemberInfo> = self

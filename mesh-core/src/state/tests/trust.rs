@@ -48,6 +48,7 @@ impl Keys {
             key: Some(self.0[me].clone()),
             first_session: 1,
             trust,
+            max_client_links: crate::state::DEFAULT_MAX_CLIENT_LINKS,
         })
     }
 
