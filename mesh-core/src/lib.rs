@@ -20,6 +20,7 @@ pub mod config;
 pub mod data;
 pub mod id;
 pub mod identity;
+pub mod lease;
 pub mod memory;
 pub mod node;
 pub mod query;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use harness::*;
 use mesh_core::data::frame::{Frame, Kind};
 use mesh_core::memory::MemoryNetwork;
-use mesh_core::{DataConfig, DataError, Incoming, Role};
+use mesh_core::{DataConfig, DataError, Incoming, MeshEvent, Role, WorkerStatus};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -226,4 +226,72 @@ async fn a_client_connects_to_the_worker_it_chose_and_asks_it_directly() {
     client.disconnect(&peer("w2")).await.unwrap();
     client.wait_for(WAIT, |s| s.health.links_up == 1).await.expect("back to the admin only");
     serve.abort();
+}
+
+/// Waits until `watcher` hears that `worker`'s record shows `status`.
+async fn shows(
+    events: &mut tokio::sync::broadcast::Receiver<mesh_core::MeshEvent>,
+    worker: &str,
+    status: WorkerStatus,
+) {
+    let heard = async {
+        loop {
+            match events.recv().await {
+                Ok(MeshEvent::WorkerChanged { peer, record, .. })
+                    if peer.as_str() == worker && record.status == status =>
+                {
+                    return
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("node stopped"),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, heard).await.unwrap_or_else(|_| panic!("{worker} never showed {status:?}"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_clients_never_hold_the_same_worker_and_a_lease_ends_with_its_holder() {
+    let net = MemoryNetwork::new();
+    let workers = spawn_mesh(&net, 2).await;
+    let mut clients = Vec::new();
+    for c in ["c1", "c2"] {
+        let client = start_with(&net, options(c, Role::Client, 0), vec![]).await;
+        wait_links(&client, 1).await;
+        client.connect(&peer("w1"), WAIT).await.unwrap();
+        clients.push(client);
+    }
+    let mut room = workers[0].subscribe();
+    let w1 = peer("w1");
+    // Both ask at once: exactly one gets the lease.
+    let (a, b) = tokio::join!(
+        clients[0].reserve(&w1, Duration::from_secs(60)),
+        clients[1].reserve(&w1, Duration::from_secs(60))
+    );
+    let (holder, lease, other) = match (a, b) {
+        (Ok(l), Err(e)) => (0, l, e),
+        (Err(e), Ok(l)) => (1, l, e),
+        other => panic!("exactly one lease: {other:?}"),
+    };
+    assert!(matches!(&other, DataError::Refused(why) if why.contains("reserved")), "{other:?}");
+    shows(&mut room, "w1", WorkerStatus::Reserved).await;
+    // Only the holder releases; then the other client may take the worker.
+    assert!(clients[1 - holder].release(&lease).await.is_err(), "only the holder releases");
+    clients[holder].release(&lease).await.expect("released");
+    shows(&mut room, "w1", WorkerStatus::Available).await;
+    clients[1 - holder].reserve(&w1, Duration::from_secs(60)).await.expect("free again");
+    shows(&mut room, "w1", WorkerStatus::Reserved).await;
+    // Its holder leaves: the lease ends, and the other client takes the worker.
+    let left = tokio::time::Instant::now();
+    clients.remove(1 - holder).leave().await;
+    shows(&mut room, "w1", WorkerStatus::Available).await;
+    assert!(left.elapsed() < Duration::from_secs(10), "with its holder, not at its end: {:?}", left.elapsed());
+    let t = tokio::time::Instant::now();
+    clients[0].reserve(&w1, Duration::from_secs(5)).await.expect("the leaver's lease ended");
+    shows(&mut room, "w1", WorkerStatus::Reserved).await;
+    // A lease that is not renewed expires.
+    shows(&mut room, "w1", WorkerStatus::Available).await;
+    assert!(t.elapsed() >= Duration::from_secs(5), "at its end, not before: {:?}", t.elapsed());
+    let hostile = clients[0].request(&w1, mesh_core::lease::PROTOCOL, &b"{\"op\":\"steal\"}"[..], WAIT).await;
+    assert!(matches!(hostile, Err(DataError::Refused(why)) if why.contains("not a lease ask")));
 }

@@ -32,6 +32,14 @@ fn every_mesh_message_and_signal_example_parses() {
                 let _: Signal = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
                 signals += 1;
             }
+            "lease-ask" => {
+                let _: mesh_core::lease::LeaseAsk =
+                    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+            }
+            "lease-granted" => {
+                let _: mesh_core::lease::LeaseGranted =
+                    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+            }
             "signature-example" | "frame" => {}
             other => panic!("unknown block kind {other}"),
         }

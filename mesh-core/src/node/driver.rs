@@ -149,6 +149,7 @@ impl Driver {
         match command {
             Command::SetRecord(record) => self.state.handle(now, Event::RecordChanged(record)),
             Command::Connect(peer) => self.state.handle(now, Event::Connect(peer)),
+            Command::SetStatus(status) => self.state.handle(now, Event::StatusChanged(status)),
             Command::Disconnect(peer) => self.state.handle(now, Event::Disconnect(peer)),
             Command::QueryRegistry { filter, timeout, reply } => {
                 let id = self.io.wait_registry(reply);

@@ -16,6 +16,7 @@ use crate::config::MeshConfig;
 use crate::data::{DataConfig, DataError, DataPlane, Inbox};
 use crate::id::{PeerId, RoomId};
 use crate::identity::NodeKey;
+use crate::lease::{Lease, LeaseAsk, LeaseGranted};
 use crate::query::{RegistryFilter, RegistryPage};
 use crate::registry::{PluginError, Registry};
 use crate::room::WorkerRecord;
@@ -30,6 +31,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
+
+/// How long a reservation ask waits for the worker's answer.
+const LEASE_ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Capacity of the signaling inbox; a full inbox slows signalers down.
 const INBOX: usize = 1024;
@@ -127,6 +131,7 @@ enum Command {
     SetRecord(WorkerRecord),
     Connect(PeerId),
     Disconnect(PeerId),
+    SetStatus(crate::room::WorkerStatus),
     QueryRegistry { filter: RegistryFilter, timeout: Duration, reply: oneshot::Sender<RegistryPage> },
     Leave { done: oneshot::Sender<()> },
 }
@@ -159,8 +164,8 @@ pub struct MeshNode {
     events: broadcast::Sender<MeshEvent>,
     task: Option<JoinHandle<()>>,
     data: DataPlane,
-    /// Runs the data plane's deadlines; ends with the node.
-    data_timer: JoinHandle<()>,
+    /// The data plane's deadlines and, on a worker, its reservations; they end with the node.
+    services: tokio::task::JoinSet<()>,
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -246,7 +251,14 @@ impl MeshNode {
         };
         let (snapshot_tx, snapshot) = watch::channel(initial);
         let data = DataPlane::new(options.data.clone());
-        let data_timer = tokio::spawn(data.clone().run_timer());
+        let mut services = tokio::task::JoinSet::new();
+        services.spawn(data.clone().run_timer().instrument(span.clone()));
+        let leases = (identity.role == crate::signaler::Role::Worker).then(|| data.listen(crate::lease::PROTOCOL));
+        if let Some(Ok(inbox)) = leases {
+            let commands = commands.clone();
+            let show = move |status| commands.try_send(Command::SetStatus(status)).is_ok();
+            services.spawn(crate::lease::serve(inbox, events.subscribe(), show).instrument(span.clone()));
+        }
         let driver = driver::Driver::new(driver::Parts {
             state,
             transport,
@@ -262,7 +274,7 @@ impl MeshNode {
         });
         let task = tokio::spawn(driver.run().instrument(span));
         let (peer, room) = (identity.peer, identity.room);
-        Ok(Self { peer, room, commands, snapshot, events, task: Some(task), data, data_timer, shared })
+        Ok(Self { peer, room, commands, snapshot, events, task: Some(task), data, services, shared })
     }
 
     /// This node's peer id.
@@ -360,6 +372,24 @@ impl MeshNode {
         self.commands.send(Command::Disconnect(peer.clone())).await.map_err(|_| NodeError::Stopped)
     }
 
+    /// Asks `worker` to hold itself for this node for `length` (at most an hour; reserving again
+    /// renews). Refused while another peer holds it. The lease ends when it expires, on
+    /// [`MeshNode::release`], or when this node's link to the worker closes.
+    pub async fn reserve(&self, worker: &PeerId, length: Duration) -> Result<Lease, DataError> {
+        let ask = serde_json::to_vec(&LeaseAsk::Reserve { ms: length.as_millis() as u64 }).unwrap_or_default();
+        let asked = tokio::time::Instant::now();
+        let answer = self.request(worker, crate::lease::PROTOCOL, ask, LEASE_ASK_TIMEOUT).await?;
+        let granted: LeaseGranted =
+            serde_json::from_slice(&answer).map_err(|e| DataError::Refused(format!("not a lease answer: {e}")))?;
+        Ok(Lease { worker: worker.clone(), id: granted.lease, until: asked + Duration::from_millis(granted.ms) })
+    }
+
+    /// Gives `lease` back to its worker.
+    pub async fn release(&self, lease: &Lease) -> Result<(), DataError> {
+        let ask = serde_json::to_vec(&LeaseAsk::Release { lease: lease.id }).unwrap_or_default();
+        self.request(&lease.worker, crate::lease::PROTOCOL, ask, LEASE_ASK_TIMEOUT).await.map(|_| ())
+    }
+
     /// Changes this worker's record (status, metadata); the room learns of it.
     pub async fn set_record(&self, record: WorkerRecord) -> Result<(), NodeError> {
         self.commands.send(Command::SetRecord(record)).await.map_err(|_| NodeError::Stopped)
@@ -408,8 +438,7 @@ impl MeshNode {
             }
         }
         self.data.stop();
-        self.data_timer.abort();
-        let _ = (&mut self.data_timer).await;
+        self.services.shutdown().await;
     }
 
     /// Ends the node's task at once: no goodbye to the room, no word to the rendezvous. The
@@ -428,7 +457,7 @@ impl Drop for MeshNode {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        self.data_timer.abort();
+        self.services.abort_all();
         self.data.stop();
     }
 }

@@ -133,6 +133,11 @@ impl MeshState {
             Event::Garbled { .. } => {}
             Event::RecordChanged(record) => self.on_record_changed(record),
             Event::QueryRegistry { id, filter, deadline } => self.on_query_registry(now, id, filter, deadline),
+            Event::StatusChanged(status) => {
+                let mut record = self.health.pending_record.clone().unwrap_or_else(|| self.cfg.record.clone());
+                record.status = status;
+                self.on_record_changed(record);
+            }
             Event::Connect(peer) => self.on_connect(now, peer),
             Event::Disconnect(peer) => self.on_disconnect(&peer),
             Event::Leave => self.on_leave(),

@@ -159,6 +159,8 @@ pub enum Event {
         /// When the asker stops waiting.
         deadline: Instant,
     },
+    /// This worker's record shows `status` now (the rest of the record unchanged).
+    StatusChanged(crate::room::WorkerStatus),
     /// A client links to worker `peer` besides its admin (until [`Event::Disconnect`]).
     Connect(PeerId),
     /// A client closes its link to `peer` (unless it is the admin).
