@@ -32,6 +32,7 @@ pub mod signaler;
 pub mod state;
 pub mod testing;
 pub mod timeline;
+pub mod transfer;
 pub mod transport;
 pub mod wire;
 

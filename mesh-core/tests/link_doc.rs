@@ -40,6 +40,15 @@ fn every_mesh_message_and_signal_example_parses() {
                 let _: mesh_core::lease::LeaseGranted =
                     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
             }
+            "blob-ask" => {
+                let _: mesh_core::transfer::BlobAsk =
+                    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+            }
+            "blob-manifest" => {
+                let m: mesh_core::transfer::Manifest =
+                    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+                assert!(m.is_whole(), "as many chunk hashes as its size needs: {body}");
+            }
             "signature-example" | "frame" => {}
             other => panic!("unknown block kind {other}"),
         }

@@ -124,7 +124,9 @@ impl DataPlane {
     pub(crate) fn set_links<'a>(&self, links: impl Iterator<Item = (&'a PeerId, Option<&'a SessionId>)>) {
         let mut state = self.lock();
         for (peer, session) in links {
-            state.core.set_current(peer, session);
+            // A link whose session task saw it close is not used, whatever the driver thinks yet.
+            let open = session.filter(|s| state.links.contains_key(*s));
+            state.core.set_current(peer, open);
         }
     }
 
@@ -178,11 +180,10 @@ impl DataPlane {
             }
         };
         let cancel = Cancel { plane: self, id: Some(id) };
-        if let Some(link) = link {
-            for frame in frames {
-                if link.send(frame.encode()).await.is_err() {
-                    break; // the link is closing: its close fails the call
-                }
+        let Some(link) = link else { return Err(DataError::LinkLost(peer.clone())) }; // closed meanwhile
+        for frame in frames {
+            if link.send(frame.encode()).await.is_err() {
+                break; // the link is closing: its close fails the call
             }
         }
         let result = rx.await.unwrap_or(Err(DataError::Stopped));

@@ -23,6 +23,7 @@ use crate::room::WorkerRecord;
 use crate::signal::Signal;
 use crate::signaler::{Identity, MeshAccess, RelayOutcome, SignalError, Signaler, SignalerContext};
 use crate::state::{Counters, HealthRecord, MeshEvent, StateConfig, Timing};
+use crate::transfer::{BlobId, TransferError};
 use crate::transport::Transport;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -164,7 +165,10 @@ pub struct MeshNode {
     events: broadcast::Sender<MeshEvent>,
     task: Option<JoinHandle<()>>,
     data: DataPlane,
-    /// The data plane's deadlines and, on a worker, its reservations; they end with the node.
+    /// The blobs this node serves.
+    provided: crate::transfer::Provided,
+    /// The data plane's deadlines, the blob server and, on a worker, its reservations; they
+    /// end with the node.
     services: tokio::task::JoinSet<()>,
     shared: Arc<Mutex<Shared>>,
 }
@@ -253,6 +257,10 @@ impl MeshNode {
         let data = DataPlane::new(options.data.clone());
         let mut services = tokio::task::JoinSet::new();
         services.spawn(data.clone().run_timer().instrument(span.clone()));
+        let provided = crate::transfer::Provided::default();
+        if let Ok(inbox) = data.listen(crate::transfer::PROTOCOL) {
+            services.spawn(crate::transfer::serve(inbox, provided.clone()).instrument(span.clone()));
+        }
         let leases = (identity.role == crate::signaler::Role::Worker).then(|| data.listen(crate::lease::PROTOCOL));
         if let Some(Ok(inbox)) = leases {
             let commands = commands.clone();
@@ -274,7 +282,7 @@ impl MeshNode {
         });
         let task = tokio::spawn(driver.run().instrument(span));
         let (peer, room) = (identity.peer, identity.room);
-        Ok(Self { peer, room, commands, snapshot, events, task: Some(task), data, services, shared })
+        Ok(Self { peer, room, commands, snapshot, events, task: Some(task), data, provided, services, shared })
     }
 
     /// This node's peer id.
@@ -390,6 +398,30 @@ impl MeshNode {
         self.request(&lease.worker, crate::lease::PROTOCOL, ask, LEASE_ASK_TIMEOUT).await.map(|_| ())
     }
 
+    /// Serves the file at `path` to the room under its content id (it is read once to hash it;
+    /// it must not change while served).
+    pub async fn provide(&self, path: impl Into<std::path::PathBuf>) -> Result<BlobId, TransferError> {
+        Ok(self.provided.add(path.into()).await?.0)
+    }
+
+    /// Stops serving blob `id`.
+    pub fn unprovide(&self, id: &BlobId) {
+        self.provided.remove(id);
+    }
+
+    /// Fetches blob `id` from `from` into `dest`, verified chunk by chunk; an interrupted fetch
+    /// resumes from what `DEST.part` holds, and a `dest` that holds the content already is kept
+    /// (nothing is fetched). `progress`, if given, follows it.
+    pub async fn fetch(
+        &self,
+        from: &PeerId,
+        id: &BlobId,
+        dest: &std::path::Path,
+        progress: Option<&watch::Sender<crate::transfer::Progress>>,
+    ) -> Result<crate::transfer::FetchReport, TransferError> {
+        crate::transfer::fetch(self, from, id, dest, progress).await
+    }
+
     /// Changes this worker's record (status, metadata); the room learns of it.
     pub async fn set_record(&self, record: WorkerRecord) -> Result<(), NodeError> {
         self.commands.send(Command::SetRecord(record)).await.map_err(|_| NodeError::Stopped)
@@ -432,9 +464,10 @@ impl MeshNode {
         if self.commands.send(Command::Leave { done }).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
         }
-        if let Some(task) = self.task.take() {
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
-                tracing::warn!(peer = %self.peer, "driver did not stop in time");
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+                tracing::warn!(peer = %self.peer, "driver did not stop in time; aborting it");
+                task.abort();
             }
         }
         self.data.stop();

@@ -46,6 +46,9 @@ pub(super) struct Session {
     pub(super) signals_in: mpsc::Sender<SignalBody>,
     pub(super) writer: mpsc::Sender<Outgoing>,
     writer_task: Option<JoinHandle<()>>,
+    /// Told when the session ends, however it ends (its pump may be aborted first).
+    data: DataPlane,
+    session: SessionId,
     /// Held so that dropping the session aborts its tasks.
     _tasks: JoinSet<()>,
 }
@@ -66,11 +69,22 @@ impl Session {
         let (signals_in, signals_in_rx) = mpsc::channel(SIGNAL_QUEUE);
         let (replies, replies_rx) = mpsc::unbounded_channel();
         tasks.spawn(write_replies(link.clone(), replies_rx).instrument(span.clone()));
-        let ends = Ends { peer: peer.clone(), session, link: link.clone(), data, replies };
+        let ends =
+            Ends { peer: peer.clone(), session: session.clone(), link: link.clone(), data: data.clone(), replies };
         tasks.spawn(pump(ends, events, signals_in_rx, events_out).instrument(span.clone()));
         let (writer, writer_rx) = mpsc::channel(WRITER_QUEUE);
         let writer_task = tokio::spawn(write(link.clone(), writer_rx).instrument(span));
-        Self { peer, link, opened: false, signals_in, writer, writer_task: Some(writer_task), _tasks: tasks }
+        Self {
+            peer,
+            link,
+            opened: false,
+            signals_in,
+            writer,
+            writer_task: Some(writer_task),
+            data,
+            session,
+            _tasks: tasks,
+        }
     }
 
     /// Flushes queued messages (bounded in time), then closes the link and ends every task.
@@ -89,6 +103,8 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // What waits on this link fails now, not at its timeout (a no-op if the pump saw it close).
+        self.data.link_closed(&self.peer, &self.session, &CloseReason::Local);
         if let Some(task) = &self.writer_task {
             task.abort();
         }
