@@ -259,8 +259,9 @@ impl MeshConfig {
         if self.status == crate::room::WorkerStatus::Leaving {
             return invalid("status", "must be available, busy or reserved".into());
         }
-        if self.max_message_bytes < 1024 {
-            return invalid("max_message_bytes", "must be at least 1024".into());
+        let frame = crate::data::frame::MAX_FRAME;
+        if self.max_message_bytes < frame {
+            return invalid("max_message_bytes", format!("must be at least {frame} (one application frame)"));
         }
         Ok(())
     }

@@ -59,7 +59,8 @@ async fn an_interrupted_fetch_resumes_after_a_restart_from_its_verified_chunks()
     let dir = Dir::new("resume");
     let net = MemoryNetwork::new();
     let mut nodes = spawn_mesh(&net, 2).await;
-    let (src, data) = dir.file("data.bin", (8 * CHUNK) as usize);
+    // Large enough that stopping after 3 chunks is far from its end (16 chunks are asked at once).
+    let (src, data) = dir.file("data.bin", (40 * CHUNK) as usize);
     let id = nodes[0].provide(&src).await.unwrap();
     let dest = dir.0.join("data.bin.copy");
     let (tx, mut rx) = watch::channel(Progress::default());
@@ -117,10 +118,15 @@ async fn a_fetch_fails_with_its_reason() {
     let id = nodes[0].provide(&src).await.unwrap();
     let (tx, mut rx) = watch::channel(Progress::default());
     let w0 = nodes.remove(0);
+    let t = std::time::Instant::now();
     let (w0_id, out) = (peer("w0"), dir.0.join("big.out"));
     let fetching = nodes[0].fetch(&w0_id, &id, &out, Some(&tx));
     let leave = async {
         let _ = rx.wait_for(|p| p.done >= CHUNK).await;
+        // From here no byte of w0's gets through (at most 16 more chunks were on their way), and
+        // it leaves: the fetch cannot finish, and must say why at once.
+        net.cut(&peer("w0"), &peer("w1"));
+        net.cut(&peer("w1"), &peer("w0"));
         w0.leave().await;
     };
     let (result, ()) = tokio::join!(fetching, leave);
@@ -128,4 +134,5 @@ async fn a_fetch_fails_with_its_reason() {
         matches!(result, Err(TransferError::Data(DataError::PeerLeft(_) | DataError::LinkLost(_)))),
         "the provider left: {result:?}"
     );
+    assert!(t.elapsed() < std::time::Duration::from_secs(30), "at once, not at the 60 s ask timeout");
 }

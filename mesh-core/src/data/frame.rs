@@ -11,11 +11,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The first byte of every application frame.
 pub const TAG: u8 = 0xDA;
 /// Most payload bytes in one frame: a larger message travels as several frames.
-pub const MAX_PART: usize = 32 * 1024;
+pub const MAX_PART: usize = 128 * 1024;
 /// Longest protocol name, in bytes.
 pub const MAX_PROTO: usize = 64;
 /// Bytes before the protocol name.
 const FIXED: usize = 12;
+/// The largest frame: a link must carry messages at least this large.
+pub const MAX_FRAME: usize = FIXED + MAX_PROTO + MAX_PART;
 /// Flag: another part of the same message follows.
 const MORE: u8 = 0x01;
 

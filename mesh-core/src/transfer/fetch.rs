@@ -4,6 +4,7 @@ use super::manifest::{BlobId, Manifest, CHUNK};
 use super::plan::{Checked, Plan, TRIES};
 use super::serve::BlobAsk;
 use super::{TransferError, PROTOCOL};
+use crate::data::DataError;
 use crate::id::PeerId;
 use crate::node::MeshNode;
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Chunks asked for at once.
-const IN_FLIGHT: usize = 8;
+const IN_FLIGHT: usize = 16;
 /// How long one ask waits for its answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -85,7 +86,19 @@ pub async fn fetch(
             asking.push(async move { (i, node.request(from, PROTOCOL, ask(id, i), ASK_TIMEOUT).await) });
         }
         let Some((i, answer)) = asking.next().await else { break };
-        let bytes: Bytes = answer?; // the link dropped, or the provider refused: fetch again to resume
+        let bytes: Bytes = match answer {
+            Ok(bytes) => bytes,
+            // The link dropped, or the provider refused: fetch again to resume. Asks sent after
+            // the link closed say only "not linked"; the ones it closed on say why.
+            Err(DataError::NotLinked(_)) if !asking.is_empty() => {
+                let mut why = None;
+                while let Some((_, other)) = asking.next().await {
+                    why = why.or(other.err().filter(|e| !matches!(e, DataError::NotLinked(_))));
+                }
+                return Err(why.unwrap_or(DataError::NotLinked(from.clone())).into());
+            }
+            Err(err) => return Err(err.into()),
+        };
         match plan.on_chunk(i, &bytes) {
             Checked::Good { offset } => {
                 let file = file.clone();

@@ -45,6 +45,36 @@ async fn message(handle: &mut LinkHandle) -> Result<Bytes, String> {
     }
 }
 
+/// Sends `mib` MiB as 64 KiB messages from `x` to `y`; the time until the last arrived.
+async fn raw_throughput(x: &LinkHandle, y: &mut LinkHandle, mib: usize) -> Result<Duration, String> {
+    let chunk = Bytes::from(vec![1u8; 64 * 1024]);
+    let count = mib * 16;
+    let link = x.link.clone();
+    let t = Instant::now();
+    let sender = tokio::spawn(async move {
+        for _ in 0..count {
+            if link.send(chunk.clone()).await.is_err() {
+                return;
+            }
+        }
+    });
+    for _ in 0..count {
+        message(y).await?;
+    }
+    let _ = sender.await;
+    Ok(t.elapsed())
+}
+
+/// The raw link's throughput in MiB/s: a fresh loopback link, `mib` MiB of 64 KiB messages.
+pub(crate) async fn raw_link_mib_s(mib: usize) -> Result<f64, String> {
+    let transport = || WebRtcTransport::new(WebRtcConfig::loopback(), 1 << 20);
+    let (a, b) = (transport(), transport());
+    let (x, mut y, _) = open(&a, &b).await?;
+    let took = raw_throughput(&x, &mut y, mib).await?;
+    x.link.close().await;
+    Ok(mib as f64 / took.as_secs_f64())
+}
+
 /// Runs the three link cases.
 pub(crate) async fn run(args: LinkArgs) -> Result<(), String> {
     let transport = || WebRtcTransport::new(WebRtcConfig::loopback(), 1 << 20);
@@ -69,22 +99,8 @@ pub(crate) async fn run(args: LinkArgs) -> Result<(), String> {
         p50s.push(quantile(&mut rtts, 0.5));
         p99s.push(quantile(&mut rtts, 0.99));
 
-        let chunk = Bytes::from(vec![1u8; 64 * 1024]);
-        let count = args.mib * 16;
-        let link = x.link.clone();
-        let t = Instant::now();
-        let sender = tokio::spawn(async move {
-            for _ in 0..count {
-                if link.send(chunk.clone()).await.is_err() {
-                    return;
-                }
-            }
-        });
-        for _ in 0..count {
-            message(&mut y).await?;
-        }
-        let _ = sender.await;
-        mbps.push(args.mib as f64 / t.elapsed().as_secs_f64());
+        let took = raw_throughput(&x, &mut y, args.mib).await?;
+        mbps.push(args.mib as f64 / took.as_secs_f64());
         x.link.close().await;
     }
     println!(

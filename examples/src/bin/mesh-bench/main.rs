@@ -1,6 +1,6 @@
 //! mesh-bench: measurements of the mesh on this machine, one line per case with
 //! min / median / max over trials. Subcommands: `link` (one WebRTC link), `formation` and
-//! `messages` (whole meshes in one process), `failover` and `idle` (worker processes),
+//! `messages` and `transfer` (whole meshes in one process), `failover` and `idle` (worker processes),
 //! `signaling` (the `mesh-signal` server under load), `sim` (seeded failure schedules in the
 //! deterministic simulator).
 
@@ -10,6 +10,7 @@ mod mesh;
 mod procs;
 mod signaling;
 mod sim;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 use mesh_examples::cli::{exit, init_logging};
@@ -36,6 +37,8 @@ enum Bench {
     Messages(mesh::MessagesArgs),
     /// The signaling server under rooms x peers connections.
     Signaling(signaling::SignalingArgs),
+    /// A verified transfer between two workers, beside the raw link in the same run.
+    Transfer(transfer::TransferArgs),
     /// Seeded failure schedules in the deterministic simulator: invariants checked, failures.
     Sim(sim::SimArgs),
 }
@@ -80,6 +83,7 @@ async fn main() -> ExitCode {
         Bench::Idle(a) => tokio::task::block_in_place(|| procs::idle(a)),
         Bench::Messages(a) => mesh::messages(a).await,
         Bench::Signaling(a) => signaling::run(a).await,
+        Bench::Transfer(a) => transfer::run(a).await,
         Bench::Sim(a) => tokio::task::block_in_place(|| sim::run(a)),
     };
     exit("mesh-bench", result)

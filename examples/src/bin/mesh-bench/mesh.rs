@@ -23,7 +23,7 @@ pub(crate) struct StackArgs {
 }
 
 impl StackArgs {
-    async fn stack(&self) -> Result<Stack, String> {
+    pub(crate) async fn stack(&self) -> Result<Stack, String> {
         let base = MeshConfig {
             room: "bench".into(),
             transport: self.transport.clone(),
@@ -33,12 +33,12 @@ impl StackArgs {
         Stack::new(base).await
     }
 
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!("{} + {}", self.transport, self.signaling.join(","))
     }
 }
 
-async fn start_all(stack: &Stack, n: usize) -> Result<Vec<MeshNode>, String> {
+pub(crate) async fn start_all(stack: &Stack, n: usize) -> Result<Vec<MeshNode>, String> {
     let mut nodes = Vec::with_capacity(n);
     for i in 0..n {
         nodes.push(stack.start(&format!("w{i}")).await?);
@@ -46,7 +46,7 @@ async fn start_all(stack: &Stack, n: usize) -> Result<Vec<MeshNode>, String> {
     Ok(nodes)
 }
 
-async fn wait_full(nodes: &[MeshNode]) -> Result<(), String> {
+pub(crate) async fn wait_full(nodes: &[MeshNode]) -> Result<(), String> {
     let links = nodes.len() - 1;
     for node in nodes {
         node.wait_links(links, WAIT).await.map_err(|e| format!("{}: {e}", node.peer_id()))?;
@@ -54,7 +54,7 @@ async fn wait_full(nodes: &[MeshNode]) -> Result<(), String> {
     Ok(())
 }
 
-async fn leave_all(nodes: Vec<MeshNode>) {
+pub(crate) async fn leave_all(nodes: Vec<MeshNode>) {
     for node in nodes {
         node.leave().await;
     }
