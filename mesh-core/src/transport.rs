@@ -81,6 +81,12 @@ pub trait Link: Send + Sync {
     async fn apply_signal(&self, body: SignalBody) -> Result<(), TransportError>;
     /// Sends one message reliably and in order; waits while the buffer is full.
     async fn send(&self, data: Bytes) -> Result<(), TransportError>;
+    /// Sends one bulk message (application data) reliably and in order with the other bulk
+    /// messages; mesh control sent with [`Link::send`] meanwhile goes first where the transport
+    /// can arrange it. By default the same path as `send`.
+    async fn send_bulk(&self, data: Bytes) -> Result<(), TransportError> {
+        self.send(data).await
+    }
     /// Sends a small, loss-tolerant message (heartbeats) on a path that a large transfer cannot
     /// delay, where the transport has one; by default the reliable path.
     async fn send_unordered(&self, data: Bytes) -> Result<(), TransportError> {

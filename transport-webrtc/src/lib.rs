@@ -76,6 +76,7 @@ impl WebRtcTransport {
             gather_timeout: std::time::Duration::from_millis(self.config.gather_timeout_ms),
             max_message_bytes: self.max_message_bytes,
             heartbeat_channel: self.config.heartbeat_channel,
+            bulk_high_water: self.config.send_buffer_bytes * 3 / 4,
         }
     }
 }

@@ -182,7 +182,7 @@ impl DataPlane {
         let cancel = Cancel { plane: self, id: Some(id) };
         let Some(link) = link else { return Err(DataError::LinkLost(peer.clone())) }; // closed meanwhile
         for frame in frames {
-            if link.send(frame.encode()).await.is_err() {
+            if link.send_bulk(frame.encode()).await.is_err() {
                 break; // the link is closing: its close fails the call
             }
         }
@@ -199,7 +199,7 @@ impl DataPlane {
         };
         let Some(link) = link else { return tracing::debug!(%session, id, "link gone; answer not sent") };
         for frame in frames {
-            if link.send(frame.encode()).await.is_err() {
+            if link.send_bulk(frame.encode()).await.is_err() {
                 return;
             }
         }

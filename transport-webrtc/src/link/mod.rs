@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use webrtc::data_channel::DataChannel;
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
 
+/// How long bulk data naps while the send buffer is above its high-water mark.
+const BULK_NAP: Duration = Duration::from_millis(1);
 /// Queue of link events towards the node.
 const EVENT_QUEUE: usize = 16;
 /// Remote candidates held until the remote description arrives.
@@ -44,6 +46,10 @@ struct Shared {
     remote: Mutex<Remote>,
     /// Held for a whole message so its chunks stay contiguous.
     send_lock: Mutex<()>,
+    /// Held by the one bulk message that may wait for `send_lock`: the others queue here, so
+    /// mesh control waits behind at most one bulk message.
+    bulk_lock: Mutex<()>,
+    bulk_high_water: usize,
     opened: AtomicBool,
     closed: AtomicBool,
     /// Set by `close`, by dropping the handle, or by a peer's `abort`; the task then tears down.
@@ -90,6 +96,8 @@ pub(crate) struct LinkSetup {
     pub(crate) gather_timeout: Duration,
     pub(crate) max_message_bytes: usize,
     pub(crate) heartbeat_channel: bool,
+    /// Bulk data waits while the channel holds more than this unacknowledged (control need not).
+    pub(crate) bulk_high_water: usize,
 }
 
 /// Starts the link task for `peer`, owned by `owner`, and returns the node's handle.
@@ -102,6 +110,8 @@ pub(crate) fn spawn(peer: Peer, setup: LinkSetup, owner: &tokio_util::task::Task
         heartbeat_channel: setup.heartbeat_channel,
         remote: Mutex::new(Remote { described: setup.described, early: Vec::new() }),
         send_lock: Mutex::new(()),
+        bulk_lock: Mutex::new(()),
+        bulk_high_water: setup.bulk_high_water,
         opened: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         stop: CancellationToken::new(),
@@ -177,6 +187,19 @@ impl Link for WebRtcLink {
             self.shared.reliable.send(piece).await.map_err(|_| TransportError::Closed)?;
         }
         Ok(())
+    }
+
+    async fn send_bulk(&self, data: Bytes) -> Result<(), TransportError> {
+        let _one_at_a_time = self.shared.bulk_lock.lock().await;
+        // Leave the rest of the send buffer to mesh control: wait (polling, bounded by the
+        // buffer draining) while the channel holds more than the bulk high-water mark.
+        while self.shared.reliable.outstanding_bytes().await.unwrap_or(0) > self.shared.bulk_high_water {
+            if self.shared.closed.load(Ordering::Acquire) {
+                return Err(TransportError::Closed);
+            }
+            tokio::time::sleep(BULK_NAP).await;
+        }
+        self.send(data).await
     }
 
     async fn send_unordered(&self, data: Bytes) -> Result<(), TransportError> {

@@ -3,8 +3,55 @@
 
 use crate::link::raw_link_mib_s;
 use crate::mesh::{leave_all, start_all, wait_full, StackArgs};
-use crate::Samples;
-use std::time::Instant;
+use crate::{quantile, Samples};
+use bytes::Bytes;
+use mesh_core::{Incoming, MeshNode, RegistryFilter};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The process's peak resident memory so far, in MiB (`VmHWM`).
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kib.unwrap_or(f64::NAN) / 1024.0
+}
+
+/// Writes a file of `mib` MiB that differs from chunk to chunk, 1 MiB at a time.
+fn write_blob(path: &std::path::Path, mib: usize) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for m in 0..mib {
+        let block: Vec<u8> =
+            (0..1024 * 1024u32).map(|i| (i ^ m as u32).wrapping_mul(2_654_435_761).to_be_bytes()[1]).collect();
+        file.write_all(&block)?;
+    }
+    file.flush()
+}
+
+/// `count` 1 KiB requests from `a` to `b` all at once: the time until every answer came.
+async fn concurrent_requests(a: &MeshNode, b: &MeshNode, count: usize) -> Result<Duration, String> {
+    let mut inbox = b.listen("bench/many").map_err(|e| e.to_string())?;
+    let echo = tokio::spawn(async move {
+        while let Some(Incoming::Request(req)) = inbox.recv().await {
+            let body = req.body.clone();
+            req.respond(body).await;
+        }
+    });
+    let body = Bytes::from(vec![0u8; 1024]);
+    let t = Instant::now();
+    let asks = (0..count).map(|_| a.request(b.peer_id(), "bench/many", body.clone(), WAIT));
+    let results = futures::future::join_all(asks).await;
+    let took = t.elapsed();
+    echo.abort();
+    match results.iter().find(|r| r.is_err()) {
+        Some(Err(e)) => Err(format!("a request failed: {e}")),
+        _ => Ok(took),
+    }
+}
 
 /// Options of `mesh-bench transfer`.
 #[derive(clap::Args, Debug)]
@@ -24,11 +71,10 @@ pub(crate) async fn run(args: TransferArgs) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("mesh-bench-transfer-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let src = dir.join("blob");
-    let data: Vec<u8> =
-        (0..args.mib * 1024 * 1024).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[1]).collect();
-    std::fs::write(&src, &data).map_err(|e| e.to_string())?;
-    drop(data);
+    write_blob(&src, args.mib).map_err(|e| e.to_string())?;
+    let rss_before = peak_rss_mib();
     let (mut raw, mut fetched, mut share) = (Samples::default(), Samples::default(), Samples::default());
+    let (mut control_p50, mut control_p99, mut many) = (Samples::default(), Samples::default(), Samples::default());
     let result = async {
         for _ in 0..args.trials {
             let baseline = raw_link_mib_s(args.mib).await?;
@@ -38,11 +84,36 @@ pub(crate) async fn run(args: TransferArgs) -> Result<(), String> {
             let id = nodes[0].provide(&src).await.map_err(|e| e.to_string())?;
             let dest = dir.join("copy");
             let _ = std::fs::remove_file(&dest);
+            many.push(concurrent_requests(&nodes[1], &nodes[0], 10_000).await?.as_secs_f64() * 1000.0);
             let t = Instant::now();
-            let report = nodes[1].fetch(nodes[0].peer_id(), &id, &dest, None).await.map_err(|e| e.to_string())?;
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let fetch = async {
+                let report = nodes[1].fetch(nodes[0].peer_id(), &id, &dest, None).await;
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                report
+            };
+            // Mesh control on the same link meanwhile: registry queries to the admin (w0).
+            let probe = async {
+                let mut rtts = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let q = Instant::now();
+                    if nodes[1].query_registry(RegistryFilter::default(), WAIT).await.is_err() {
+                        break;
+                    }
+                    rtts.push(q.elapsed().as_secs_f64() * 1000.0);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                rtts
+            };
+            let (report, mut rtts) = tokio::join!(fetch, probe);
+            let report = report.map_err(|e| e.to_string())?;
             let mib_s = args.mib as f64 / t.elapsed().as_secs_f64();
             if report.fetched != (args.mib * 1024 * 1024) as u64 {
                 return Err(format!("fetched {} bytes", report.fetched));
+            }
+            if !rtts.is_empty() {
+                control_p50.push(quantile(&mut rtts, 0.5));
+                control_p99.push(quantile(&mut rtts, 0.99));
             }
             raw.push(baseline);
             fetched.push(mib_s);
@@ -59,5 +130,14 @@ pub(crate) async fn run(args: TransferArgs) -> Result<(), String> {
     println!("raw link, 64 KiB messages (MiB/s)        min/median/max {}  trials {}", raw.summary(1), args.trials);
     println!("{label}: fetch, verified (MiB/s)  min/median/max {}", fetched.summary(1));
     println!("{label}: min/median/max {} % of the raw link in the same run", share.summary(0));
+    println!("{label}: registry query round trip during it, p50 (ms)  min/median/max {}", control_p50.summary(1));
+    println!("{label}: registry query round trip during it, p99 (ms)  min/median/max {}", control_p99.summary(1));
+    println!("10,000 concurrent 1 KiB requests w1 -> w0, all answered (ms)  min/median/max {}", many.summary(0));
+    println!(
+        "peak RSS of this process (both workers and the bench, {} MiB file): {:.0} MiB ({:.0} MiB before the first trial)",
+        args.mib,
+        peak_rss_mib(),
+        rss_before
+    );
     Ok(())
 }
