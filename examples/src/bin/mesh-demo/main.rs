@@ -3,6 +3,7 @@
 //! a scenario. Exit status 1 if the mesh did not form or a check of the scenario failed.
 
 mod scenario;
+mod transfer;
 
 use clap::{Parser, ValueEnum};
 use mesh_core::MeshConfig;
@@ -16,7 +17,7 @@ use std::time::Instant;
 /// What the demo walks through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
-    /// Form, the admin leaves, re-election, a newcomer joins.
+    /// Form, a verified file transfer, the admin leaves, re-election, a newcomer joins.
     Tour,
     /// Form the full mesh and stop.
     Form,

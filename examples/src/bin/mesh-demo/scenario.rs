@@ -39,6 +39,7 @@ impl Demo<'_> {
         match scenario {
             Scenario::Form => {}
             Scenario::Tour => {
+                self.transfer().await?;
                 self.admin_departs(false).await?;
                 self.join().await?;
             }
