@@ -37,7 +37,7 @@ impl Demo<'_> {
             let mut shown = 0;
             while rx.changed().await.is_ok() {
                 let p = *rx.borrow();
-                let pct = if p.total == 0 { 100 } else { p.done * 100 / p.total };
+                let pct = (p.done * 100).checked_div(p.total).unwrap_or(100);
                 if pct >= shown + 25 {
                     shown = pct - pct % 25;
                     out.progress(format!("{pct:>3} %  {:.1} MiB/s", p.rate / (1024.0 * 1024.0)));
