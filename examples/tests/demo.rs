@@ -19,7 +19,7 @@ fn the_default_demo_runs_the_real_stack_and_a_newcomer_dials_everyone_by_the_ren
     assert_eq!(s["duplicate_links"], 0);
     assert_eq!(s["attempts_after_admin_left"], 0);
     assert_eq!(s["links_after_join"], 10);
-    assert_eq!(s["transfer_verified"], true, "the 16 MiB file arrived whole and verified: {s}");
+    assert_eq!(s["transfer_verified"], true, "the 4 MiB file arrived whole and verified: {s}");
     // The newcomer dials all four survivors at once, by the WebSocket (the rendezvous that
     // introduced them): no relay is linked to it yet, so none is tried.
     let joiner = &s["joiner_signals"];

@@ -148,6 +148,7 @@ async fn rogue_application_frames_are_refused_and_the_link_keeps_working() {
     let part = |id, more, len: usize| Frame {
         kind: Kind::Message,
         more,
+        yours: false,
         id,
         proto: "p".into(),
         payload: vec![1u8; len].into(),
@@ -157,7 +158,8 @@ async fn rogue_application_frames_are_refused_and_the_link_keeps_working() {
         Bytes::from_static(&[0xDA, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
         Bytes::from_static(&[0xDA, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 200]),
         Frame::ack(1).encode(),
-        Frame { kind: Kind::Response, more: false, id: 1, proto: String::new(), payload: Bytes::new() }.encode(),
+        Frame { kind: Kind::Response, more: false, yours: false, id: 1, proto: String::new(), payload: Bytes::new() }
+            .encode(),
     ];
     // 17 MiB of one message, past the 16 MiB limit: refused as too large, nothing delivered.
     for i in 0..(17 * 32) {

@@ -177,6 +177,11 @@ impl DataCore {
         self.deadlines.first().map(|(t, _)| *t)
     }
 
+    /// The link the state machine uses for `peer`.
+    pub fn current(&self, peer: &PeerId) -> Option<&SessionId> {
+        self.current.get(peer)
+    }
+
     /// Sets the link the state machine uses for `peer` (`None`: not linked).
     pub fn set_current(&mut self, peer: &PeerId, session: Option<&SessionId>) {
         match session {
@@ -325,6 +330,8 @@ impl DataCore {
             }
             Kind::Response => self.on_response(from, frame),
             Kind::Message | Kind::Request => self.on_part(from, session, frame),
+            // Stream frames are the shell's `Streams`'; one here is dropped.
+            _ => {}
         }
     }
 

@@ -20,6 +20,8 @@ const FIXED: usize = 12;
 pub const MAX_FRAME: usize = FIXED + MAX_PROTO + MAX_PART;
 /// Flag: another part of the same message follows.
 const MORE: u8 = 0x01;
+/// Flag (stream frames): the stream was opened by the receiver of this frame.
+const YOURS: u8 = 0x02;
 
 /// What a frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,9 +36,24 @@ pub enum Kind {
     Ack,
     /// Message or request `id` failed at the receiver; the payload is a [`Fail`] code and text.
     Fail,
+    /// Opens stream `id` on `proto`.
+    StreamOpen,
+    /// Bytes of stream `id`, within the credit its receiver granted.
+    StreamData,
+    /// The receiver of stream `id` may take this many more bytes (payload: u32, big-endian).
+    StreamCredit,
+    /// The sender of stream `id` sends no more (its end of the stream).
+    StreamFin,
+    /// Stream `id` is given up, both ways (payload: why, as text).
+    StreamReset,
 }
 
 impl Kind {
+    /// True for the frames of a stream.
+    pub fn is_stream(self) -> bool {
+        matches!(self, Self::StreamOpen | Self::StreamData | Self::StreamCredit | Self::StreamFin | Self::StreamReset)
+    }
+
     fn code(self) -> u8 {
         match self {
             Self::Message => 1,
@@ -44,6 +61,11 @@ impl Kind {
             Self::Response => 3,
             Self::Ack => 4,
             Self::Fail => 5,
+            Self::StreamOpen => 6,
+            Self::StreamData => 7,
+            Self::StreamCredit => 8,
+            Self::StreamFin => 9,
+            Self::StreamReset => 10,
         }
     }
 
@@ -54,6 +76,11 @@ impl Kind {
             3 => Self::Response,
             4 => Self::Ack,
             5 => Self::Fail,
+            6 => Self::StreamOpen,
+            7 => Self::StreamData,
+            8 => Self::StreamCredit,
+            9 => Self::StreamFin,
+            10 => Self::StreamReset,
             _ => return None,
         })
     }
@@ -109,6 +136,8 @@ pub struct Frame {
     pub kind: Kind,
     /// Another part of the same message follows.
     pub more: bool,
+    /// A stream frame about a stream its receiver opened (ids are each opener's own).
+    pub yours: bool,
     /// The sender's id of the message or request (for a response, ack or failure: the id it answers).
     pub id: u64,
     /// The protocol it is addressed to (empty on acks and failures).
@@ -143,7 +172,7 @@ impl Frame {
         let mut out = BytesMut::with_capacity(FIXED + self.proto.len() + self.payload.len());
         out.put_u8(TAG);
         out.put_u8(self.kind.code());
-        out.put_u8(if self.more { MORE } else { 0 });
+        out.put_u8(if self.more { MORE } else { 0 } | if self.yours { YOURS } else { 0 });
         out.put_u64(self.id);
         out.put_u8(self.proto.len() as u8);
         out.put_slice(self.proto.as_bytes());
@@ -160,7 +189,7 @@ impl Frame {
             return Err(FrameError::NotData);
         }
         let kind = Kind::from_code(bytes[1]).ok_or(FrameError::UnknownKind(bytes[1]))?;
-        let more = bytes[2] & MORE != 0;
+        let (more, yours) = (bytes[2] & MORE != 0, bytes[2] & YOURS != 0);
         let mut id = [0u8; 8];
         id.copy_from_slice(&bytes[3..11]);
         let proto_len = bytes[11] as usize;
@@ -174,7 +203,7 @@ impl Frame {
         if payload.len() > MAX_PART {
             return Err(FrameError::TooLarge(payload.len()));
         }
-        Ok(Self { kind, more, id: u64::from_be_bytes(id), proto, payload })
+        Ok(Self { kind, more, yours, id: u64::from_be_bytes(id), proto, payload })
     }
 
     /// True when `bytes` is an application frame rather than a mesh message.
@@ -189,21 +218,33 @@ impl Frame {
             .map(|i| {
                 let end = ((i + 1) * MAX_PART).min(payload.len());
                 let more = i + 1 < parts;
-                Self { kind, more, id, proto: proto.to_string(), payload: payload.slice(i * MAX_PART..end) }
+                Self {
+                    kind,
+                    more,
+                    yours: false,
+                    id,
+                    proto: proto.to_string(),
+                    payload: payload.slice(i * MAX_PART..end),
+                }
             })
             .collect()
     }
 
     /// An acknowledgement of message `id`.
     pub fn ack(id: u64) -> Self {
-        Self { kind: Kind::Ack, more: false, id, proto: String::new(), payload: Bytes::new() }
+        Self { kind: Kind::Ack, more: false, yours: false, id, proto: String::new(), payload: Bytes::new() }
+    }
+
+    /// A stream frame of `kind` about stream `id` (`yours`: the receiver opened it).
+    pub fn stream(kind: Kind, id: u64, yours: bool, proto: &str, payload: Bytes) -> Self {
+        Self { kind, more: false, yours, id, proto: proto.to_string(), payload }
     }
 
     /// A failure of `id`, with a code and a short text.
     pub fn fail(id: u64, why: Fail, text: &str) -> Self {
         let mut payload = vec![why.code()];
         payload.extend_from_slice(&text.as_bytes()[..text.len().min(512)]);
-        Self { kind: Kind::Fail, more: false, id, proto: String::new(), payload: payload.into() }
+        Self { kind: Kind::Fail, more: false, yours: false, id, proto: String::new(), payload: payload.into() }
     }
 }
 

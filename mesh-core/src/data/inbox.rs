@@ -30,6 +30,8 @@ pub enum Incoming {
     },
     /// A request, to answer with [`Request::respond`] or [`Request::fail`].
     Request(Request),
+    /// A stream the peer opened (`AsyncRead` + `AsyncWrite`).
+    Stream(super::Stream),
 }
 
 impl Incoming {
@@ -38,14 +40,17 @@ impl Incoming {
         match self {
             Self::Message { from, .. } => from,
             Self::Request(r) => &r.from,
+            Self::Stream(s) => s.peer(),
         }
     }
 
-    /// Its bytes.
+    /// Its bytes (a stream's are read from it: empty here).
     pub fn body(&self) -> &Bytes {
+        static NONE: Bytes = Bytes::new();
         match self {
             Self::Message { body, .. } => body,
             Self::Request(r) => &r.body,
+            Self::Stream(_) => &NONE,
         }
     }
 }
@@ -64,6 +69,9 @@ impl Inbox {
     pub async fn recv(&mut self) -> Option<Incoming> {
         loop {
             let ready = self.ready.notified();
+            if let Some(stream) = self.plane.pop_stream(&self.proto) {
+                return Some(Incoming::Stream(stream));
+            }
             match self.plane.pop(&self.proto) {
                 Err(_) => return None,
                 Ok(Some(arrival)) => return Some(self.incoming(arrival)),

@@ -48,12 +48,16 @@ mod core;
 pub mod frame;
 mod inbox;
 mod plane;
+mod stream;
+pub mod streams;
 #[cfg(test)]
 mod tests;
 
 pub use self::core::{Arrival, DataConfig, DataCore, DataOutput, Sent};
 pub use inbox::{Inbox, Incoming, Request};
 pub use plane::DataPlane;
+pub(crate) use plane::Queues;
+pub use stream::Stream;
 
 use crate::id::PeerId;
 

@@ -16,15 +16,30 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 /// One open link as the data plane sees it.
-struct LinkEntry {
+pub(super) struct LinkEntry {
     link: Arc<dyn Link>,
-    /// Acknowledgements and refusals, written by the session's reply task.
-    replies: mpsc::UnboundedSender<Bytes>,
+    /// Acknowledgements, refusals and stream credit, written by the session's reply task.
+    pub(super) replies: mpsc::UnboundedSender<Bytes>,
+    /// Stream frames, in order, written as bulk by the session's bulk task.
+    pub(super) bulk: mpsc::UnboundedSender<Bytes>,
 }
 
-struct State {
+/// The sender ends of a link's two write queues (replies: control; bulk: stream data).
+pub(crate) struct Queues {
+    /// Written with `Link::send`.
+    pub(crate) replies: mpsc::UnboundedSender<Bytes>,
+    /// Written with `Link::send_bulk`.
+    pub(crate) bulk: mpsc::UnboundedSender<Bytes>,
+}
+
+pub(super) struct State {
     core: DataCore,
-    links: HashMap<SessionId, LinkEntry>,
+    pub(super) streams: super::streams::Streams,
+    /// Who waits on each stream (readers and writers).
+    pub(super) stream_wakers: HashMap<super::streams::StreamKey, Vec<std::task::Waker>>,
+    /// Streams opened to this node, waiting for their protocol's inbox to take them.
+    pub(super) stream_arrivals: HashMap<String, std::collections::VecDeque<(PeerId, super::streams::StreamKey)>>,
+    pub(super) links: HashMap<SessionId, LinkEntry>,
     waiters: HashMap<u64, oneshot::Sender<Result<Bytes, DataError>>>,
     ready: HashMap<String, Arc<Notify>>,
     windows: HashMap<PeerId, Arc<Notify>>,
@@ -58,6 +73,9 @@ impl DataPlane {
     pub fn new(config: DataConfig) -> Self {
         let state = State {
             core: DataCore::new(config),
+            streams: Default::default(),
+            stream_wakers: HashMap::new(),
+            stream_arrivals: HashMap::new(),
             links: HashMap::new(),
             waiters: HashMap::new(),
             ready: HashMap::new(),
@@ -67,7 +85,7 @@ impl DataPlane {
         Self { inner: Arc::new(Inner { state: Mutex::new(state), timer: Notify::new() }) }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -110,14 +128,18 @@ impl DataPlane {
     }
 
     /// A link of `peer` opened; `replies` is written by its session's reply task.
-    pub(crate) fn link_open(&self, session: &SessionId, link: Arc<dyn Link>, replies: mpsc::UnboundedSender<Bytes>) {
-        self.lock().links.insert(session.clone(), LinkEntry { link, replies });
+    pub(crate) fn link_open(&self, session: &SessionId, link: Arc<dyn Link>, queues: Queues) {
+        let Queues { replies, bulk } = queues;
+        self.lock().links.insert(session.clone(), LinkEntry { link, replies, bulk });
     }
 
     /// A link closed: what waited on it fails at once.
     pub(crate) fn link_closed(&self, peer: &PeerId, session: &SessionId, reason: &CloseReason) {
         self.with_core(|core| core.link_closed(peer, session, reason));
-        self.lock().links.remove(session);
+        let mut state = self.lock();
+        state.links.remove(session);
+        state.streams.link_closed(session);
+        super::stream::carry_out(&mut state);
     }
 
     /// The links the state machine uses, one per linked peer.
@@ -134,6 +156,11 @@ impl DataPlane {
     /// with a log (the sender is the peer the link authenticates).
     pub(crate) fn on_bytes(&self, from: &PeerId, session: &SessionId, bytes: &Bytes) {
         match Frame::decode(bytes) {
+            Ok(frame) if frame.kind.is_stream() => {
+                let mut state = self.lock();
+                state.streams.on_frame(from, session, frame);
+                super::stream::carry_out(&mut state);
+            }
             Ok(frame) => self.with_core(|core| core.on_frame(from, session, frame)),
             Err(err) => tracing::info!(%from, error = %err, "malformed application frame dropped"),
         }
@@ -238,10 +265,33 @@ impl DataPlane {
         Ok(self.with_core(|core| core.pop(proto)))
     }
 
-    /// Closes the inbox of `proto`.
+    /// Closes the inbox of `proto`; streams waiting for it are reset.
     pub(crate) fn unlisten(&self, proto: &str) {
         self.with_core(|core| core.close_inbox(proto));
-        self.lock().ready.remove(proto);
+        let mut state = self.lock();
+        state.ready.remove(proto);
+        for (_, key) in state.stream_arrivals.remove(proto).unwrap_or_default() {
+            state.streams.reset(&key, "its protocol closed");
+        }
+        super::stream::carry_out(&mut state);
+    }
+
+    /// True when `proto` has an inbox open.
+    pub(super) fn has_inbox(state: &State, proto: &str) -> bool {
+        state.ready.contains_key(proto)
+    }
+
+    /// Wakes the reader of `proto`'s inbox (a stream arrived for it).
+    pub(super) fn ready(state: &State, proto: &str) -> bool {
+        state.ready.get(proto).map(|n| n.notify_one()).is_some()
+    }
+
+    /// The stopped flag and the current link of `peer`, for opening a stream.
+    pub(super) fn current_link(state: &State, peer: &PeerId) -> Option<SessionId> {
+        if state.stopped {
+            return None;
+        }
+        state.core.current(peer).filter(|s| state.links.contains_key(*s)).cloned()
     }
 
     /// Runs the core's deadlines until the node stops.
@@ -268,6 +318,9 @@ impl DataPlane {
         }
         for n in state.windows.values() {
             n.notify_waiters();
+        }
+        for w in state.stream_wakers.drain().flat_map(|(_, w)| w) {
+            w.wake();
         }
         state.links.clear();
     }

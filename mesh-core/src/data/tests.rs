@@ -245,7 +245,7 @@ fn answers_from_a_third_party_or_for_someone_else_finish_nothing() {
     p.a.on_frame(
         &peer("c"),
         &other,
-        Frame { kind: Kind::Response, more: false, id, proto: String::new(), payload: Bytes::new() },
+        Frame { kind: Kind::Response, more: false, yours: false, id, proto: String::new(), payload: Bytes::new() },
     );
     p.a.on_frame(&peer("c"), &other, Frame::fail(id, Fail::Busy, "x"));
     p.a.on_frame(&peer("b"), &p.session, Frame::ack(id));

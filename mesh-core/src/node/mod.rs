@@ -360,6 +360,12 @@ impl MeshNode {
         workers.iter().cloned().zip(futures::future::join_all(sends).await).collect()
     }
 
+    /// Opens a byte stream to `peer` on `proto` (`AsyncRead` + `AsyncWrite`, flow-controlled
+    /// per stream); the peer takes it from its inbox of `proto` as [`Incoming::Stream`].
+    pub fn open_stream(&self, peer: &PeerId, proto: &str) -> Result<crate::data::Stream, DataError> {
+        self.data.open_stream(peer, proto)
+    }
+
     /// Opens the inbox of `proto`: messages and requests sent to this node on it. One inbox per
     /// protocol; dropping it closes the protocol again.
     pub fn listen(&self, proto: &str) -> Result<Inbox, DataError> {

@@ -3,7 +3,7 @@
 
 use crate::chain::SignalerChain;
 use crate::data::frame::Frame;
-use crate::data::DataPlane;
+use crate::data::{DataPlane, Queues};
 use crate::id::PeerId;
 use crate::signal::{SessionId, Signal, SignalBody};
 use crate::transport::{CloseReason, Link, LinkEvent, LinkHandle};
@@ -68,9 +68,17 @@ impl Session {
         tasks.spawn(forward_signals(peer.clone(), session.clone(), signals_out, order, chain).instrument(span.clone()));
         let (signals_in, signals_in_rx) = mpsc::channel(SIGNAL_QUEUE);
         let (replies, replies_rx) = mpsc::unbounded_channel();
-        tasks.spawn(write_replies(link.clone(), replies_rx).instrument(span.clone()));
-        let ends =
-            Ends { peer: peer.clone(), session: session.clone(), link: link.clone(), data: data.clone(), replies };
+        tasks.spawn(write_replies(link.clone(), replies_rx, false).instrument(span.clone()));
+        let (bulk, bulk_rx) = mpsc::unbounded_channel();
+        tasks.spawn(write_replies(link.clone(), bulk_rx, true).instrument(span.clone()));
+        let ends = Ends {
+            peer: peer.clone(),
+            session: session.clone(),
+            link: link.clone(),
+            data: data.clone(),
+            replies,
+            bulk,
+        };
         tasks.spawn(pump(ends, events, signals_in_rx, events_out).instrument(span.clone()));
         let (writer, writer_rx) = mpsc::channel(WRITER_QUEUE);
         let writer_task = tokio::spawn(write(link.clone(), writer_rx).instrument(span));
@@ -135,6 +143,7 @@ struct Ends {
     link: Arc<dyn Link>,
     data: DataPlane,
     replies: mpsc::UnboundedSender<Bytes>,
+    bulk: mpsc::UnboundedSender<Bytes>,
 }
 
 /// Applies incoming signals and passes link events on: application frames to the data plane
@@ -145,7 +154,7 @@ async fn pump(
     mut signals: mpsc::Receiver<SignalBody>,
     out: mpsc::Sender<(PeerId, SessionId, LinkEvent)>,
 ) {
-    let Ends { peer, session, link, data, replies } = ends;
+    let Ends { peer, session, link, data, replies, bulk } = ends;
     loop {
         tokio::select! {
             Some(body) = signals.recv() => {
@@ -160,7 +169,10 @@ async fn pump(
                         data.on_bytes(&peer, &session, bytes);
                         continue;
                     }
-                    LinkEvent::Open => data.link_open(&session, link.clone(), replies.clone()),
+                    LinkEvent::Open => {
+                        let queues = Queues { replies: replies.clone(), bulk: bulk.clone() };
+                        data.link_open(&session, link.clone(), queues)
+                    }
                     LinkEvent::Closed(reason) => data.link_closed(&peer, &session, reason),
                     _ => {}
                 }
@@ -173,10 +185,12 @@ async fn pump(
     }
 }
 
-/// Writes the data plane's acknowledgements and refusals for one link.
-async fn write_replies(link: Arc<dyn Link>, mut replies: mpsc::UnboundedReceiver<Bytes>) {
-    while let Some(bytes) = replies.recv().await {
-        if link.send(bytes).await.is_err() {
+/// Writes one of the data plane's queues for a link: acknowledgements, refusals and stream
+/// credit as control, or stream frames as `bulk`.
+async fn write_replies(link: Arc<dyn Link>, mut queue: mpsc::UnboundedReceiver<Bytes>, bulk: bool) {
+    while let Some(bytes) = queue.recv().await {
+        let sent = if bulk { link.send_bulk(bytes).await } else { link.send(bytes).await };
+        if sent.is_err() {
             return;
         }
     }

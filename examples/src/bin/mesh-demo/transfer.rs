@@ -6,10 +6,10 @@ use serde_json::json;
 use std::time::Instant;
 
 /// Size of the demo's file.
-const MIB: usize = 16;
+const MIB: usize = 4;
 
 impl Demo<'_> {
-    /// The first worker serves a 16 MiB file; the last one fetches it, with progress.
+    /// The first worker serves a 4 MiB file; the last one fetches it, with progress.
     pub(crate) async fn transfer(&mut self) -> Result<(), String> {
         let dir = std::env::temp_dir().join(format!("mesh-demo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
