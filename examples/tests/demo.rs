@@ -2,7 +2,12 @@
 
 use std::process::Command;
 
+/// One demo at a time: each runs a whole room, and several at once on a small machine would
+/// measure the machine (timers that fire late) rather than the mesh.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(args: &[&str]) -> (bool, serde_json::Value) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let out = Command::new(env!("CARGO_BIN_EXE_mesh-demo")).args(args).output().expect("mesh-demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_default();
@@ -62,6 +67,7 @@ fn demo_with_an_unknown_transport_fails_and_lists_the_known_ones() {
 
 #[test]
 fn the_custom_stack_example_forms_a_mesh_through_its_own_signaler() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let out = Command::new(env!("CARGO_BIN_EXE_custom-stack")).output().expect("custom-stack runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
