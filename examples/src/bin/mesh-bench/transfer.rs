@@ -32,6 +32,37 @@ fn write_blob(path: &std::path::Path, mib: usize) -> std::io::Result<()> {
     file.flush()
 }
 
+/// `mib` MiB over one stream from `a` to `b`: MiB/s until the reader had it all.
+async fn stream_mib_s(a: &MeshNode, b: &MeshNode, mib: usize) -> Result<f64, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut inbox = b.listen("bench/stream").map_err(|e| e.to_string())?;
+    let mut out = a.open_stream(b.peer_id(), "bench/stream").map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let block = vec![7u8; 1 << 20];
+    let write = async {
+        for _ in 0..mib {
+            out.write_all(&block).await.map_err(|e| e.to_string())?;
+        }
+        out.shutdown().await.map_err(|e| e.to_string())
+    };
+    let read = async {
+        let Some(Incoming::Stream(mut s)) = inbox.recv().await else { return Err("no stream".to_string()) };
+        let (mut buf, mut total) = (vec![0u8; 1 << 20], 0usize);
+        loop {
+            match s.read(&mut buf).await.map_err(|e| e.to_string())? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    };
+    let (written, read) = tokio::join!(write, read);
+    written?;
+    if read? != mib << 20 {
+        return Err("the stream came short".into());
+    }
+    Ok(mib as f64 / t.elapsed().as_secs_f64())
+}
+
 /// `count` 1 KiB requests from `a` to `b` all at once: the time until every answer came.
 async fn concurrent_requests(a: &MeshNode, b: &MeshNode, count: usize) -> Result<Duration, String> {
     let mut inbox = b.listen("bench/many").map_err(|e| e.to_string())?;
@@ -75,6 +106,7 @@ pub(crate) async fn run(args: TransferArgs) -> Result<(), String> {
     let rss_before = peak_rss_mib();
     let (mut raw, mut fetched, mut share) = (Samples::default(), Samples::default(), Samples::default());
     let (mut control_p50, mut control_p99, mut many) = (Samples::default(), Samples::default(), Samples::default());
+    let (mut stream, mut stream_share) = (Samples::default(), Samples::default());
     let result = async {
         for _ in 0..args.trials {
             let baseline = raw_link_mib_s(args.mib).await?;
@@ -85,6 +117,9 @@ pub(crate) async fn run(args: TransferArgs) -> Result<(), String> {
             let dest = dir.join("copy");
             let _ = std::fs::remove_file(&dest);
             many.push(concurrent_requests(&nodes[1], &nodes[0], 10_000).await?.as_secs_f64() * 1000.0);
+            let one_stream = stream_mib_s(&nodes[0], &nodes[1], args.mib).await?;
+            stream.push(one_stream);
+            stream_share.push(100.0 * one_stream / baseline);
             let t = Instant::now();
             let done = std::sync::atomic::AtomicBool::new(false);
             let fetch = async {
@@ -130,6 +165,12 @@ pub(crate) async fn run(args: TransferArgs) -> Result<(), String> {
     println!("raw link, 64 KiB messages (MiB/s)        min/median/max {}  trials {}", raw.summary(1), args.trials);
     println!("{label}: fetch, verified (MiB/s)  min/median/max {}", fetched.summary(1));
     println!("{label}: min/median/max {} % of the raw link in the same run", share.summary(0));
+    println!("one stream w0 -> w1, {} MiB (MiB/s)  min/median/max {}", args.mib, stream.summary(1));
+    println!(
+        "one stream w0 -> w1, {} MiB: min/median/max {} % of the raw link in the same run",
+        args.mib,
+        stream_share.summary(0)
+    );
     println!("{label}: registry query round trip during it, p50 (ms)  min/median/max {}", control_p50.summary(1));
     println!("{label}: registry query round trip during it, p99 (ms)  min/median/max {}", control_p99.summary(1));
     println!("10,000 concurrent 1 KiB requests w1 -> w0, all answered (ms)  min/median/max {}", many.summary(0));
