@@ -179,6 +179,10 @@ impl WebRtcConfig {
         if self.send_buffer_bytes < 64 * 1024 {
             return Err("send_buffer_bytes must be at least 65536".into());
         }
+        let frame = mesh_core::data::frame::MAX_FRAME;
+        if self.max_message_bytes.is_some_and(|n| n < frame) {
+            return Err(format!("max_message_bytes must be at least {frame} (one application frame)"));
+        }
         Ok(())
     }
 
@@ -220,6 +224,7 @@ mod tests {
             (json!({"ice_servers": [{"urls": ["http://x"]}]}), "ice_servers"),
             (json!({"connect_timeout_ms": 0}), "connect_timeout_ms"),
             (json!({"send_buffer_bytes": 10}), "send_buffer_bytes"),
+            (json!({"max_message_bytes": 65536}), "max_message_bytes"),
             (json!({"udp_adrs": ["127.0.0.1:0"]}), "udp_adrs"),
             (json!({"ice_transport_policy": "relay"}), "ice_transport_policy"),
             (json!({"mdns": "sometimes"}), "mdns"),
