@@ -42,6 +42,9 @@ pub struct WebRtcConfig {
     pub ice_check_interval_ms: u64,
     /// Bytes a link's reliable channel may hold unacknowledged before `send` waits.
     pub send_buffer_bytes: usize,
+    /// SCTP receive window: bytes a peer may have in flight to this node. One link's throughput
+    /// is at most this per round trip (SCTP's own default, 1 MiB, caps 80 ms at 12.5 MiB/s).
+    pub receive_window_bytes: usize,
     /// Largest message reassembled from a peer; defaults to the mesh's `max_message_bytes`.
     pub max_message_bytes: Option<usize>,
     /// Send heartbeats on a separate unordered channel (true) or on the reliable one (false).
@@ -116,6 +119,7 @@ impl Default for WebRtcConfig {
             keepalive_ms: 500,
             ice_check_interval_ms: 5,
             send_buffer_bytes: 2 * 1024 * 1024,
+            receive_window_bytes: 4 * 1024 * 1024,
             max_message_bytes: None,
             heartbeat_channel: true,
             udp_buffer_bytes: 4 * 1024 * 1024,
@@ -179,6 +183,9 @@ impl WebRtcConfig {
         if self.send_buffer_bytes < 64 * 1024 {
             return Err("send_buffer_bytes must be at least 65536".into());
         }
+        if !(64 * 1024..=u32::MAX as usize).contains(&self.receive_window_bytes) {
+            return Err("receive_window_bytes must be at least 65536 and fit 32 bits".into());
+        }
         let frame = mesh_core::data::frame::MAX_FRAME;
         if self.max_message_bytes.is_some_and(|n| n < frame) {
             return Err(format!("max_message_bytes must be at least {frame} (one application frame)"));
@@ -225,6 +232,7 @@ mod tests {
             (json!({"connect_timeout_ms": 0}), "connect_timeout_ms"),
             (json!({"send_buffer_bytes": 10}), "send_buffer_bytes"),
             (json!({"max_message_bytes": 65536}), "max_message_bytes"),
+            (json!({"receive_window_bytes": 1000}), "receive_window_bytes"),
             (json!({"udp_adrs": ["127.0.0.1:0"]}), "udp_adrs"),
             (json!({"ice_transport_policy": "relay"}), "ice_transport_policy"),
             (json!({"mdns": "sometimes"}), "mdns"),

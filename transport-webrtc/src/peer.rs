@@ -153,6 +153,7 @@ impl Peer {
             // answerer's DTLS started; the other way round, a ClientHello often reaches the
             // offerer before its own ICE completes, is dropped, and waits out a retransmission.
             .with_answering_dtls_role(RTCDtlsRole::Server)
+            .with_sctp_max_receive_buffer_size(config.receive_window_bytes as u32)
             .with_multicast_dns_mode(if mdns { MulticastDnsMode::QueryOnly } else { MulticastDnsMode::Disabled })
             .build();
         let pc = PeerConnectionBuilder::new()
