@@ -91,8 +91,13 @@ impl DataPlane {
 
     /// Runs `f` on the core, then carries out what it queued.
     fn with_core<R>(&self, f: impl FnOnce(&mut DataCore) -> R) -> R {
+        self.with_state(|state| f(&mut state.core))
+    }
+
+    /// Runs `f` on the whole state under one lock, then carries out what the core queued.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let mut state = self.lock();
-        let result = f(&mut state.core);
+        let result = f(&mut state);
         while let Some(out) = state.core.poll() {
             match out {
                 DataOutput::Write { session, frames } => {
@@ -135,11 +140,12 @@ impl DataPlane {
 
     /// A link closed: what waited on it fails at once.
     pub(crate) fn link_closed(&self, peer: &PeerId, session: &SessionId, reason: &CloseReason) {
-        self.with_core(|core| core.link_closed(peer, session, reason));
-        let mut state = self.lock();
-        state.links.remove(session);
-        state.streams.link_closed(session);
-        super::stream::carry_out(&mut state);
+        self.with_state(|state| {
+            state.core.link_closed(peer, session, reason);
+            state.links.remove(session);
+            state.streams.link_closed(session);
+            super::stream::carry_out(state);
+        });
     }
 
     /// The links the state machine uses, one per linked peer.
@@ -188,18 +194,25 @@ impl DataPlane {
             let waiting = window.notified();
             tokio::pin!(waiting);
             waiting.as_mut().enable();
-            let started = self.with_core(|core| core.send(now(), peer, proto, body.clone(), request, timeout))?;
+            // The waiter is in place under the same lock that starts the call, so an answer (or
+            // the link's close) that comes at once finds it.
+            let started =
+                self.with_state(|state| match state.core.send(now(), peer, proto, body.clone(), request, timeout) {
+                    Ok(Sent::Started { id, session, frames }) => {
+                        let (tx, rx) = oneshot::channel();
+                        state.waiters.insert(id, tx);
+                        let link = state.links.get(&session).map(|e| e.link.clone());
+                        Ok(Some((id, link, frames, rx)))
+                    }
+                    Ok(Sent::Wait) => Ok(None),
+                    Err(err) => Err(err),
+                })?;
             match started {
-                Sent::Started { id, session, frames } => {
-                    let (tx, rx) = oneshot::channel();
-                    let mut state = self.lock();
-                    state.waiters.insert(id, tx);
-                    let link = state.links.get(&session).map(|e| e.link.clone());
-                    drop(state);
+                Some(call) => {
                     self.inner.timer.notify_one();
-                    break (id, link, frames, rx);
+                    break call;
                 }
-                Sent::Wait => {
+                None => {
                     if tokio::time::timeout_at(deadline, waiting).await.is_err() {
                         return Err(DataError::TimedOut);
                     }

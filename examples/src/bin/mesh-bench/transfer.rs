@@ -20,18 +20,6 @@ fn peak_rss_mib() -> f64 {
     kib.unwrap_or(f64::NAN) / 1024.0
 }
 
-/// Writes a file of `mib` MiB that differs from chunk to chunk, 1 MiB at a time.
-fn write_blob(path: &std::path::Path, mib: usize) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for m in 0..mib {
-        let block: Vec<u8> =
-            (0..1024 * 1024u32).map(|i| (i ^ m as u32).wrapping_mul(2_654_435_761).to_be_bytes()[1]).collect();
-        file.write_all(&block)?;
-    }
-    file.flush()
-}
-
 /// `mib` MiB over one stream from `a` to `b`: MiB/s until the reader had it all.
 async fn stream_mib_s(a: &MeshNode, b: &MeshNode, mib: usize) -> Result<f64, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -102,7 +90,7 @@ pub(crate) async fn run(args: TransferArgs) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("mesh-bench-transfer-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let src = dir.join("blob");
-    write_blob(&src, args.mib).map_err(|e| e.to_string())?;
+    mesh_examples::blob::write_pattern(&src, args.mib).map_err(|e| e.to_string())?;
     let rss_before = peak_rss_mib();
     let (mut raw, mut fetched, mut share) = (Samples::default(), Samples::default(), Samples::default());
     let (mut control_p50, mut control_p99, mut many) = (Samples::default(), Samples::default(), Samples::default());

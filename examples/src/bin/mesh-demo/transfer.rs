@@ -20,9 +20,7 @@ impl Demo<'_> {
 
     async fn transfer_in(&mut self, dir: &std::path::Path) -> Result<(), String> {
         let (src, dest) = (dir.join("model.bin"), dir.join("model.copy"));
-        let data: Vec<u8> =
-            (0..MIB * 1024 * 1024).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[1]).collect();
-        std::fs::write(&src, &data).map_err(|e| e.to_string())?;
+        mesh_examples::blob::write_pattern(&src, MIB).map_err(|e| e.to_string())?;
         let (from, to) = (self.nodes.first().ok_or("no worker")?, self.nodes.last().ok_or("no worker")?);
         let id = from.provide(&src).await.map_err(|e| e.to_string())?;
         let (server, client) = (from.peer_id().clone(), to.peer_id().clone());
@@ -53,7 +51,8 @@ impl Demo<'_> {
         let (report, ()) = tokio::join!(fetch, show);
         let report = report.map_err(|e| e.to_string())?;
         let secs = t.elapsed().as_secs_f64();
-        let same = std::fs::read(&dest).map_err(|e| e.to_string())? == data;
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| e.to_string());
+        let same = read(&dest)? == read(&src)?;
         let mib_s = (MIB as f64 / secs * 10.0).round() / 10.0;
         self.out.step(
             "transferred",
