@@ -230,6 +230,19 @@ async fn a_client_connects_to_the_worker_it_chose_and_asks_it_directly() {
     serve.abort();
 }
 
+#[tokio::test(start_paused = true)]
+async fn twelve_concurrent_connects_to_one_worker_all_get_the_link() {
+    let net = MemoryNetwork::new();
+    let workers = spawn_mesh(&net, 3).await;
+    let client = start_with(&net, options("c", Role::Client, 0), vec![]).await;
+    wait_links(&client, 1).await;
+    let admin = client.snapshot().health.admin.expect("an admin");
+    let other = workers.iter().map(|w| w.peer_id().clone()).find(|p| *p != admin).expect("a non-admin worker");
+    let connects = (0..12).map(|_| client.connect(&other, WAIT));
+    let results = futures::future::join_all(connects).await;
+    assert!(results.iter().all(|r| r.is_ok()), "every caller gets the link: {results:?}");
+}
+
 /// Waits until `watcher` hears that `worker`'s record shows `status`.
 async fn shows(
     events: &mut tokio::sync::broadcast::Receiver<mesh_core::MeshEvent>,

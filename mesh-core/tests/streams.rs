@@ -63,7 +63,11 @@ async fn a_stream_nobody_reads_holds_up_neither_another_stream_nor_requests() {
     let mut stuck = nodes[0].open_stream(&peer("w1"), "pipe/1").unwrap();
     let Some(Incoming::Stream(_never_read)) = inbox.recv().await else { panic!("a stream") };
     // The stuck stream's writer fills its credit and then waits.
-    let fill = tokio::time::timeout(std::time::Duration::from_secs(5), stuck.write_all(&vec![0u8; 4 << 20])).await;
+    let fill = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stuck.write_all(&vec![0u8; 2 * mesh_core::data::streams::WINDOW]),
+    )
+    .await;
     assert!(fill.is_err(), "a stream whose reader does not read stops its writer");
     let mut fast = nodes[0].open_stream(&peer("w1"), "pipe/1").unwrap();
     let Some(Incoming::Stream(mut other)) = inbox.recv().await else { panic!("a stream") };

@@ -2,7 +2,8 @@
 //! `MESH_*` environment variables (`MESH_ROOM`, `MESH_PEER_ID`, `MESH_WS__URL`, ...). Prints its
 //! snapshot (health record, link counters, signals per path) as one JSON line every
 //! `--report-ms` and on every change of it; on SIGINT/SIGTERM it leaves the room (telling its
-//! peers, so they re-elect at once) and exits 0.
+//! peers, so they re-elect at once) and exits 0. With `[jobs.NAME]` sections it runs those job
+//! kinds for `mesh-job` clients (and nothing else); its jobs die with it.
 
 use clap::Parser;
 use mesh_core::{MeshConfig, MeshNode, Registry};
@@ -36,7 +37,7 @@ fn print_snapshot(node: &MeshNode) {
 
 async fn run(args: Args) -> Result<(), String> {
     link_plugins();
-    let config = MeshConfig::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let mut config = MeshConfig::load(args.config.as_deref()).map_err(|e| e.to_string())?;
     if args.print_key {
         let path = config
             .key_file
@@ -45,7 +46,13 @@ async fn run(args: Args) -> Result<(), String> {
         println!("{}", mesh_core::identity::NodeKey::load_or_create(path)?.public_hex());
         return Ok(());
     }
+    let jobs = mesh_job::WorkerJobs::take_from(&mut config)?;
     let node = MeshNode::from_config(&config, &Registry::from_inventory()).await.map_err(|e| e.to_string())?;
+    let node = std::sync::Arc::new(node);
+    let server = match jobs.kinds.0.is_empty() {
+        true => None,
+        false => Some(mesh_job::serve(node.clone(), jobs).await?),
+    };
     tracing::info!(peer = %node.peer_id(), room = %node.room(), "worker started");
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -65,7 +72,13 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
     tracing::info!("leaving the room");
-    node.leave().await;
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    match std::sync::Arc::try_unwrap(node) {
+        Ok(node) => node.leave().await,
+        Err(_) => tracing::warn!("the node is still in use; exiting without a goodbye"),
+    }
     Ok(())
 }
 

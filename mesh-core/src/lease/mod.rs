@@ -11,7 +11,6 @@ pub use book::{Grant, LeaseBook, Refusal, MAX_LEASE};
 
 use crate::data::Incoming;
 use crate::id::PeerId;
-use crate::room::WorkerStatus;
 use crate::state::MeshEvent;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -60,16 +59,16 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// Serves a worker's reservations until the node stops: `show` sets the record status
-/// (`reserved` while a lease is held, `available` after); it returns false once the node stopped.
+/// Serves a worker's reservations until the node stops: `show` is told each change of holder
+/// (the node shows `reserved` while there is one); it returns false once the node stopped.
 pub(crate) async fn serve(
     mut inbox: crate::data::Inbox,
     mut events: broadcast::Receiver<MeshEvent>,
-    show: impl Fn(WorkerStatus) -> bool + Send,
+    show: impl Fn(Option<PeerId>) -> bool + Send,
 ) {
     let mut book = LeaseBook::default();
     loop {
-        let held = book.holder().is_some();
+        let held = book.holder().cloned();
         let deadline = book.next_deadline().map(tokio::time::Instant::from_std);
         tokio::select! {
             incoming = inbox.recv() => match incoming {
@@ -106,8 +105,8 @@ pub(crate) async fn serve(
                 book.expire(now());
             }
         }
-        let now_held = book.holder().is_some();
-        if now_held != held && !show(if now_held { WorkerStatus::Reserved } else { WorkerStatus::Available }) {
+        let now_held = book.holder().cloned();
+        if now_held != held && !show(now_held) {
             return;
         }
     }

@@ -150,6 +150,7 @@ impl Driver {
             Command::SetRecord(record) => self.state.handle(now, Event::RecordChanged(record)),
             Command::Connect(peer) => self.state.handle(now, Event::Connect(peer)),
             Command::SetStatus(status) => self.state.handle(now, Event::StatusChanged(status)),
+            Command::SetMetadata(key, value) => self.state.handle(now, Event::MetadataChanged { key, value }),
             Command::Disconnect(peer) => self.state.handle(now, Event::Disconnect(peer)),
             Command::QueryRegistry { filter, timeout, reply } => {
                 let id = self.io.wait_registry(reply);

@@ -128,6 +128,7 @@ enum Command {
     Connect(PeerId),
     Disconnect(PeerId),
     SetStatus(crate::room::WorkerStatus),
+    SetMetadata(String, serde_json::Value),
     QueryRegistry { filter: RegistryFilter, timeout: Duration, reply: oneshot::Sender<RegistryPage> },
     Leave { done: oneshot::Sender<()> },
 }
@@ -166,6 +167,26 @@ pub struct MeshNode {
     /// end with the node.
     services: tokio::task::JoinSet<()>,
     shared: Arc<Mutex<Shared>>,
+    /// What the worker's status is made of: its lease and its own work.
+    load: Arc<Mutex<Load>>,
+}
+
+/// The inputs of a worker's status: `busy` while it says so, else `reserved` while leased.
+#[derive(Debug, Default)]
+pub(crate) struct Load {
+    leased: Option<PeerId>,
+    busy: bool,
+}
+
+impl Load {
+    fn status(&self) -> crate::room::WorkerStatus {
+        use crate::room::WorkerStatus::*;
+        match (self.busy, &self.leased) {
+            (true, _) => Busy,
+            (false, Some(_)) => Reserved,
+            (false, None) => Available,
+        }
+    }
 }
 
 impl MeshNode {
@@ -253,13 +274,20 @@ impl MeshNode {
         let mut services = tokio::task::JoinSet::new();
         services.spawn(data.clone().run_timer().instrument(span.clone()));
         let provided = crate::transfer::Provided::default();
+        let load = Arc::new(Mutex::new(Load::default()));
         if let Ok(inbox) = data.listen(crate::transfer::PROTOCOL) {
             services.spawn(crate::transfer::serve(inbox, provided.clone()).instrument(span.clone()));
         }
         let leases = (identity.role == crate::signaler::Role::Worker).then(|| data.listen(crate::lease::PROTOCOL));
         if let Some(Ok(inbox)) = leases {
-            let commands = commands.clone();
-            let show = move |status| commands.try_send(Command::SetStatus(status)).is_ok();
+            let (commands, load) = (commands.clone(), load.clone());
+            let show = move |holder: Option<PeerId>| {
+                let status = load.lock().map(|mut l| {
+                    l.leased = holder;
+                    l.status()
+                });
+                status.is_ok_and(|s| commands.try_send(Command::SetStatus(s)).is_ok())
+            };
             services.spawn(crate::lease::serve(inbox, events.subscribe(), show).instrument(span.clone()));
         }
         let driver = driver::Driver::new(driver::Parts {
@@ -277,7 +305,7 @@ impl MeshNode {
         });
         let task = tokio::spawn(driver.run().instrument(span));
         let (peer, room) = (identity.peer, identity.room);
-        Ok(Self { peer, room, commands, snapshot, events, task: Some(task), data, provided, services, shared })
+        Ok(Self { peer, room, commands, snapshot, events, task: Some(task), data, provided, services, shared, load })
     }
 
     /// This node's peer id.
@@ -329,6 +357,28 @@ impl MeshNode {
     /// Changes this worker's record (status, metadata); the room learns of it.
     pub async fn set_record(&self, record: WorkerRecord) -> Result<(), NodeError> {
         self.commands.send(Command::SetRecord(record)).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Marks this worker busy (its record shows `busy`, whatever its lease) or not (`reserved`
+    /// while a lease is held, else `available`).
+    pub async fn set_busy(&self, busy: bool) -> Result<(), NodeError> {
+        let status = self.load.lock().map(|mut l| {
+            l.busy = busy;
+            l.status()
+        });
+        let status = status.map_err(|_| NodeError::Stopped)?;
+        self.commands.send(Command::SetStatus(status)).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Sets metadata `key` of this worker's record to `value` (`null` removes it); the rest of
+    /// the record stays.
+    pub async fn set_metadata(&self, key: &str, value: serde_json::Value) -> Result<(), NodeError> {
+        self.commands.send(Command::SetMetadata(key.to_string(), value)).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// The peer holding this worker's lease now, if any.
+    pub fn lease_holder(&self) -> Option<PeerId> {
+        self.load.lock().ok().and_then(|l| l.leased.clone())
     }
 
     /// Asks the admin for the workers matching `filter` (docs/BEHAVIOUR.md 23). The query waits,

@@ -138,6 +138,14 @@ impl MeshState {
                 record.status = status;
                 self.on_record_changed(record);
             }
+            Event::MetadataChanged { key, value } => {
+                let mut record = self.health.pending_record.clone().unwrap_or_else(|| self.cfg.record.clone());
+                match value {
+                    serde_json::Value::Null => record.metadata.remove(&key),
+                    value => record.metadata.insert(key, value),
+                };
+                self.on_record_changed(record);
+            }
             Event::Connect(peer) => self.on_connect(now, peer),
             Event::Disconnect(peer) => self.on_disconnect(&peer),
             Event::Leave => self.on_leave(),
@@ -208,8 +216,14 @@ impl MeshState {
     /// How the signals of a new attempt with `peer` should travel: the rendezvous first for a
     /// peer it introduced and this node never linked (no relay is known to reach it yet), the
     /// configured order (relay first) otherwise: a peer linked before, or one only the admin's
-    /// peer list named (the admin, which is linked to it, relays).
+    /// peer list named (the admin, which is linked to it, relays). A client signals a worker it
+    /// chose (not its admin) through the rendezvous always: that worker never heard of the client,
+    /// so it refuses a relayed signal that no key it knows signs, and only the rendezvous vouches
+    /// for the client's key.
     pub fn path_order(&self, peer: &PeerId) -> crate::PathOrder {
+        if self.cfg.role == Role::Client && self.election.admin.as_ref() != Some(peer) {
+            return crate::PathOrder::RendezvousFirst;
+        }
         match self.links.peers.get(peer) {
             Some(e) if e.introduced && !e.ever_linked && !e.relay_first => crate::PathOrder::RendezvousFirst,
             _ => crate::PathOrder::Configured,

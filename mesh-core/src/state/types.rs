@@ -161,6 +161,13 @@ pub enum Event {
     },
     /// This worker's record shows `status` now (the rest of the record unchanged).
     StatusChanged(crate::room::WorkerStatus),
+    /// This worker's record shows `value` under metadata `key` now (`null` removes it).
+    MetadataChanged {
+        /// The metadata key.
+        key: String,
+        /// Its new value.
+        value: serde_json::Value,
+    },
     /// A client links to worker `peer` besides its admin (until [`Event::Disconnect`]).
     Connect(PeerId),
     /// A client closes its link to `peer` (unless it is the admin).

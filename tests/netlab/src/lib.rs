@@ -241,9 +241,13 @@ impl Lab {
         cmd
     }
 
-    /// Adds `one_way` ± `jitter` of latency to everything every host sends (so a round trip
+    /// Adds `one_way` ± `jitter` of latency to everything every host receives (so a round trip
     /// between two hosts takes twice `one_way`): one `mesh-netlab-delay` per host holds the
     /// packets an iptables `NFQUEUE` rule gives it. If a delayer dies, packets pass undelayed.
+    ///
+    /// Held on the way in, not out: a packet held in the sender's own stack still counts against
+    /// its socket (TCP small queues, a UDP socket's send buffer), which capped a TCP stream at
+    /// 80 ms RTT to about 0.1 MiB/s, a throttle no real WAN applies.
     pub fn set_wan(&self, one_way: std::time::Duration, jitter: std::time::Duration) -> Result<(), String> {
         use std::io::BufRead;
         run("iptables", &["--version"])?;
@@ -269,7 +273,7 @@ impl Lab {
             }
             self.exec(
                 &host.netns,
-                &["iptables", "-A", "OUTPUT", "-o", "eth0", "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"],
+                &["iptables", "-A", "INPUT", "-i", "eth0", "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"],
             )?;
         }
         Ok(())

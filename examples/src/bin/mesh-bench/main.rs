@@ -5,6 +5,7 @@
 //! deterministic simulator).
 
 mod breakdown;
+mod labxfer;
 mod link;
 mod mesh;
 mod procs;
@@ -39,6 +40,9 @@ enum Bench {
     Signaling(signaling::SignalingArgs),
     /// A verified transfer between two workers, beside the raw link in the same run.
     Transfer(transfer::TransferArgs),
+    /// One process of `transfer --lab` inside the lab (run by the bench itself).
+    #[command(hide = true)]
+    LabPeer(labxfer::PeerArgs),
     /// Seeded failure schedules in the deterministic simulator: invariants checked, failures.
     Sim(sim::SimArgs),
 }
@@ -84,6 +88,7 @@ async fn main() -> ExitCode {
         Bench::Messages(a) => mesh::messages(a).await,
         Bench::Signaling(a) => signaling::run(a).await,
         Bench::Transfer(a) => transfer::run(a).await,
+        Bench::LabPeer(a) => labxfer::peer(a).await,
         Bench::Sim(a) => tokio::task::block_in_place(|| sim::run(a)),
     };
     exit("mesh-bench", result)

@@ -155,7 +155,7 @@ pub(crate) fn idle(args: IdleArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn lab_label(lab: Option<WanSpec>) -> String {
+pub(crate) fn lab_label(lab: Option<WanSpec>) -> String {
     match lab {
         None => String::new(),
         Some(w) => format!(" in the lab: rtt {:?}, jitter {:?}, loss {}%", w.rtt, w.jitter, w.loss_percent),

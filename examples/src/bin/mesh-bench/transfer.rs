@@ -81,12 +81,19 @@ pub(crate) struct TransferArgs {
     /// MiB per transfer.
     #[arg(long, default_value_t = 256)]
     mib: usize,
+    /// Run between two lab hosts over this WAN (`rtt=80ms,loss=1%`; needs root): one mesh stream
+    /// beside plain TCP in the same run, and a fetch whose receiver is SIGKILLed half way.
+    #[arg(long)]
+    lab: Option<mesh_examples::labroom::WanSpec>,
     #[command(flatten)]
     stack: StackArgs,
 }
 
 /// Per trial: the raw link, then `fetch` of a file of the same size between two workers.
 pub(crate) async fn run(args: TransferArgs) -> Result<(), String> {
+    if let Some(wan) = args.lab {
+        return tokio::task::block_in_place(|| crate::labxfer::run(args.mib, args.trials, wan));
+    }
     let dir = std::env::temp_dir().join(format!("mesh-bench-transfer-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let src = dir.join("blob");

@@ -36,6 +36,19 @@ fn b23b_a_client_links_to_the_worker_it_chose_and_keeps_it_through_a_failover() 
 }
 
 #[test]
+fn b23b_a_client_signals_the_worker_it_chose_through_the_rendezvous() {
+    // The chosen worker knows no key of the client: a relayed offer would be refused there (and
+    // the client would wait out its connect timeout, again and again).
+    let mut sim = room_with_client();
+    sim.deliver("c", Event::Connect(peer("w2")));
+    assert_eq!(sim.node("c").path_order(&peer("w2")), crate::PathOrder::RendezvousFirst);
+    assert_eq!(sim.node("c").path_order(&peer("w0")), crate::PathOrder::Configured, "the admin relays as before");
+    sim.advance(Duration::from_secs(2));
+    assert!(sim.node("c").is_linked(&peer("w2")));
+    assert_eq!(sim.node("c").path_order(&peer("w2")), crate::PathOrder::RendezvousFirst, "links made again too");
+}
+
+#[test]
 fn b23b_a_broken_chosen_link_is_retried_and_a_non_worker_cannot_be_chosen() {
     let mut sim = room_with_client();
     sim.deliver("c", Event::Connect(peer("w2")));

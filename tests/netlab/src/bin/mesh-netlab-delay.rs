@@ -27,6 +27,12 @@ fn run() -> Result<(), String> {
     queue.bind(queue_num).map_err(|e| format!("bind queue {queue_num}: {e}"))?;
     let _ = queue.set_copy_range(queue_num, 0); // headers are enough: the payload is not read
     let _ = queue.set_queue_max_len(queue_num, 20_000);
+    // A TSO burst arrives as one packet, not dozens (fewer messages), and the kernel may queue
+    // plenty before this process reads them: with the default socket buffer (about 200 KiB,
+    // some 250 queued packets) a TCP burst overflowed it and the kernel dropped packets silently,
+    // which held a TCP stream at 80 ms RTT to 0.1 MiB/s.
+    let _ = queue.set_recv_gso(queue_num, true);
+    grow_netlink_buffer(64 << 20);
     queue.set_nonblocking(true);
     println!("mesh-netlab-delay queue {queue_num} ready"); // the lab waits for this line
     let mut held: BinaryHeap<(Reverse<Instant>, u64)> = BinaryHeap::new();
@@ -67,6 +73,32 @@ fn run() -> Result<(), String> {
             std::thread::sleep(until_due.unwrap_or(Duration::from_millis(1)).min(Duration::from_millis(1)));
         }
     }
+}
+
+/// Sets the receive buffer of this process's netfilter netlink socket (the queue's) to `bytes`,
+/// past `rmem_max` (the delayer runs as root). nfq keeps the socket to itself, so it is found
+/// among the open descriptors by its family and protocol.
+fn grow_netlink_buffer(bytes: i32) {
+    for fd in 3..256 {
+        let get = |opt: i32| {
+            let (mut v, mut len) = (0i32, std::mem::size_of::<i32>() as libc::socklen_t);
+            // SAFETY: getsockopt into a local i32 of the given length; a non-socket fd fails.
+            let ok = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, opt, (&mut v as *mut i32).cast(), &mut len) } == 0;
+            ok.then_some(v)
+        };
+        if get(libc::SO_DOMAIN) == Some(libc::AF_NETLINK) && get(libc::SO_PROTOCOL) == Some(libc::NETLINK_NETFILTER) {
+            let len = std::mem::size_of::<i32>() as libc::socklen_t;
+            // SAFETY: setsockopt from a local i32 on a socket this process owns.
+            let set = unsafe {
+                libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, (&bytes as *const i32).cast(), len)
+            };
+            if set != 0 {
+                eprintln!("mesh-netlab-delay: receive buffer not grown: {}", std::io::Error::last_os_error());
+            }
+            return;
+        }
+    }
+    eprintln!("mesh-netlab-delay: no netlink socket found to grow its receive buffer");
 }
 
 fn main() {
