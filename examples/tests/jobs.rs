@@ -275,14 +275,24 @@ fn cancel_sends_sigint_then_sigterm_then_sigkill() {
     assert!(cancel.finish().success(), "{}", cancel.transcript());
     let status = run.finish();
     assert_eq!(status.code(), Some(128 + 9), "the job ended on SIGKILL: {}", run.transcript());
-    let order = ["cancel: SIGINT", "SIGINT: checkpoint saved", "SIGTERM", "SIGTERM received", "SIGKILL", "exited"];
-    let mut at = 0;
-    for line in run.seen.iter().map(|(_, l)| l) {
-        if at < order.len() && line.contains(order[at]) {
-            at += 1;
+    // In order within each output (stdout and stderr are separate pipes, so only lines a grace
+    // period apart can be compared across them).
+    let in_order = |lines: Vec<&str>, order: &[&str]| {
+        let mut at = 0;
+        for line in lines {
+            if at < order.len() && line.contains(order[at]) {
+                at += 1;
+            }
         }
-    }
-    assert_eq!(at, order.len(), "signals in order {order:?}; seen:\n{}", run.transcript());
+        at == order.len()
+    };
+    let worker = ["cancel: SIGINT", "after 1s: SIGTERM", "after 1s: SIGKILL", "exited: signal: 9"];
+    let stderr: Vec<&str> = run.seen.iter().filter(|(w, _)| *w == Out::Stderr).map(|(_, l)| l.as_str()).collect();
+    assert!(in_order(stderr, &worker), "the worker's signals in order {worker:?}; seen:\n{}", run.transcript());
+    let job = ["SIGINT: checkpoint saved", "SIGTERM received"];
+    assert!(in_order(run.stdout(), &job), "the job saw {job:?} in order; seen:\n{}", run.transcript());
+    let at = |text: &str| run.seen.iter().position(|(_, l)| l.contains(text)).unwrap_or(usize::MAX);
+    assert!(at("SIGINT: checkpoint saved") < at("after 1s: SIGTERM"), "SIGINT first: {}", run.transcript());
 }
 
 #[test]

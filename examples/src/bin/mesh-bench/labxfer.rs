@@ -9,10 +9,8 @@ use mesh_core::{Incoming, LinkStatus, MeshConfig, MeshNode, PeerId};
 use mesh_examples::labroom::{WanSpec, PORT};
 use mesh_netlab::{sibling_binary, Lab};
 use signaling_ws::loadgen::ServerProcess;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use crate::lines::LineProc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -173,53 +171,12 @@ async fn fetcher(node: &MeshNode, args: &PeerArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// A `lab-peer` process, killed on drop; its stdout lines arrive on `lines`.
-struct PeerProc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl PeerProc {
-    fn spawn(lab: &Lab, host: usize, args: &[String]) -> Result<Self, String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut cmd = lab.command(host, &exe);
-        let mut child = cmd.arg("lab-peer").args(args).stdout(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
-        let out = child.stdout.take().ok_or("no stdout")?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Self { child, lines })
-    }
-
-    /// The next line that starts with `word`, and the rest of it.
-    fn expect(&self, word: &str) -> Result<String, String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left).map_err(|_| format!("lab peer: no `{word}` line"))?;
-            if let Some(rest) = line.strip_prefix(word) {
-                return Ok(rest.trim().to_string());
-            }
-        }
-    }
-
-    /// SIGKILL, then reaped.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PeerProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `mesh-bench lab-peer ARGS` on lab host `host`.
+fn lab_peer(lab: &Lab, host: usize, args: &[String]) -> Result<LineProc, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut command = lab.command(host, &exe);
+    command.arg("lab-peer").args(args);
+    LineProc::spawn(command, false)
 }
 
 fn num(s: &str) -> Result<f64, String> {
@@ -248,13 +205,13 @@ pub(crate) fn run(mib: usize, trials: usize, wan: WanSpec) -> Result<(), String>
                 vec!["--role".into(), role.into(), "--signal".into(), url.clone(), "--mib".into(), mib.to_string()]
             };
 
-            let sink = PeerProc::spawn(&lab, 2, &base("sink"))?;
-            sink.expect("ready")?;
+            let sink = lab_peer(&lab, 2, &base("sink"))?;
+            sink.expect("ready", WAIT)?;
             let mut source_args = base("source");
             source_args.extend(["--sink-ip".into(), lab.host(2).ip.to_string()]);
-            let source = PeerProc::spawn(&lab, 1, &source_args)?;
-            let t = num(&source.expect("tcp")?)?;
-            let s = num(&source.expect("stream")?)?;
+            let source = lab_peer(&lab, 1, &source_args)?;
+            let t = num(&source.expect("tcp", WAIT)?)?;
+            let s = num(&source.expect("stream", WAIT)?)?;
             tcp.push(t);
             stream.push(s);
             share.push(100.0 * s / t);
@@ -262,23 +219,23 @@ pub(crate) fn run(mib: usize, trials: usize, wan: WanSpec) -> Result<(), String>
 
             let mut provider_args = base("provider");
             provider_args.extend(["--file".into(), src.to_string_lossy().into_owned()]);
-            let provider = PeerProc::spawn(&lab, 1, &provider_args)?;
-            let blob = provider.expect("blob")?;
+            let provider = lab_peer(&lab, 1, &provider_args)?;
+            let blob = provider.expect("blob", WAIT)?;
             let dest = dir.join("copy");
             let _ = std::fs::remove_file(&dest);
             let mut fetch_args = base("fetcher");
             fetch_args.extend(["--blob".into(), blob, "--file".into(), dest.to_string_lossy().into_owned()]);
-            let first = PeerProc::spawn(&lab, 2, &fetch_args)?;
+            let first = lab_peer(&lab, 2, &fetch_args)?;
             // Verified bytes when the first run dies; the second run's bytes over the link beyond
             // what was missing then are the ones sent again.
             let size = ((mib as u64) << 20) as f64;
             let mut held = 0.0;
             while held < size / 2.0 {
-                held = num(first.expect("progress")?.split(' ').next().unwrap_or(""))?;
+                held = num(first.expect("progress", WAIT)?.split(' ').next().unwrap_or(""))?;
             }
             first.kill();
-            let second = PeerProc::spawn(&lab, 2, &fetch_args)?;
-            let fetched = num(second.expect("fetched")?.split(' ').next().unwrap_or(""))?;
+            let second = lab_peer(&lab, 2, &fetch_args)?;
+            let fetched = num(second.expect("fetched", WAIT)?.split(' ').next().unwrap_or(""))?;
             again.push(100.0 * (fetched - (size - held)).max(0.0) / size);
             if !same_file(&src, &dest)? {
                 return Err("the fetched copy differs from the source".into());

@@ -2,10 +2,12 @@
 //! min / median / max over trials. Subcommands: `link` (one WebRTC link), `formation` and
 //! `messages` and `transfer` (whole meshes in one process), `failover` and `idle` (worker processes),
 //! `signaling` (the `mesh-signal` server under load), `sim` (seeded failure schedules in the
-//! deterministic simulator).
+//! deterministic simulator), `job` (the job flow: mesh-signal, mesh-worker and mesh-job processes).
 
 mod breakdown;
+mod job;
 mod labxfer;
+mod lines;
 mod link;
 mod mesh;
 mod procs;
@@ -40,6 +42,8 @@ enum Bench {
     Signaling(signaling::SignalingArgs),
     /// A verified transfer between two workers, beside the raw link in the same run.
     Transfer(transfer::TransferArgs),
+    /// The job flow: `mesh-job run` against two workers, beside the same command run locally.
+    Job(job::JobArgs),
     /// One process of `transfer --lab` inside the lab (run by the bench itself).
     #[command(hide = true)]
     LabPeer(labxfer::PeerArgs),
@@ -88,6 +92,7 @@ async fn main() -> ExitCode {
         Bench::Messages(a) => mesh::messages(a).await,
         Bench::Signaling(a) => signaling::run(a).await,
         Bench::Transfer(a) => transfer::run(a).await,
+        Bench::Job(a) => tokio::task::block_in_place(|| job::run(a)),
         Bench::LabPeer(a) => labxfer::peer(a).await,
         Bench::Sim(a) => tokio::task::block_in_place(|| sim::run(a)),
     };
