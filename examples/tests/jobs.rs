@@ -85,32 +85,7 @@ impl Room {
     /// Starts `mesh-job ARGS` as client `name`.
     fn job(&self, name: &str, args: &[&str]) -> JobProc {
         let bin = sibling_binary("mesh-job", "mesh-job").expect("mesh-job");
-        let mut child = Command::new(bin)
-            .arg("--config")
-            .arg(&self.client_config)
-            .arg("--state-dir")
-            .arg(self.dir.join("state"))
-            .args(args)
-            .env("MESH_PEER_ID", name)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mesh-job starts");
-        let (tx, lines) = mpsc::channel();
-        for (pipe, which) in [
-            (child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), Out::Stdout),
-            (child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), Out::Stderr),
-        ] {
-            let (tx, pipe) = (tx.clone(), pipe.expect("pipe"));
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if tx.send((which, line)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        JobProc { child, lines, seen: Vec::new() }
+        JobProc::start(Command::new(bin), &self.client_config, &self.dir.join("state"), name, args)
     }
 
     /// The worker named `name`.
@@ -134,6 +109,37 @@ impl Drop for JobProc {
 }
 
 impl JobProc {
+    /// Runs `command` (mesh-job, perhaps inside a lab host) with `config` and `state` as client
+    /// `name`.
+    fn start(mut command: Command, config: &Path, state: &Path, name: &str, args: &[&str]) -> Self {
+        let mut child = command
+            .arg("--config")
+            .arg(config)
+            .arg("--state-dir")
+            .arg(state)
+            .args(args)
+            .env("MESH_PEER_ID", name)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mesh-job starts");
+        let (tx, lines) = mpsc::channel();
+        for (pipe, which) in [
+            (child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), Out::Stdout),
+            (child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), Out::Stderr),
+        ] {
+            let (tx, pipe) = (tx.clone(), pipe.expect("pipe"));
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if tx.send((which, line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        JobProc { child, lines, seen: Vec::new() }
+    }
+
     /// Waits for a line that `pred` accepts; returns it.
     fn wait_line(&mut self, what: &str, pred: impl Fn(Out, &str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
@@ -395,4 +401,42 @@ fn list_shows_a_running_job_with_its_worker_and_owner() {
     let row = list.stdout().into_iter().find(|l| l.starts_with(&job)).map(str::to_string);
     let row = row.unwrap_or_else(|| panic!("{job} listed: {}", list.transcript()));
     assert!(row.contains(&worker) && row.contains("owner1") && row.contains("running"), "{row}");
+}
+
+#[test]
+fn over_an_80_ms_wan_a_job_runs_and_moves_when_its_worker_is_sigkilled() {
+    use mesh_examples::labroom::{LabRoom, WanSpec, PORT};
+    let lab = mesh_netlab::Lab::new(5).expect("the lab (needs root)");
+    let wan: WanSpec = "rtt=80ms".parse().expect("wan");
+    wan.apply(&lab).expect("WAN");
+    let dir = std::env::temp_dir().join(format!("mesh-jobs-lab-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test dir");
+    let train = sibling_binary("mesh-train", "mesh-job").expect("mesh-train");
+    let extra = format!("{}[job_options]\ndir = \"{}\"\n", kinds(&train), dir.join("jobs").display());
+    let room = LabRoom::on(lab, vec![1, 2, 3], 3, &extra).expect("room");
+    wait_all(&room.all(), WAIT, "full mesh of 3 at 80 ms", full(2)).expect("mesh forms");
+    let config = dir.join("client.toml");
+    let url = format!("ws://{}:{PORT}", room.lab.host(0).ip);
+    std::fs::write(&config, worker_toml("lab", &url, "0.0.0.0:0", "")).expect("client config");
+    let data = dir.join("data.bin");
+    std::fs::write(&data, (0..(2 << 20)).map(|i| (i % 253) as u8).collect::<Vec<u8>>()).expect("data");
+    let out = dir.join("out");
+    let bin = sibling_binary("mesh-job", "mesh-job").expect("mesh-job");
+    let input = format!("data={}", data.display());
+    let args = ["run", "train", "--input", &input, "--param", "epochs=40", "--param", "epoch_ms=100", "--out"];
+    let mut args: Vec<&str> = args.to_vec();
+    let out_arg = out.to_string_lossy().into_owned();
+    args.push(&out_arg);
+    let mut run = JobProc::start(room.lab.command(4, &bin), &config, &dir.join("state"), "c1", &args);
+    let (_, first) = run.accepted();
+    run.wait_line("epoch 2", |w, l| w == Out::Stdout && l.starts_with("epoch 2/"));
+    let idx: usize = first.trim_start_matches('w').parse().expect("wN");
+    room.workers[idx].signal("-KILL");
+    run.wait_line("the loss noticed", |w, l| w == Out::Stderr && l.contains(&format!("lost worker {first}")));
+    let status = run.finish();
+    assert!(status.success(), "{}", run.transcript());
+    assert_model(&out, &data, 40);
+    drop(room);
+    let _ = std::fs::remove_dir_all(&dir);
 }

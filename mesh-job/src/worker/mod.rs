@@ -71,30 +71,44 @@ pub async fn serve(node: Arc<MeshNode>, jobs: WorkerJobs) -> Result<JobServer, S
     Ok(JobServer { tasks })
 }
 
+/// Asks answered at once, beyond which a further ask is refused (polls wait up to 30 s each).
+const MAX_ASKS: usize = 512;
+
 /// Takes asks until the node stops; every ask and every job is a task owned here.
 async fn accept(node: Arc<MeshNode>, jobs: Arc<WorkerJobs>, table: Table, mut inbox: mesh_core::Inbox) {
-    let mut tasks = JoinSet::new();
+    let (mut tasks, mut runs) = (JoinSet::new(), JoinSet::new());
+    let (accepted, mut to_run) = tokio::sync::mpsc::unbounded_channel::<String>();
     loop {
         tokio::select! {
             incoming = inbox.recv() => match incoming {
+                Some(Incoming::Request(req)) if tasks.len() >= MAX_ASKS => {
+                    tracing::warn!(from = %req.from, "refused a job ask: too many at once");
+                    req.fail("busy: too many job asks at once").await;
+                }
                 Some(Incoming::Request(req)) => {
-                    let (node, jobs, table) = (node.clone(), jobs.clone(), table.clone());
-                    let mut runs = JoinSet::new();
-                    tasks.spawn(async move {
-                        answer(&node, &jobs, &table, req, &mut runs).await;
-                        while runs.join_next().await.is_some() {}
-                    });
+                    let (node, jobs, table, accepted) = (node.clone(), jobs.clone(), table.clone(), accepted.clone());
+                    tasks.spawn(async move { answer(&node, &jobs, &table, req, &accepted).await });
                 }
                 Some(_) => {} // a message or a stream: nothing this protocol sends
                 None => return,
             },
+            Some(id) = to_run.recv() => {
+                runs.spawn(run::run(node.clone(), jobs.clone(), table.clone(), id));
+            }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(_) = runs.join_next(), if !runs.is_empty() => {}
         }
     }
 }
 
-/// Answers one ask; a job it accepts runs in `runs`.
-async fn answer(node: &Arc<MeshNode>, jobs: &Arc<WorkerJobs>, table: &Table, req: Request, runs: &mut JoinSet<()>) {
+/// Answers one ask; the id of a job it accepts goes to `accepted`, to be run.
+async fn answer(
+    node: &MeshNode,
+    jobs: &WorkerJobs,
+    table: &Table,
+    req: Request,
+    accepted: &tokio::sync::mpsc::UnboundedSender<String>,
+) {
     let ask: Ask = match serde_json::from_slice(&req.body) {
         Ok(ask) => ask,
         Err(err) => {
@@ -106,8 +120,8 @@ async fn answer(node: &Arc<MeshNode>, jobs: &Arc<WorkerJobs>, table: &Table, req
     let answer = match ask {
         Ask::Submit { job, key, kind, params, inputs } => {
             match submit(node, jobs, table, &from, job, &key, &kind, params, inputs) {
-                Ok(Some(accepted)) => {
-                    runs.spawn(run::run(node.clone(), jobs.clone(), table.clone(), accepted));
+                Ok(Some(id)) => {
+                    let _ = accepted.send(id);
                     table.publish(node).await;
                     Answer::Accepted
                 }

@@ -50,6 +50,10 @@ async fn prepare(
     let (inputs, owner, dir) =
         table.update(id, |j| (j.inputs.clone(), j.owner.clone(), j.dir.clone())).ok_or("the job is gone")?;
     let total: u64 = inputs.iter().map(|i| i.size).sum();
+    // A fresh directory: what an earlier run of this id left (this worker restarted, or shares
+    // its job directory) must not become this run's input or output. A hard link left in place
+    // would even be truncated by the copy below.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("out")).map_err(|e| format!("job directory: {e}"))?;
     let mut paths = BTreeMap::new();
     let mut before = 0u64;
@@ -107,7 +111,11 @@ async fn execute(
     id: &str,
     inputs: BTreeMap<String, PathBuf>,
 ) -> Result<JobState, String> {
-    let (spec, params, dir) = table.update(id, |j| (j.spec.clone(), j.params.clone(), j.dir.clone())).ok_or("gone")?;
+    let (spec, params, dir, cancelled) =
+        table.update(id, |j| (j.spec.clone(), j.params.clone(), j.dir.clone(), j.cancelled)).ok_or("gone")?;
+    if cancelled {
+        return Err("cancelled before it started".into());
+    }
     let out = dir.join("out");
     let argv = spec.argv(&params, &inputs, &out, id);
     // A relative program path with a directory in it means the worker's own directory, not the

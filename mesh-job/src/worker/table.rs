@@ -29,6 +29,8 @@ pub(super) struct Job {
     version: watch::Sender<u64>,
     /// Tells the run to stop the program (`true`: at once).
     pub(super) stop: Option<mpsc::Sender<bool>>,
+    /// Cancelled before its program started: it never starts.
+    pub(super) cancelled: bool,
 }
 
 fn hash(key: &str) -> [u8; 32] {
@@ -62,6 +64,7 @@ impl Job {
             accepted: Instant::now(),
             version: watch::channel(0).0,
             stop: None,
+            cancelled: false,
         }
     }
 }
@@ -169,16 +172,21 @@ impl Table {
         })
     }
 
-    /// Asks the run of job `id` to stop it.
+    /// Asks the run of job `id` to stop it (a job still uploading never starts).
     pub(super) fn cancel(&self, id: &str, now: bool) -> Result<(), Rejection> {
-        let stop = self.with(|jobs| jobs.get(id).map(|j| (j.stop.clone(), j.state.ended())));
+        let stop = self.with(|jobs| {
+            let job = jobs.get_mut(id)?;
+            job.cancelled |= job.stop.is_none();
+            Some((job.stop.clone(), job.state.ended()))
+        });
         match stop {
             Some((_, true)) => Err(Rejection::new("job", "it has ended already")),
             Some((Some(stop), false)) => {
                 let _ = stop.try_send(now);
                 Ok(())
             }
-            _ => Err(Rejection::new("job", "it is not running yet")),
+            Some((None, false)) => Ok(()),
+            None => Err(Rejection::new("job", "no such job")),
         }
     }
 

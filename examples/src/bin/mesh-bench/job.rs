@@ -83,9 +83,7 @@ impl Room {
     fn client(&self, program: &Path, dir: &Path) -> Result<(PathBuf, Command), String> {
         let (url, room, command) = match self {
             Room::Local { url, .. } => (url.clone(), "bench", Command::new(program)),
-            Room::Lab(room) => {
-                (format!("ws://{}:{PORT}", room.lab.host(0).ip), "lab", room.lab.command(3, program))
-            }
+            Room::Lab(room) => (format!("ws://{}:{PORT}", room.lab.host(0).ip), "lab", room.lab.command(3, program)),
         };
         let udp = if matches!(self, Room::Local { .. }) { "127.0.0.1:0" } else { "0.0.0.0:0" };
         let config = dir.join("client.toml");
@@ -178,7 +176,11 @@ pub(crate) fn run(args: JobArgs) -> Result<(), String> {
         Some(w) => format!("lab: rtt {:?}, loss {}%", w.rtt, w.loss_percent),
     };
     let label = format!("mesh-job run, {} MiB input, {} epochs x {} ms ({at})", args.mib, args.epochs, args.epoch_ms);
-    println!("{label}: start to the job's first log line (ms)  min/median/max {}  trials {}", first.summary(0), args.trials);
+    println!(
+        "{label}: start to the job's first log line (ms)  min/median/max {}  trials {}",
+        first.summary(0),
+        args.trials
+    );
     println!("{label}: upload, verified (MiB/s)  min/median/max {}", upload.summary(1));
     println!("{label}: whole run (s)  min/median/max {}", total.summary(2));
     println!("the same mesh-train command run locally, same run (s)  min/median/max {}", local.summary(2));

@@ -4,13 +4,13 @@
 //!
 //! The bench runs `mesh-signal` on lab host 0 and itself (`mesh-bench lab-peer`) on hosts 1 and 2.
 
+use crate::lines::LineProc;
 use mesh_core::transfer::{BlobId, Progress};
 use mesh_core::{Incoming, LinkStatus, MeshConfig, MeshNode, PeerId};
 use mesh_examples::labroom::{WanSpec, PORT};
 use mesh_netlab::{sibling_binary, Lab};
 use signaling_ws::loadgen::ServerProcess;
 use std::path::{Path, PathBuf};
-use crate::lines::LineProc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

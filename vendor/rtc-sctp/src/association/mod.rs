@@ -3008,6 +3008,18 @@ impl Association {
             }
         }
 
+        // mesh patch: RFC 7053. The last chunk sent before the pending queue runs dry asks the
+        // receiver to acknowledge at once (the I bit) instead of after its delayed-ack timer
+        // (200 ms): a sender that has nothing more queued would otherwise wait RTT + 200 ms for
+        // that SACK, longer than an RTO near its 200 ms minimum, and take a spurious T3 timeout
+        // that drops cwnd to one MTU and halves ssthresh. Receivers that do not know the bit
+        // ignore it.
+        if self.pending_queue.is_empty() {
+            if let Some(last) = chunks.last_mut() {
+                last.immediate_sack = true;
+            }
+        }
+
         (chunks, sis_to_reset)
     }
 
