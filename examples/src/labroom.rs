@@ -29,11 +29,11 @@ pub struct LabRoom {
 /// Latency and loss of a lab WAN, parsed from `rtt=80ms,jitter=10ms,loss=1%`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct WanSpec {
-    /// Round trip added between any two hosts (half at each sender).
+    /// Round trip added between any two hosts (half at each receiver).
     pub rtt: Duration,
     /// Spread of each packet's added one-way delay (± half of it).
     pub jitter: Duration,
-    /// Percent of packets each host drops as it sends them.
+    /// Percent of packets each host drops as they arrive.
     pub loss_percent: u8,
 }
 

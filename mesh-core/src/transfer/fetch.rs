@@ -17,8 +17,13 @@ use tokio::sync::watch;
 
 /// Chunks asked for at once.
 const IN_FLIGHT: usize = 16;
-/// How long one ask waits for its answer.
+/// How long the manifest's ask waits for its answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one chunk's ask may wait: the asks in flight share the link, so on a slow one (a
+/// lossy WAN moves well under 1 MiB/s) the last of them waits for all the others.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(600);
+/// A fetch during which no chunk arrives for this long has stalled, and fails.
+const STALL: Duration = Duration::from_secs(60);
 
 /// How far a fetch is.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -83,9 +88,11 @@ pub async fn fetch(
     loop {
         while asking.len() < IN_FLIGHT {
             let Some(i) = plan.next_request() else { break };
-            asking.push(async move { (i, node.request(from, PROTOCOL, ask(id, i), ASK_TIMEOUT).await) });
+            asking.push(async move { (i, node.request(from, PROTOCOL, ask(id, i), CHUNK_TIMEOUT).await) });
         }
-        let Some((i, answer)) = asking.next().await else { break };
+        // Slow is fine, stuck is not: each chunk may wait long, but one must come every STALL.
+        let next = tokio::time::timeout(STALL, asking.next()).await.map_err(|_| DataError::TimedOut)?;
+        let Some((i, answer)) = next else { break };
         let bytes: Bytes = match answer {
             Ok(bytes) => bytes,
             // The link dropped, or the provider refused: fetch again to resume. Asks sent after

@@ -13,7 +13,7 @@ pub struct Faults {
     pub silent_udp: BTreeSet<usize>,
     /// (host, port): the host's TCP to that port on any lab address is dropped both ways.
     pub blocked_tcp: BTreeSet<(usize, u16)>,
-    /// Percent of packets every host drops as it sends them (0–100).
+    /// Percent of packets every host drops as they arrive (0–100).
     pub loss_percent: u8,
 }
 
@@ -55,7 +55,9 @@ impl Faults {
             }
         }
         if self.loss_percent > 0 {
-            output.push(format!("oifname \"eth0\" numgen random mod 100 < {} drop", self.loss_percent.min(100)));
+            // On the way in: a packet dropped on the way out fails its sendmsg with EPERM, which
+            // tells the sender (and floods its log) as no real network does.
+            input.push(format!("iifname \"eth0\" numgen random mod 100 < {} drop", self.loss_percent.min(100)));
         }
         let chain = |name: &str, hook: &str, rules: &[String]| {
             let body: String = rules.iter().map(|r| format!("    {r}\n")).collect();

@@ -37,8 +37,14 @@ pub(crate) struct JobArgs {
     lab: Option<WanSpec>,
 }
 
-/// The `[jobs.train]` section for `train` (the mesh-train binary).
-fn kind(train: &Path) -> String {
+/// The `[jobs.train]` section for `train` (the mesh-train binary), and a job directory under
+/// `dir` (removed after the run), so no worker holds an input from an earlier run already.
+fn kind(train: &Path, dir: &Path) -> String {
+    format!("{}[job_options]\ndir = \"{}\"\n", kind_only(train), dir.join("jobs").display())
+}
+
+/// The `[jobs.train]` section alone.
+fn kind_only(train: &Path) -> String {
     format!(
         "[jobs.train]\ncommand = [\"{}\", \"--data\", \"{{input.data}}\", \"--epochs\", \"{{param.epochs}}\", \
          \"--epoch-ms\", \"{{param.epoch_ms}}\", \"--out\", \"{{output}}\"]\ninputs = [\"data\"]\n\
@@ -59,7 +65,7 @@ impl Room {
             None => {
                 let server = ServerProcess::spawn(&sibling_binary("mesh-signal", "signaling-ws")?)?;
                 let config = dir.join("worker.toml");
-                let text = format!("{}{}", worker_toml("bench", &server.url, "127.0.0.1:0", ""), kind(train));
+                let text = format!("{}{}", worker_toml("bench", &server.url, "127.0.0.1:0", ""), kind(train, dir));
                 std::fs::write(&config, text).map_err(|e| e.to_string())?;
                 let worker = sibling_binary("mesh-worker", "mesh-examples")?;
                 let workers = (0..2)
@@ -72,7 +78,7 @@ impl Room {
             Some(wan) => {
                 let lab = Lab::new(4)?;
                 wan.apply(&lab)?;
-                let room = LabRoom::on(lab, vec![1, 2], 2, &kind(train))?;
+                let room = LabRoom::on(lab, vec![1, 2], 2, &kind(train, dir))?;
                 wait_all(&room.all(), WAIT, "full mesh", full(1))?;
                 Ok(Room::Lab(Box::new(room)))
             }

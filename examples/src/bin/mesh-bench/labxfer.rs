@@ -162,11 +162,12 @@ async fn fetcher(node: &MeshNode, args: &PeerArgs) -> Result<(), String> {
     };
     let report = tokio::select! { r = fetch => r.map_err(|e| e.to_string())?, _ = report => return Err("progress ended".into()) };
     println!(
-        "fetched {} resumed {} size {} secs {}",
+        "fetched {} resumed {} size {} secs {} rss {}",
         report.fetched,
         report.resumed,
         report.size,
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        crate::transfer::peak_rss_of("self")
     );
     Ok(())
 }
@@ -189,6 +190,8 @@ pub(crate) fn run(mib: usize, trials: usize, wan: WanSpec) -> Result<(), String>
     use crate::Samples;
     let (mut tcp, mut stream, mut share, mut again) =
         (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    let (mut fetch_rate, mut rss_sender, mut rss_receiver) =
+        (Samples::default(), Samples::default(), Samples::default());
     let dir = std::env::temp_dir().join(format!("mesh-bench-lab-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let src = dir.join("blob");
@@ -235,7 +238,14 @@ pub(crate) fn run(mib: usize, trials: usize, wan: WanSpec) -> Result<(), String>
             }
             first.kill();
             let second = lab_peer(&lab, 2, &fetch_args)?;
-            let fetched = num(second.expect("fetched", WAIT)?.split(' ').next().unwrap_or(""))?;
+            // `F resumed R size S secs T rss M`
+            let report = second.expect("fetched", WAIT)?;
+            let words: Vec<&str> = report.split(' ').collect();
+            let field = |i: usize| num(words.get(i).copied().unwrap_or(""));
+            let fetched = field(0)?;
+            fetch_rate.push(fetched / 1048576.0 / field(6)?);
+            rss_receiver.push(field(8)?);
+            rss_sender.push(crate::transfer::peak_rss_of(&provider.child.id().to_string()));
             again.push(100.0 * (fetched - (size - held)).max(0.0) / size);
             if !same_file(&src, &dest)? {
                 return Err("the fetched copy differs from the source".into());
@@ -251,8 +261,14 @@ pub(crate) fn run(mib: usize, trials: usize, wan: WanSpec) -> Result<(), String>
     println!("{label}: one mesh stream (MiB/s)         min/median/max {}", stream.summary(1));
     println!("{label}: one mesh stream: min/median/max {} % of TCP in the same run", share.summary(0));
     println!(
-        "{label}: fetch, receiver SIGKILLed at half and restarted: sent again min/median/max {} % of the file, verified",
+        "{label}: fetch, receiver SIGKILLed at half and restarted: verified chunks fetched again min/median/max {} % of the file",
         again.summary(1)
+    );
+    println!("{label}: the restarted fetch (MiB/s)  min/median/max {}", fetch_rate.summary(1));
+    println!(
+        "{label}: peak RSS of the sending process (MiB)  min/median/max {}; of the restarted receiving process {}",
+        rss_sender.summary(0),
+        rss_receiver.summary(0)
     );
     Ok(())
 }

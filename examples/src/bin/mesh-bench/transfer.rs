@@ -12,7 +12,12 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// The process's peak resident memory so far, in MiB (`VmHWM`).
 fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    peak_rss_of("self")
+}
+
+/// Peak resident memory of process `pid` (`self` for this one) so far, in MiB (`VmHWM`).
+pub(crate) fn peak_rss_of(pid: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))

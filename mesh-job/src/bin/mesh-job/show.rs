@@ -11,12 +11,13 @@ pub(crate) struct Bars {
     tty: bool,
     drawn: bool,
     last: Option<(String, u64)>,
-    started: Instant,
+    /// When the current bar began, and its bytes then (its rate counts from there).
+    started: (Instant, u64),
 }
 
 impl Bars {
     pub(crate) fn new() -> Self {
-        Self { tty: std::io::stderr().is_terminal(), drawn: false, last: None, started: Instant::now() }
+        Self { tty: std::io::stderr().is_terminal(), drawn: false, last: None, started: (Instant::now(), 0) }
     }
 
     fn clear(&mut self) {
@@ -43,18 +44,21 @@ impl Bars {
         let quarter = pct / 25;
         let fresh = self.last.as_ref().is_none_or(|(w, _)| w != what);
         if fresh {
-            self.started = Instant::now();
+            self.started = (Instant::now(), done);
         }
         if !self.tty && !fresh && self.last.as_ref().is_some_and(|(_, q)| *q == quarter) {
             return;
         }
         self.last = Some((what.to_string(), quarter));
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = done as f64 / secs / 1048576.0;
+        let secs = self.started.0.elapsed().as_secs_f64();
+        let rate = match secs > 0.2 {
+            true => format!("{:.1} MiB/s", done.saturating_sub(self.started.1) as f64 / secs / 1048576.0),
+            false => "-".to_string(),
+        };
         let width = 30;
         let filled = (pct as usize * width / 100).min(width);
         let text = format!(
-            "{what} [{}{}] {pct:>3}%  {:.1}/{:.1} MiB  {rate:.1} MiB/s",
+            "{what} [{}{}] {pct:>3}%  {:.1}/{:.1} MiB  {rate}",
             "#".repeat(filled),
             " ".repeat(width - filled),
             done as f64 / 1048576.0,
