@@ -22,8 +22,10 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one chunk's ask may wait: the asks in flight share the link, so on a slow one (a
 /// lossy WAN moves well under 1 MiB/s) the last of them waits for all the others.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(600);
-/// A fetch during which no chunk arrives for this long has stalled, and fails.
-const STALL: Duration = Duration::from_secs(60);
+/// A fetch during which no chunk arrives for this long has stalled, and fails. Generous: the 16
+/// answers in flight share the link and come in step, so at 0.2 MiB/s (one lossy WAN link) the
+/// first of them is whole only after some 80 s. A peer that dies fails the asks at once anyway.
+const STALL: Duration = Duration::from_secs(300);
 
 /// How far a fetch is.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
