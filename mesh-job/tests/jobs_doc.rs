@@ -5,15 +5,7 @@ use mesh_job::{Answer, Ask};
 
 /// The ```json blocks of the page, as (kind, body).
 fn blocks() -> Vec<(String, String)> {
-    let doc = include_str!("../../docs/JOBS.md");
-    doc.split("```json ")
-        .skip(1)
-        .map(|block| {
-            let (header, rest) = block.split_once('\n').expect("block header");
-            let body = rest.split("```").next().expect("block end");
-            (header.trim().to_string(), body.to_string())
-        })
-        .collect()
+    mesh_core::testing::json_blocks(include_str!("../../docs/JOBS.md"))
 }
 
 #[test]

@@ -11,6 +11,19 @@ use crate::signaler::{Identity, Role};
 use crate::state::Timing;
 use std::time::Duration;
 
+/// The fenced code blocks of a documentation page whose info string is `json KIND`, as (kind,
+/// body): for the tests that parse every example of a protocol page. An unclosed block is skipped.
+pub fn json_blocks(doc: &str) -> Vec<(String, String)> {
+    doc.split("```json ")
+        .skip(1)
+        .filter_map(|block| {
+            let (header, rest) = block.split_once('\n')?;
+            let body = rest.split("```").next()?;
+            Some((header.trim().to_string(), body.to_string()))
+        })
+        .collect()
+}
+
 /// The options of `name` in `room`: role, a record whose priority and `gpu_memory_mb` are
 /// `gpu`, default timings, 500 ms signal confirmations, 1 MiB messages, any key admitted.
 pub fn options(room: &str, name: &str, role: Role, gpu: u64) -> NodeOptions {
