@@ -177,11 +177,8 @@ pub(crate) fn run(args: JobArgs) -> Result<(), String> {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result?;
-    let at = match args.lab {
-        None => "loopback".to_string(),
-        Some(w) => format!("lab: rtt {:?}, loss {}%", w.rtt, w.loss_percent),
-    };
-    let label = format!("mesh-job run, {} MiB input, {} epochs x {} ms ({at})", args.mib, args.epochs, args.epoch_ms);
+    let at = crate::procs::lab_label(args.lab);
+    let label = format!("mesh-job run, {} MiB input, {} epochs x {} ms{at}", args.mib, args.epochs, args.epoch_ms);
     println!(
         "{label}: start to the job's first log line (ms)  min/median/max {}  trials {}",
         first.summary(0),
