@@ -3,6 +3,7 @@
 //! The WebSocket signaling server ([`SignalingServer`], binary `mesh-signal`) and the `ws`
 //! [`WsSignaler`] plugin that workers keep open. The protocol is in `docs/PROTOCOL.md`.
 
+pub mod backoff;
 mod http;
 mod limits;
 pub mod loadgen;

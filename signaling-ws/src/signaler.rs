@@ -2,9 +2,11 @@
 //! It may be given several servers (a cluster sharing rooms on Redis): they are tried in order.
 //! If its server goes away it connects to the next one and registers again under the same
 //! identity (an admin announces itself again); the mesh is not disturbed meanwhile. Failed
-//! attempts back off (250 ms, doubling after each full round of the servers up to 10 s, with
-//! jitter); a registration refused on reconnecting (the old one not yet expired) is retried too.
+//! attempts back off as [`crate::backoff`] says (briskly for 30 s after losing a registered
+//! connection, then up to 10 s, with jitter); a registration refused on reconnecting (the old one
+//! not yet expired) is retried too.
 
+use crate::backoff::{jittered, Backoff};
 use crate::protocol::{
     header_encode, ClientMsg, ServerMsg, MAX_HEADER_REGISTER, REGISTER_HEADER, REGISTER_TAKEN_HEADER,
 };
@@ -24,9 +26,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// The plugin name.
 pub const NAME: &str = "ws";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-/// Longest wait between reconnection rounds (the backoff doubles from 250 ms up to this).
-pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(10);
 /// A registration refused on reconnecting is asked for again this soon.
 const REFUSED_RETRY: Duration = Duration::from_millis(500);
@@ -205,7 +204,7 @@ impl Signaler for WsSignaler {
         let (urls, token, mut shutdown) = (self.urls.clone(), self.token.clone(), self.shutdown.subscribe());
         let task = tokio::spawn(async move {
             let mut first = Some(first_tx);
-            let mut backoff = BACKOFF_MIN;
+            let mut backoff = Backoff::default();
             let (mut index, mut misses) = (0usize, 0usize);
             loop {
                 let url = &urls[index % urls.len()];
@@ -214,24 +213,24 @@ impl Signaler for WsSignaler {
                     Ok(ended) if !*shutdown.borrow() => ended,
                     _ => return,
                 };
-                let mut delay = backoff;
-                if let Ended::Refused = ended {
-                    delay = REFUSED_RETRY; // the same, live server, soon
-                } else if let Ended::Lost = ended {
-                    // The next attempt goes to the next server (the one after a dead one).
-                    index += 1;
-                    let _ = ctx.inbox.send(Inbound { path: NAME, event: SignalingEvent::Disconnected }).await;
-                    backoff = BACKOFF_MIN;
-                    delay = backoff;
-                    misses = 0;
-                } else {
-                    index += 1;
-                    misses += 1;
-                    if misses % urls.len() == 0 {
-                        backoff = (backoff * 2).min(BACKOFF_MAX); // a whole round of servers failed
+                let now = std::time::Instant::now();
+                let delay = match ended {
+                    Ended::Refused => REFUSED_RETRY, // the same, live server, soon
+                    Ended::Lost => {
+                        // The next attempt goes to the next server (the one after a dead one).
+                        index += 1;
+                        let _ = ctx.inbox.send(Inbound { path: NAME, event: SignalingEvent::Disconnected }).await;
+                        backoff.lost(now);
+                        misses = 0;
+                        backoff.next(now, false)
                     }
-                }
-                let delay = delay.mul_f64(0.8 + 0.2 * rand::random::<f64>());
+                    Ended::Missed => {
+                        index += 1;
+                        misses += 1;
+                        backoff.next(now, misses % urls.len() == 0) // a whole round of servers failed
+                    }
+                };
+                let delay = jittered(delay, rand::random::<f64>());
                 if let Ended::Missed = ended {
                     if misses == 1 {
                         // The first failure is worth a warning: a newcomer with no server running

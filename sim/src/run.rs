@@ -3,7 +3,7 @@
 
 use crate::check::{at_rest, Violation};
 use crate::schedule::{Fault, Schedule, Target};
-use crate::world::{World, RECONNECT_MAX_MS};
+use crate::world::World;
 use mesh_core::{Event, MeshState, Metadata, PeerId, RegistryFilter, Role, RoomId, StateConfig, Timing, WorkerRecord};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -200,7 +200,8 @@ fn server_up(w: &mut World) {
     if w.server.up {
         return;
     }
-    let backoff = (w.t - w.server.down_since).clamp(250, RECONNECT_MAX_MS);
+    let outage = Duration::from_millis(w.t - w.server.down_since);
+    let backoff = signaling_ws::backoff::longest_wait_after(outage).as_millis() as u64;
     w.server.up = true;
     let waiting: Vec<PeerId> =
         w.hosts.iter().filter(|(_, h)| h.needs_register && !h.frozen).map(|(p, _)| p.clone()).collect();

@@ -20,8 +20,6 @@ use std::time::{Duration, Instant};
 pub const SETUP_TIMEOUT_MS: u64 = mesh_core::node::SETUP_TIMEOUT.as_millis() as u64;
 /// How long the server keeps a silent connection (a frozen process) before dropping it.
 pub const SERVER_IDLE_MS: u64 = signaling_ws::server::IDLE_TIMEOUT.as_millis() as u64;
-/// Longest reconnect backoff of a node's WebSocket.
-pub const RECONNECT_MAX_MS: u64 = signaling_ws::signaler::BACKOFF_MAX.as_millis() as u64;
 /// A handshake (ICE, DTLS, SCTP) takes this many round trips after the answer arrives.
 const HANDSHAKE_RTTS: u64 = 3;
 

@@ -77,12 +77,13 @@ impl MeshState {
         }
         // A newcomer dials every worker the rendezvous named, at once: the rendezvous orders
         // registrations, so of any two workers exactly one registered after the other and that
-        // one dials (no crossing offers). Registered again (the rendezvous restarted): the links
-        // are there; anyone missing (introduced above) is dialed after `offer_wait`.
-        if first {
-            for peer in others {
-                self.ensure_dial(now, &peer, "rendezvous");
-            }
+        // one dials (no crossing offers). Registered again (the rendezvous restarted) the same
+        // holds: a linked peer keeps its link, one being retried keeps its backoff, and one
+        // never linked (a newcomer that reached the restarted server first) is dialed now —
+        // it counts this node as the joiner and waits for its offer.
+        let why = if first { "rendezvous" } else { "rendezvous_again" };
+        for peer in others {
+            self.ensure_dial(now, &peer, why);
         }
     }
 

@@ -11,6 +11,7 @@ mod lines;
 mod link;
 mod mesh;
 mod procs;
+mod restart;
 mod signaling;
 mod sim;
 mod transfer;
@@ -36,6 +37,8 @@ enum Bench {
     Failover(procs::FailoverArgs),
     /// CPU per idle worker process in a formed mesh.
     Idle(procs::IdleArgs),
+    /// The signaling server is SIGKILLed and comes back: time until a newcomer is linked to all.
+    Restart(restart::RestartArgs),
     /// Two workers over the mesh: message latency and throughput.
     Messages(mesh::MessagesArgs),
     /// The signaling server under rooms x peers connections.
@@ -89,6 +92,7 @@ async fn main() -> ExitCode {
         Bench::Formation(a) => mesh::formation(a).await,
         Bench::Failover(a) => tokio::task::block_in_place(|| procs::failover(a)),
         Bench::Idle(a) => tokio::task::block_in_place(|| procs::idle(a)),
+        Bench::Restart(a) => tokio::task::block_in_place(|| restart::run(a)),
         Bench::Messages(a) => mesh::messages(a).await,
         Bench::Signaling(a) => signaling::run(a).await,
         Bench::Transfer(a) => transfer::run(a).await,

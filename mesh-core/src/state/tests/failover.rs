@@ -224,6 +224,28 @@ fn b18_after_a_rendezvous_restart_the_admin_is_announced_again() {
 }
 
 #[test]
+fn b8_a_newcomer_first_on_a_restarted_rendezvous_is_dialed_by_each_survivor_as_it_registers_again() {
+    // The server came back empty and the newcomer registered before any survivor: to it the
+    // survivors are the joiners. Each survivor dials it as soon as it registers again, not
+    // after offer_wait (3 s), and the room ends with one admin.
+    let mut sim = formed(&["w0", "w1", "w2"]);
+    let survivors = sim.rendezvous_forgets_all();
+    sim.join("w9");
+    sim.settle();
+    for p in &survivors {
+        sim.register_again(p);
+        sim.settle();
+    }
+    sim.advance(Duration::from_millis(100)); // far less than offer_wait
+    for p in &survivors {
+        assert!(sim.node("w9").is_linked(p), "w9 linked to {p}");
+    }
+    sim.advance(Duration::from_secs(10));
+    assert_admin_everywhere(&sim, "w0");
+    assert_eq!(sim.max_links_per_pair, 1, "one link per pair");
+}
+
+#[test]
 fn b21_an_abort_for_an_open_link_closes_it() {
     let mut sim = formed(&["w0", "w1"]);
     let now = sim.now;

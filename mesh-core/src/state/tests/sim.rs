@@ -178,6 +178,32 @@ impl Sim {
         }
     }
 
+    /// The rendezvous restarted and forgot everyone: nobody is registered until it registers
+    /// again (with [`Sim::register_again`]) or joins.
+    pub(super) fn rendezvous_forgets_all(&mut self) -> Vec<PeerId> {
+        self.rendezvous_admin = None;
+        std::mem::take(&mut self.registered).into_iter().map(|(p, _)| p).collect()
+    }
+
+    /// Worker `name`, a node already, registers again: the rendezvous lists the workers
+    /// registered before it and tells them it joined.
+    pub(super) fn register_again(&mut self, name: &PeerId) {
+        let Some(record) = self.nodes.get(name).and_then(|n| n.room_state().get(name)).cloned() else { return };
+        let members = self
+            .registered
+            .iter()
+            .filter(|(_, r)| *r == Role::Worker)
+            .filter_map(|(q, _)| self.nodes.get(q).and_then(|n| n.room_state().get(q)).map(|rec| (q, rec)))
+            .map(|(q, rec)| MemberInfo::new(q.clone(), rec.clone()))
+            .collect();
+        let admin = self.rendezvous_admin.clone();
+        self.queue.push_back((name.clone(), Event::Registered { members, admin }));
+        for (p, _) in self.registered.clone() {
+            self.queue.push_back((p, Event::PeerJoined(MemberInfo::new(name.clone(), record.clone()))));
+        }
+        self.registered.push((name.clone(), Role::Worker));
+    }
+
     pub(super) fn heal(&mut self) {
         self.cut.clear();
     }
