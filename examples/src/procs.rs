@@ -132,6 +132,21 @@ impl WorkerProc {
     }
 }
 
+impl WorkerProc {
+    /// Times any thread of the process went to sleep and was woken again so far, every thread
+    /// summed (`voluntary_ctxt_switches`): the wake-ups an idle process costs the machine.
+    pub fn wakeups(&self) -> Option<u64> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
+        let mut n = 0u64;
+        for task in tasks.flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("voluntary_ctxt_switches"))?;
+            n += line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+        }
+        Some(n)
+    }
+}
+
 /// Waits until `cond` holds for every process's latest report at once; `Err` names what did not.
 pub fn wait_all(
     procs: &[&WorkerProc],

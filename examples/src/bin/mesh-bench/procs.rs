@@ -138,18 +138,22 @@ pub(crate) fn idle(args: IdleArgs) -> Result<(), String> {
     let (mut room, formed) = form(n, "idle", None, None)?;
     std::thread::sleep(Duration::from_secs(2)); // let formation's work finish before measuring
     let cpu = |p: &WorkerProc| p.cpu_time().ok_or_else(|| format!("no /proc stat for pid {}", p.pid()));
-    let start: Vec<Duration> = room.workers().iter().map(cpu).collect::<Result<_, _>>()?;
+    let wakeups = |p: &WorkerProc| p.wakeups().ok_or_else(|| format!("no /proc status for pid {}", p.pid()));
+    let start: Vec<(Duration, u64)> =
+        room.workers().iter().map(|p| Ok((cpu(p)?, wakeups(p)?))).collect::<Result<_, String>>()?;
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(args.secs.max(1)));
     let wall = t.elapsed().as_secs_f64();
-    let mut share = Samples::default();
-    for (p, before) in room.workers().iter().zip(start) {
-        share.push((cpu(p)? - before).as_secs_f64() / wall * 100.0);
+    let (mut share, mut woken) = (Samples::default(), Samples::default());
+    for (p, (cpu_before, woken_before)) in room.workers().iter().zip(start) {
+        share.push((cpu(p)? - cpu_before).as_secs_f64() / wall * 100.0);
+        woken.push(wakeups(p)?.saturating_sub(woken_before) as f64 / wall);
     }
     println!(
-        "idle {n} workers (processes, formed in {} ms): CPU per worker, % of a core  min/median/max {}  over {:.0} s",
+        "idle {n} workers (processes, formed in {} ms): CPU per worker, % of a core  min/median/max {}  wake-ups per worker per s {}  over {:.0} s",
         formed.as_millis(),
         share.summary(3),
+        woken.summary(0),
         wall
     );
     Ok(())
