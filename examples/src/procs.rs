@@ -122,28 +122,26 @@ impl WorkerProc {
 
     /// CPU time the process used so far, every thread summed, to the nanosecond (schedstat).
     pub fn cpu_time(&self) -> Option<Duration> {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
-        let mut ns = 0u64;
-        for task in tasks.flatten() {
-            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
-            ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-        }
-        Some(Duration::from_nanos(ns))
+        self.sum_over_threads("schedstat", |stat| stat.split_whitespace().next()).map(Duration::from_nanos)
     }
-}
 
-impl WorkerProc {
     /// Times any thread of the process went to sleep and was woken again so far, every thread
     /// summed (`voluntary_ctxt_switches`): the wake-ups an idle process costs the machine.
     pub fn wakeups(&self) -> Option<u64> {
+        self.sum_over_threads("status", |status| {
+            status.lines().find(|l| l.starts_with("voluntary_ctxt_switches"))?.split_whitespace().nth(1)
+        })
+    }
+
+    /// The number `pick` finds in each thread's `/proc/PID/task/TID/FILE`, summed.
+    fn sum_over_threads(&self, file: &str, pick: impl Fn(&str) -> Option<&str>) -> Option<u64> {
         let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
-        let mut n = 0u64;
+        let mut sum = 0u64;
         for task in tasks.flatten() {
-            let status = std::fs::read_to_string(task.path().join("status")).ok()?;
-            let line = status.lines().find(|l| l.starts_with("voluntary_ctxt_switches"))?;
-            n += line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+            let text = std::fs::read_to_string(task.path().join(file)).ok()?;
+            sum += pick(&text)?.parse::<u64>().ok()?;
         }
-        Some(n)
+        Some(sum)
     }
 }
 

@@ -42,8 +42,8 @@ impl Backoff {
     pub fn next(&mut self, now: Instant, round_done: bool) -> Duration {
         let wait = self.next;
         if round_done {
-            let brisk = self.lost_at.is_some_and(|t| now.saturating_duration_since(t) < BRISK_FOR);
-            self.next = (self.next * 2).min(if brisk { BRISK_MAX } else { BACKOFF_MAX });
+            let since_loss = self.lost_at.map(|t| now.saturating_duration_since(t));
+            self.next = (self.next * 2).min(cap(since_loss));
         }
         wait
     }
@@ -52,8 +52,16 @@ impl Backoff {
 /// The longest wait a member that lost its server `outage` ago may be in (what a model of the
 /// reconnection, like the simulator's, draws its delay below).
 pub fn longest_wait_after(outage: Duration) -> Duration {
-    let cap = if outage < BRISK_FOR { BRISK_MAX } else { BACKOFF_MAX };
-    outage.clamp(BACKOFF_MIN, cap)
+    outage.clamp(BACKOFF_MIN, cap(Some(outage)))
+}
+
+/// The longest wait `since_loss` after losing a registered connection (`None`: never registered).
+fn cap(since_loss: Option<Duration>) -> Duration {
+    if since_loss.is_some_and(|d| d < BRISK_FOR) {
+        BRISK_MAX
+    } else {
+        BACKOFF_MAX
+    }
 }
 
 /// `wait` jittered over its second half (×0.5–1.0), with `unit` a uniform sample in [0, 1).

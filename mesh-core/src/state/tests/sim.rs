@@ -87,12 +87,7 @@ impl Sim {
             max_client_links: self.max_client_links,
             ..super::config(name, role)
         };
-        let members: Vec<MemberInfo> = self
-            .registered
-            .iter()
-            .filter(|(_, r)| *r == Role::Worker)
-            .map(|(p, _)| MemberInfo::new(p.clone(), self.nodes[p].room_state().get(p).unwrap().clone()))
-            .collect();
+        let members = self.listed_except(&me);
         self.nodes.insert(me.clone(), MeshState::new(cfg));
         let admin = self.rendezvous_admin.clone();
         self.queue.push_back((me.clone(), Event::Registered { members, admin }));
@@ -166,16 +161,22 @@ impl Sim {
         self.rendezvous_admin = None;
         let registered = self.registered.clone();
         for (p, _) in &registered {
-            let members = registered
-                .iter()
-                .filter(|(q, r)| q != p && *r == Role::Worker)
-                .filter_map(|(q, _)| self.nodes.get(q).and_then(|n| n.room_state().get(q)).map(|rec| (q, rec)))
-                .map(|(q, record)| MemberInfo::new(q.clone(), record.clone()))
-                .collect();
+            let members = self.listed_except(p);
             let admin = self.rendezvous_admin.clone();
             self.queue.push_back((p.clone(), Event::Registered { members, admin }));
             self.settle();
         }
+    }
+
+    /// What the rendezvous lists to a worker registering: every registered worker but `me`,
+    /// with its record.
+    fn listed_except(&self, me: &PeerId) -> Vec<MemberInfo> {
+        self.registered
+            .iter()
+            .filter(|(q, r)| q != me && *r == Role::Worker)
+            .filter_map(|(q, _)| self.nodes.get(q).and_then(|n| n.room_state().get(q)).map(|rec| (q, rec)))
+            .map(|(q, rec)| MemberInfo::new(q.clone(), rec.clone()))
+            .collect()
     }
 
     /// The rendezvous restarted and forgot everyone: nobody is registered until it registers
@@ -189,13 +190,7 @@ impl Sim {
     /// registered before it and tells them it joined.
     pub(super) fn register_again(&mut self, name: &PeerId) {
         let Some(record) = self.nodes.get(name).and_then(|n| n.room_state().get(name)).cloned() else { return };
-        let members = self
-            .registered
-            .iter()
-            .filter(|(_, r)| *r == Role::Worker)
-            .filter_map(|(q, _)| self.nodes.get(q).and_then(|n| n.room_state().get(q)).map(|rec| (q, rec)))
-            .map(|(q, rec)| MemberInfo::new(q.clone(), rec.clone()))
-            .collect();
+        let members = self.listed_except(name);
         let admin = self.rendezvous_admin.clone();
         self.queue.push_back((name.clone(), Event::Registered { members, admin }));
         for (p, _) in self.registered.clone() {
