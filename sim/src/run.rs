@@ -126,6 +126,8 @@ pub fn apply(w: &mut World, seed: u64, fault: &Fault) {
                 first_session: w.t * 1_000_000 + w.next_inc() as u64 * 1000,
                 trust: Default::default(),
                 max_client_links: mesh_core::state::DEFAULT_MAX_CLIENT_LINKS,
+                // Clocks in step, as the nodes' wall clocks are: one grid for the whole room.
+                heartbeat_phase: Some(w.t0),
             };
             w.spawn(me, role, MeshState::new(cfg));
         }

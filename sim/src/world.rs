@@ -54,7 +54,8 @@ impl Host {
 pub struct World {
     /// Virtual time, ms since the start.
     pub t: u64,
-    t0: Instant,
+    /// The instant virtual time 0 stands for.
+    pub(crate) t0: Instant,
     queue: BinaryHeap<Queued>,
     seq: u64,
     /// Live processes by peer id.

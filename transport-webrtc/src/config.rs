@@ -36,7 +36,8 @@ pub struct WebRtcConfig {
     pub disconnected_timeout_ms: u64,
     /// Further silence after "disconnected" before the link is declared failed and closed.
     pub failed_timeout_ms: u64,
-    /// ICE keep-alive interval on an idle link.
+    /// A link that has received nothing for this long sends an ICE keep-alive (consent checks
+    /// go at least every 5 s whatever the traffic).
     pub keepalive_ms: u64,
     /// Pause between ICE connectivity checks while a link is forming.
     pub ice_check_interval_ms: u64,
@@ -120,7 +121,7 @@ impl Default for WebRtcConfig {
             gather_timeout_ms: 5_000,
             disconnected_timeout_ms: 2_000,
             failed_timeout_ms: 3_000,
-            keepalive_ms: 500,
+            keepalive_ms: 2_000,
             ice_check_interval_ms: 5,
             send_buffer_bytes: 2 * 1024 * 1024,
             receive_window_bytes: 4 * 1024 * 1024,

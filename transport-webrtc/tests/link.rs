@@ -76,6 +76,29 @@ async fn heartbeats_travel_on_the_unordered_channel() {
 }
 
 #[tokio::test]
+async fn messages_alone_keep_a_link_alive_between_far_apart_keepalives() {
+    // ICE declares the link failed after 0.6 s without hearing the peer, and sends a keep-alive
+    // only after a minute without: only the messages themselves can keep it open for 3 s.
+    let config = || WebRtcConfig {
+        keepalive_ms: 60_000,
+        disconnected_timeout_ms: 300,
+        failed_timeout_ms: 300,
+        ..WebRtcConfig::loopback()
+    };
+    let (a, b) = (WebRtcTransport::new(config(), 1 << 20), WebRtcTransport::new(config(), 1 << 20));
+    let (mut x, mut y) = open_pair(&a, &b).await;
+    // A ping every 100 ms, each answered: traffic both ways, as heartbeats make it.
+    let mut pace = tokio::time::interval(Duration::from_millis(100));
+    for round in 0..30u32 {
+        pace.tick().await;
+        x.link.send(Bytes::from(round.to_le_bytes().to_vec())).await.expect("the link is still open");
+        let ping = message(&mut y.events).await;
+        y.link.send(ping.clone()).await.expect("the link is still open");
+        assert_eq!(message(&mut x.events).await, ping, "round {round}: the link closed under traffic");
+    }
+}
+
+#[tokio::test]
 async fn an_oversized_message_is_dropped_and_the_link_survives() {
     let small_limit = WebRtcTransport::new(WebRtcConfig::loopback(), 100 * 1024);
     let a = transport();

@@ -260,6 +260,7 @@ impl MeshNode {
             first_session: first_session(),
             trust: options.trust.clone(),
             max_client_links: options.max_client_links,
+            heartbeat_phase: heartbeat_phase(options.timing.heartbeat_interval),
         });
         let (commands, commands_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
@@ -452,6 +453,14 @@ impl Drop for MeshNode {
 /// The first session number of a node started now: microseconds since the Unix epoch, so a
 /// restarted process (same peer id) never reuses its predecessor's session ids. (Its record's
 /// first version is the same clock in milliseconds.)
+/// The last instant on the wall clock's grid of whole `interval`s since the Unix epoch: every
+/// node of a room (clocks in step) derives the same grid, whenever it started.
+fn heartbeat_phase(interval: std::time::Duration) -> Option<std::time::Instant> {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+    let into = since_epoch.as_nanos().checked_rem(interval.as_nanos())?;
+    std::time::Instant::now().checked_sub(std::time::Duration::from_nanos(into as u64))
+}
+
 fn first_session() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64)
 }

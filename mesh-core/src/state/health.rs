@@ -15,7 +15,7 @@ use super::{LinkState, MeshEvent, MeshState};
 use crate::id::{PeerId, RoomId};
 use crate::signaler::Role;
 use serde::Serialize;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The state of the link to one peer, as a health record shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -165,8 +165,21 @@ impl MeshState {
         if due > now {
             return;
         }
-        self.health.next_heartbeat = Some(now + self.cfg.timing.heartbeat_interval);
+        self.health.next_heartbeat = Some(self.next_beat(now));
         self.broadcast_view();
+    }
+
+    /// When the heartbeat after `now` is due: the next point of the phase's grid, or one
+    /// interval from now without a phase.
+    pub(super) fn next_beat(&self, now: Instant) -> Instant {
+        let interval = self.cfg.timing.heartbeat_interval;
+        let Some(phase) = self.cfg.heartbeat_phase else { return now + interval };
+        let step = interval.as_nanos().max(1);
+        if phase > now {
+            return phase.min(now + interval);
+        }
+        let beats = now.duration_since(phase).as_nanos() / step + 1;
+        u64::try_from(beats * step).map_or(now + interval, |ns| phase + Duration::from_nanos(ns))
     }
 
     fn detect_silence(&mut self, now: Instant) {

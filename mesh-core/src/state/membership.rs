@@ -37,7 +37,7 @@ impl MeshState {
             }
         }
         if self.health.next_heartbeat.is_none() {
-            self.health.next_heartbeat = Some(now + self.cfg.timing.heartbeat_interval);
+            self.health.next_heartbeat = Some(self.next_beat(now));
             self.health.next_health = Some(now + self.cfg.timing.health_interval);
         }
         if self.cfg.role == Role::Client {

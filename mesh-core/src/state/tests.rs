@@ -31,6 +31,7 @@ pub(super) fn config(me: &str, role: crate::signaler::Role) -> crate::state::Sta
         first_session: 1,
         trust: Default::default(),
         max_client_links: crate::state::DEFAULT_MAX_CLIENT_LINKS,
+        heartbeat_phase: None,
     }
 }
 

@@ -73,6 +73,11 @@ pub struct StateConfig {
     pub trust: crate::identity::Allowlist,
     /// Client links a worker takes at most (besides its worker links).
     pub max_client_links: usize,
+    /// An instant on the wall clock's grid of whole heartbeat intervals (since the Unix epoch).
+    /// Heartbeats go out on that grid, so every worker of a room sends them at the same moments
+    /// and handles its peers' heartbeats and acknowledgements in a few wake-ups a second instead
+    /// of one per peer (docs/BEHAVIOUR.md 19). None: one interval after the last, from joining.
+    pub heartbeat_phase: Option<Instant>,
 }
 
 /// Something that happened, fed to [`super::MeshState::handle`].

@@ -330,6 +330,13 @@ impl Endpoint {
 
     /// When `remote`'s association next needs [`Self::handle_timeout`].
     pub fn poll_timeout(&self, remote: &SocketAddr) -> Option<Instant> {
+        // mesh patch: packets already queued (the first ClientHello, which `connect` queues
+        // outside any `handle_timeout`) are due at once. Upstream reported only the
+        // retransmission timer, so the first flight left with whatever woke the driver next:
+        // another protocol's timer, or this flight's own first retransmission.
+        if let Some(queued) = self.transmits.front() {
+            return Some(queued.now);
+        }
         if let Some(conn) = self.connections.get(remote) {
             conn.current_retransmit_timer
         } else {

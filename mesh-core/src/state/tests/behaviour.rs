@@ -553,3 +553,24 @@ fn b12a_a_newcomer_signals_every_first_attempt_by_the_rendezvous_the_admin_first
     assert_eq!(orders[0].0, "w0", "the admin first");
     assert!(orders.iter().all(|(_, o)| *o == crate::PathOrder::RendezvousFirst), "{orders:?}");
 }
+
+#[test]
+fn b19_heartbeats_go_on_the_wall_clock_grid_whenever_a_worker_joined() {
+    let t0 = std::time::Instant::now();
+    let beat = Timing::default().heartbeat_interval;
+    let ms = Duration::from_millis;
+    // A lone worker (admin of its own room), registered `joined` after a point of the grid.
+    let worker = |joined: Duration| {
+        let mut s = MeshState::new(StateConfig { heartbeat_phase: Some(t0), ..super::config("w1", Role::Worker) });
+        s.handle(t0 + joined, Event::Registered { members: vec![], admin: None });
+        drain(&mut s);
+        s
+    };
+    let (mut early, late) = (worker(ms(130)), worker(ms(770)));
+    assert_eq!(early.next_deadline(), Some(t0 + beat), "the first heartbeat on the grid, not a beat after joining");
+    assert_eq!(late.next_deadline(), early.next_deadline(), "workers that joined apart beat together");
+    // A timer that fires late does not shift the grid.
+    early.handle(t0 + beat + ms(7), Event::Tick);
+    drain(&mut early);
+    assert_eq!(early.next_deadline(), Some(t0 + beat * 2));
+}

@@ -49,6 +49,7 @@ impl Keys {
             first_session: 1,
             trust,
             max_client_links: crate::state::DEFAULT_MAX_CLIENT_LINKS,
+            heartbeat_phase: None,
         })
     }
 
