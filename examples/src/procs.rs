@@ -120,29 +120,39 @@ impl WorkerProc {
         None
     }
 
-    /// CPU time the process used so far, every thread summed, to the nanosecond (schedstat).
+    /// CPU time the process used so far ([`cpu_time_of`]).
     pub fn cpu_time(&self) -> Option<Duration> {
-        self.sum_over_threads("schedstat", |stat| stat.split_whitespace().next()).map(Duration::from_nanos)
+        cpu_time_of(self.child.id())
     }
 
-    /// Times any thread of the process went to sleep and was woken again so far, every thread
-    /// summed (`voluntary_ctxt_switches`): the wake-ups an idle process costs the machine.
+    /// Wake-ups of the process so far ([`wakeups_of`]).
     pub fn wakeups(&self) -> Option<u64> {
-        self.sum_over_threads("status", |status| {
-            status.lines().find(|l| l.starts_with("voluntary_ctxt_switches"))?.split_whitespace().nth(1)
-        })
+        wakeups_of(self.child.id())
     }
+}
 
-    /// The number `pick` finds in each thread's `/proc/PID/task/TID/FILE`, summed.
-    fn sum_over_threads(&self, file: &str, pick: impl Fn(&str) -> Option<&str>) -> Option<u64> {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
-        let mut sum = 0u64;
-        for task in tasks.flatten() {
-            let text = std::fs::read_to_string(task.path().join(file)).ok()?;
-            sum += pick(&text)?.parse::<u64>().ok()?;
-        }
-        Some(sum)
+/// CPU time process `pid` used so far, every thread summed, to the nanosecond (schedstat).
+pub fn cpu_time_of(pid: u32) -> Option<Duration> {
+    sum_over_threads(pid, "schedstat", |stat| stat.split_whitespace().next()).map(Duration::from_nanos)
+}
+
+/// Times any thread of process `pid` went to sleep and was woken again so far, every thread
+/// summed (`voluntary_ctxt_switches`): the wake-ups an idle process costs the machine.
+pub fn wakeups_of(pid: u32) -> Option<u64> {
+    sum_over_threads(pid, "status", |status| {
+        status.lines().find(|l| l.starts_with("voluntary_ctxt_switches"))?.split_whitespace().nth(1)
+    })
+}
+
+/// The number `pick` finds in each thread's `/proc/PID/task/TID/FILE`, summed.
+fn sum_over_threads(pid: u32, file: &str, pick: impl Fn(&str) -> Option<&str>) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut sum = 0u64;
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join(file)).ok()?;
+        sum += pick(&text)?.parse::<u64>().ok()?;
     }
+    Some(sum)
 }
 
 /// Waits until `cond` holds for every process's latest report at once; `Err` names what did not.

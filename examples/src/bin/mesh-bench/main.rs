@@ -4,6 +4,7 @@
 //! `signaling` (the `mesh-signal` server under load), `sim` (seeded failure schedules in the
 //! deterministic simulator), `job` (the job flow: mesh-signal, mesh-worker and mesh-job processes).
 
+mod anchor;
 mod breakdown;
 mod job;
 mod labxfer;
@@ -69,9 +70,20 @@ impl Samples {
         if self.0.is_empty() {
             return "-".into();
         }
+        let v = self.sorted();
+        format!("{:.d$} / {:.d$} / {:.d$}", v[0], self.median(), v[v.len() - 1], d = digits)
+    }
+
+    /// The median (the upper one of an even count), or NaN without samples.
+    pub fn median(&self) -> f64 {
+        let v = self.sorted();
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+
+    fn sorted(&self) -> Vec<f64> {
         let mut v = self.0.clone();
         v.sort_by(|a, b| a.total_cmp(b));
-        format!("{:.d$} / {:.d$} / {:.d$}", v[0], v[v.len() / 2], v[v.len() - 1], d = digits)
+        v
     }
 }
 

@@ -6,7 +6,9 @@
 
 use crate::Samples;
 use mesh_examples::labroom::{LabRoom, WanSpec};
-use mesh_examples::procs::{attempts, full, sibling_binary, wait_all, wait_new_admin, worker_config, WorkerProc};
+use mesh_examples::procs::{
+    attempts, cpu_time_of, full, sibling_binary, wait_all, wait_new_admin, wakeups_of, worker_config, WorkerProc,
+};
 use mesh_netlab::Lab;
 use signaling_ws::loadgen::ServerProcess;
 use std::path::{Path, PathBuf};
@@ -130,33 +132,64 @@ pub(crate) struct IdleArgs {
     /// Seconds of idle time measured (after the mesh formed and settled for 2 s).
     #[arg(long, default_value_t = 10)]
     secs: u64,
+    /// Then measure a room of stock matchbox 0.15 peers the same way, as the baseline of the same
+    /// run (`anchors/matchbox`, built on first use: a few minutes).
+    #[arg(long)]
+    anchor: bool,
 }
 
-/// CPU time each idle worker process uses, as a share of one core.
+/// CPU time each idle worker process uses, as a share of one core, and its wake-ups; with
+/// `--anchor`, the same for a room of matchbox peers, measured next.
 pub(crate) fn idle(args: IdleArgs) -> Result<(), String> {
     let n = args.workers.max(2);
+    let secs = Duration::from_secs(args.secs.max(1));
     let (mut room, formed) = form(n, "idle", None, None)?;
-    std::thread::sleep(Duration::from_secs(2)); // let formation's work finish before measuring
-    let cpu = |p: &WorkerProc| p.cpu_time().ok_or_else(|| format!("no /proc stat for pid {}", p.pid()));
-    let wakeups = |p: &WorkerProc| p.wakeups().ok_or_else(|| format!("no /proc status for pid {}", p.pid()));
-    let start: Vec<(Duration, u64)> =
-        room.workers().iter().map(|p| Ok((cpu(p)?, wakeups(p)?))).collect::<Result<_, String>>()?;
-    let t = Instant::now();
-    std::thread::sleep(Duration::from_secs(args.secs.max(1)));
-    let wall = t.elapsed().as_secs_f64();
-    let (mut share, mut woken) = (Samples::default(), Samples::default());
-    for (p, (cpu_before, woken_before)) in room.workers().iter().zip(start) {
-        share.push((cpu(p)? - cpu_before).as_secs_f64() / wall * 100.0);
-        woken.push(wakeups(p)?.saturating_sub(woken_before) as f64 / wall);
-    }
+    let pids: Vec<u32> = room.workers().iter().map(WorkerProc::pid).collect();
+    let (share, woken, wall) = idle_cost(&pids, secs)?;
     println!(
-        "idle {n} workers (processes, formed in {} ms): CPU per worker, % of a core  min/median/max {}  wake-ups per worker per s {}  over {:.0} s",
+        "idle {n} workers (processes, formed in {} ms): CPU per worker, % of a core  min/median/max {}  wake-ups per worker per s {}  over {wall:.0} s",
         formed.as_millis(),
         share.summary(3),
         woken.summary(0),
-        wall
     );
+    drop(room);
+    if args.anchor {
+        let (anchor, formed) = crate::anchor::matchbox_room(n)?;
+        let (base, base_woken, wall) = idle_cost(&anchor.peer_pids(), secs)?;
+        println!(
+            "idle {n} matchbox 0.15 peers (processes, same run, formed in {} ms): CPU per peer, % of a core  min/median/max {}  wake-ups per peer per s {}  over {wall:.0} s",
+            formed.as_millis(),
+            base.summary(3),
+            base_woken.summary(0),
+        );
+        println!(
+            "idle: our worker / matchbox peer (medians): CPU {:.2}x  wake-ups {:.2}x",
+            share.median() / base.median(),
+            woken.median() / base_woken.median()
+        );
+    }
     Ok(())
+}
+
+/// After 2 s for set-up's work to finish, each process's CPU share (% of a core) and wake-ups
+/// per second over `secs`; and the seconds measured.
+fn idle_cost(pids: &[u32], secs: Duration) -> Result<(Samples, Samples, f64), String> {
+    std::thread::sleep(Duration::from_secs(2));
+    let read = |pid: u32| {
+        let cpu = cpu_time_of(pid).ok_or_else(|| format!("no /proc schedstat for pid {pid}"))?;
+        Ok::<_, String>((cpu, wakeups_of(pid).ok_or_else(|| format!("no /proc status for pid {pid}"))?))
+    };
+    let start = pids.iter().map(|&p| read(p)).collect::<Result<Vec<_>, String>>()?;
+    let t = Instant::now();
+    std::thread::sleep(secs);
+    let wall = t.elapsed().as_secs_f64();
+    let (mut share, mut woken) = (Samples::default(), Samples::default());
+    for (&pid, (cpu_before, woken_before)) in pids.iter().zip(start) {
+        let (cpu, wakeups) = read(pid)?;
+        share.push((cpu - cpu_before).as_secs_f64() / wall * 100.0);
+        woken.push(wakeups.saturating_sub(woken_before) as f64 / wall);
+    }
+    Ok((share, woken, wall))
 }
 
 pub(crate) fn lab_label(lab: Option<WanSpec>) -> String {
