@@ -119,16 +119,6 @@ impl WorkerProc {
         }
         None
     }
-
-    /// CPU time the process used so far ([`cpu_time_of`]).
-    pub fn cpu_time(&self) -> Option<Duration> {
-        cpu_time_of(self.child.id())
-    }
-
-    /// Wake-ups of the process so far ([`wakeups_of`]).
-    pub fn wakeups(&self) -> Option<u64> {
-        wakeups_of(self.child.id())
-    }
 }
 
 /// CPU time process `pid` used so far, every thread summed, to the nanosecond (schedstat).

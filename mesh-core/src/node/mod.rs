@@ -450,9 +450,6 @@ impl Drop for MeshNode {
     }
 }
 
-/// The first session number of a node started now: microseconds since the Unix epoch, so a
-/// restarted process (same peer id) never reuses its predecessor's session ids. (Its record's
-/// first version is the same clock in milliseconds.)
 /// The last instant on the wall clock's grid of whole `interval`s since the Unix epoch: every
 /// node of a room (clocks in step) derives the same grid, whenever it started.
 fn heartbeat_phase(interval: std::time::Duration) -> Option<std::time::Instant> {
@@ -461,6 +458,9 @@ fn heartbeat_phase(interval: std::time::Duration) -> Option<std::time::Instant> 
     std::time::Instant::now().checked_sub(std::time::Duration::from_nanos(into as u64))
 }
 
+/// The first session number of a node started now: microseconds since the Unix epoch, so a
+/// restarted process (same peer id) never reuses its predecessor's session ids. (Its record's
+/// first version is the same clock in milliseconds.)
 fn first_session() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64)
 }

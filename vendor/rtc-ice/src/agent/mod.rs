@@ -587,6 +587,18 @@ impl Agent {
             && self.validate_non_stun_traffic(now, transport.peer_addr)
     }
 
+    /// mesh patch: when the selected pair's remote candidate was last heard from (the agent's
+    /// start if never); None without a selected pair.
+    fn selected_last_received(&self) -> Option<Instant> {
+        let pair_index = self.selected_pair?;
+        let remote_index = self.candidate_pairs[pair_index].remote_index;
+        Some(
+            self.remote_candidates[remote_index]
+                .last_received()
+                .unwrap_or(self.start_time),
+        )
+    }
+
     /// mesh patch: when `contact` has something to do next. While checking, on the check
     /// interval; once a pair is selected, only when a keep-alive is due or the selected pair's
     /// silence reaches the disconnected or failed timeout. Upstream woke every connected agent
@@ -594,17 +606,13 @@ impl Agent {
     /// keep-alive setting, to find that nothing was due.
     pub(crate) fn next_contact(&self) -> Instant {
         let periodic = self.last_checking_time + self.get_timeout_interval();
-        let Some(pair_index) = self.selected_pair else {
+        let Some(last_received) = self.selected_last_received() else {
             return periodic;
         };
         // A disconnected agent keeps the periodic pace, so it sees traffic return promptly.
         if self.lite || self.connection_state != ConnectionState::Connected {
             return periodic;
         }
-        let remote_index = self.candidate_pairs[pair_index].remote_index;
-        let last_received = self.remote_candidates[remote_index]
-            .last_received()
-            .unwrap_or(self.start_time);
         // `validate_selected_pair` compares silence with `>`: wake just past each timeout.
         let past = Duration::from_millis(1);
         let mut due = Vec::with_capacity(3);
@@ -1006,14 +1014,10 @@ impl Agent {
     /// Upstream sent one every `keepalive_interval` however busy the pair, and our links carry
     /// a heartbeat every second in each direction.
     pub(crate) fn keepalive_due(&self) -> Option<Instant> {
-        let pair_index = self.selected_pair?;
+        let last_received = self.selected_last_received()?;
         if self.keepalive_interval == Duration::ZERO {
             return None;
         }
-        let remote_index = self.candidate_pairs[pair_index].remote_index;
-        let last_received = self.remote_candidates[remote_index]
-            .last_received()
-            .unwrap_or(self.start_time);
         let consent = self.last_consent_sent + CONSENT_INTERVAL.max(self.keepalive_interval);
         let quiet = last_received.max(self.last_consent_sent) + self.keepalive_interval;
         Some(consent.min(quiet))
