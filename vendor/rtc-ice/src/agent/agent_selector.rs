@@ -77,7 +77,18 @@ impl Agent {
                 return false;
             }
         };
-        now.saturating_duration_since(self.start_time) > min_wait
+        // mesh patch: `>=`, so a host pair (no wait) is nominatable on the very first check.
+        now.saturating_duration_since(self.start_time) >= min_wait
+    }
+
+    /// mesh patch: aggressive nomination (RFC 5245 §8.1.1.2, still what browsers accept): while
+    /// nothing is selected, every check of a nominatable pair carries USE-CANDIDATE, and the
+    /// first to succeed is selected. Upstream's regular nomination spent one more round trip:
+    /// a check, then a second check with USE-CANDIDATE once the first succeeded.
+    fn nominates_at_once(&self, now: Instant, local_index: usize, remote_index: usize) -> bool {
+        self.get_selected_pair().is_none()
+            && self.is_nominatable(now, local_index, true)
+            && self.is_nominatable(now, remote_index, false)
     }
 
     fn nominate_pair(&mut self, now: Instant) {
@@ -267,19 +278,27 @@ impl ControllingSelector for Agent {
             let username = remote_credentials.ufrag.clone()
                 + ":"
                 + self.ufrag_pwd.local_credentials.ufrag.as_str();
-            let mut msg = Message::new();
-            let result = msg.build(&[
+            let mut setters: Vec<Box<dyn Setter>> = vec![
                 Box::new(BINDING_REQUEST),
                 Box::new(TransactionId::new()),
                 Box::new(Username::new(ATTR_USERNAME, username)),
-                Box::new(AttrControlling(self.tie_breaker)),
-                Box::new(PriorityAttr(self.local_candidates[local_index].priority())),
-                Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
+            ];
+            if self.nominates_at_once(now, local_index, remote_index) {
+                setters.push(Box::<UseCandidateAttr>::default());
+            }
+            setters.push(Box::new(AttrControlling(self.tie_breaker)));
+            setters.push(Box::new(PriorityAttr(
+                self.local_candidates[local_index].priority(),
+            )));
+            setters.push(Box::new(
+                MessageIntegrity::new_short_term_integrity_with_provider(
                     remote_credentials.pwd.clone(),
                     self.crypto_provider.crypto(),
-                )),
-                Box::new(FINGERPRINT),
-            ]);
+                ),
+            ));
+            setters.push(Box::new(FINGERPRINT));
+            let mut msg = Message::new();
+            let result = msg.build(&setters);
             (msg, result)
         };
 
@@ -505,6 +524,11 @@ impl ControlledSelector for Agent {
                     self.remote_candidates[p.remote_index].addr(),
                     rtt.as_millis()
                 );
+                // mesh patch: the peer nominated this pair before our check of it succeeded
+                // (RFC 8445 §7.3.1.5): it is selected now.
+                if p.nominated && self.get_selected_pair().is_none() {
+                    self.set_selected_pair(Some(now), Some(pair_index));
+                }
             } else {
                 // This shouldn't happen
                 error!("Success response from invalid candidate pair");
@@ -555,6 +579,11 @@ impl ControlledSelector for Agent {
                     // MUST remove the candidate pair from the valid list, set the
                     // candidate pair state to Failed, and set the checklist state to
                     // Failed.
+                    // mesh patch: the request is answered (RFC 8445 §7.3.1.4: every valid
+                    // request gets a response) and the nomination remembered. Upstream sent
+                    // nothing, so the controlling agent's nomination waited for a resend.
+                    self.candidate_pairs[pair_index].nominated = true;
+                    self.send_binding_success(now, m, local_index, remote_index);
                     self.ping_candidate(now, local_index, remote_index);
                 }
             } else {

@@ -18,6 +18,7 @@ mod agent_proto;
 pub mod agent_selector;
 /// Snapshot statistics for an agent's candidates and pairs.
 pub mod agent_stats;
+mod early;
 
 use agent_config::*;
 use bytes::BytesMut;
@@ -1334,6 +1335,11 @@ impl Agent {
             return Err(Error::ErrUnhandledStunpacket);
         }
 
+        // mesh patch: a check that arrives before the remote description is answered at once.
+        if m.typ.class == CLASS_REQUEST && self.ufrag_pwd.remote_credentials.is_none() {
+            return self.answer_early_check(now, m, local_index, remote_addr);
+        }
+
         // RFC 8445 Section 7.3.1.1 - Detecting and Repairing Role Conflicts
         if self.is_controlling {
             if m.contains(ATTR_ICE_CONTROLLING) {
@@ -1566,6 +1572,18 @@ impl Agent {
         remote_index: usize,
     ) {
         let peer_addr = self.remote_candidates[remote_index].addr();
+        self.send_stun_to(now, msg, local_index, peer_addr);
+    }
+
+    /// mesh patch: sends `msg` from local candidate `local_index` to `peer_addr`, which need not
+    /// be a remote candidate yet (an answer to a check that came before the remote description).
+    pub(crate) fn send_stun_to(
+        &mut self,
+        now: Instant,
+        msg: &Message,
+        local_index: usize,
+        peer_addr: SocketAddr,
+    ) {
         // RFC 8445 §6.1.2: checks for a (server/peer-)reflexive candidate must
         // be sent from its base, the bound local socket the candidate was
         // derived from; the mapped address is not a local socket.
