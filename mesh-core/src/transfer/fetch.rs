@@ -97,14 +97,10 @@ pub async fn fetch(
         let Some((i, answer)) = next else { break };
         let bytes: Bytes = match answer {
             Ok(bytes) => bytes,
-            // The link dropped, or the provider refused: fetch again to resume. Asks sent after
-            // the link closed say only "not linked"; the ones it closed on say why.
-            Err(DataError::NotLinked(_)) if !asking.is_empty() => {
-                let mut why = None;
-                while let Some((_, other)) = asking.next().await {
-                    why = why.or(other.err().filter(|e| !matches!(e, DataError::NotLinked(_))));
-                }
-                return Err(why.unwrap_or(DataError::NotLinked(from.clone())).into());
+            // The link dropped, or the provider refused: fetch again to resume.
+            Err(err @ DataError::NotLinked(_)) => {
+                let rest: Vec<_> = asking.map(|(_, answer)| answer).collect().await;
+                return Err(why_stopped(from, err, rest).into());
             }
             Err(err) => return Err(err.into()),
         };
@@ -140,6 +136,18 @@ pub async fn fetch(
     .await
     .map_err(|e| TransferError::Io(e.to_string()))??;
     Ok(FetchReport { size, fetched, resumed, already_held: false })
+}
+
+/// Why a fetch that was linked to `from` (it had the manifest) stopped, given the first failed
+/// ask and the answers to the rest. Asks sent after the link closed say only "not linked"; the
+/// ones it closed on say why. When every ask came back after the link had gone (all the answers
+/// in flight had arrived), the link was lost all the same: "not linked" would read as if there
+/// had never been one.
+fn why_stopped(from: &PeerId, first: DataError, rest: Vec<Result<Bytes, DataError>>) -> DataError {
+    std::iter::once(first)
+        .chain(rest.into_iter().filter_map(Result::err))
+        .find(|e| !matches!(e, DataError::NotLinked(_)))
+        .unwrap_or_else(|| DataError::LinkLost(from.clone()))
 }
 
 /// Where an unfinished fetch of `dest` keeps its chunks.
@@ -178,4 +186,25 @@ fn open_part(part: &Path, m: &Manifest) -> std::io::Result<(std::fs::File, Vec<b
         }
     }
     Ok((file, have))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w0() -> PeerId {
+        PeerId::new("w0").expect("a valid id")
+    }
+
+    #[test]
+    fn a_fetch_whose_link_went_says_the_link_was_lost_even_when_every_ask_came_back_not_linked() {
+        let rest = vec![Ok(Bytes::from_static(b"chunk")), Err(DataError::NotLinked(w0()))];
+        assert_eq!(why_stopped(&w0(), DataError::NotLinked(w0()), rest), DataError::LinkLost(w0()));
+    }
+
+    #[test]
+    fn the_ask_the_link_closed_on_says_why() {
+        let rest = vec![Err(DataError::NotLinked(w0())), Err(DataError::PeerLeft(w0()))];
+        assert_eq!(why_stopped(&w0(), DataError::NotLinked(w0()), rest), DataError::PeerLeft(w0()));
+    }
 }
