@@ -14,7 +14,7 @@ use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit,
     RTCIceConnectionState, RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, SettingEngineBuilder,
+    RTCPeerConnectionState, SettingEngine, SettingEngineBuilder,
 };
 
 /// Stream id of the reliable, ordered channel that carries mesh messages.
@@ -23,6 +23,34 @@ const RELIABLE_STREAM: u16 = 0;
 const HEARTBEAT_STREAM: u16 = 1;
 /// How long an unacknowledged heartbeat is retransmitted before it is abandoned, in ms.
 const HEARTBEAT_LIFETIME_MS: u16 = 1_000;
+
+/// The stack settings every link's peer connection uses: ICE pace and timeouts, DTLS roles, the
+/// SCTP window. Public so that tests can drive the stack's sans-IO core exactly as a link does.
+pub fn stack_settings(config: &WebRtcConfig, mdns: bool) -> SettingEngine {
+    // The driver also starts DTLS on this tick, so a short interval opens links sooner; the
+    // number of checks keeps the give-up time per candidate pair near ICE's usual 1.4 s.
+    let check = Duration::from_millis(config.ice_check_interval_ms);
+    let binding_requests = (1_400 / config.ice_check_interval_ms).clamp(7, 200) as u16;
+    SettingEngineBuilder::new()
+        .with_ice_timeouts(
+            Some(Duration::from_millis(config.disconnected_timeout_ms)),
+            Some(Duration::from_millis(config.failed_timeout_ms)),
+            Some(Duration::from_millis(config.keepalive_ms)),
+        )
+        .with_ice_connection_attempts(Some(check), Some(binding_requests))
+        // A peer's check often lands before its trickled candidate, making the pair
+        // peer-reflexive; the default 1 s wait before accepting such a pair only delays us.
+        .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+        // The answerer (ICE-controlled) is the DTLS client, as JSEP prefers: it selects its
+        // pair first, when the offerer's nominating check arrives, half a round trip before
+        // the offerer does, so its ClientHello leaves half a round trip earlier. The
+        // ClientHello travels beside the STUN response that makes the offerer select; if it
+        // overtakes it, the offerer's ICE keeps it until then (vendor/README.md).
+        .with_answering_dtls_role(RTCDtlsRole::Client)
+        .with_sctp_max_receive_buffer_size(config.receive_window_bytes as u32)
+        .with_multicast_dns_mode(if mdns { MulticastDnsMode::QueryOnly } else { MulticastDnsMode::Disabled })
+        .build()
+}
 
 /// What the peer connection reports to its link task.
 #[derive(Debug)]
@@ -134,28 +162,7 @@ impl Peer {
                 credential: s.credential.clone(),
             })
             .collect();
-        // The driver also starts DTLS on this tick, so a short interval opens links sooner; the
-        // number of checks keeps the give-up time per candidate pair near ICE's usual 1.4 s.
-        let check = Duration::from_millis(config.ice_check_interval_ms);
-        let binding_requests = (1_400 / config.ice_check_interval_ms).clamp(7, 200) as u16;
-        let settings = SettingEngineBuilder::new()
-            .with_ice_timeouts(
-                Some(Duration::from_millis(config.disconnected_timeout_ms)),
-                Some(Duration::from_millis(config.failed_timeout_ms)),
-                Some(Duration::from_millis(config.keepalive_ms)),
-            )
-            .with_ice_connection_attempts(Some(check), Some(binding_requests))
-            // A peer's check often lands before its trickled candidate, making the pair
-            // peer-reflexive; the default 1 s wait before accepting such a pair only delays us.
-            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
-            // The offerer (ICE-controlling) is the DTLS client. It learns that ICE is connected
-            // last, half a round trip after the answerer, so its ClientHello always finds the
-            // answerer's DTLS started; the other way round, a ClientHello often reaches the
-            // offerer before its own ICE completes, is dropped, and waits out a retransmission.
-            .with_answering_dtls_role(RTCDtlsRole::Server)
-            .with_sctp_max_receive_buffer_size(config.receive_window_bytes as u32)
-            .with_multicast_dns_mode(if mdns { MulticastDnsMode::QueryOnly } else { MulticastDnsMode::Disabled })
-            .build();
+        let settings = stack_settings(config, mdns);
         let pc = PeerConnectionBuilder::new()
             .with_configuration(
                 RTCConfigurationBuilder::new()

@@ -25,7 +25,16 @@ pub(crate) struct IceHandlerContext {
     /// accumulator up with this key instead of re-`format!`ing it on every packet
     /// — that formatting was a heap allocation on the hot path in both directions.
     pub(crate) selected_pair_key: Option<String>,
+
+    /// mesh patch: DTLS (or other non-STUN) packets that arrived before a pair was selected,
+    /// delivered once one is (at most [`EARLY_READS_MAX`]).
+    pub(crate) early_reads: VecDeque<TaggedRTCMessageInternal>,
 }
+
+/// mesh patch: how many packets that arrive before ICE selects a pair are kept for it. The peer
+/// selects first and starts DTLS at once, so its first flight can race the STUN response that
+/// makes this side select; a few datagrams cover that race, and a flood costs no more than this.
+pub(crate) const EARLY_READS_MAX: usize = 8;
 
 impl IceHandlerContext {
     pub(crate) fn new(ice_transport: IceTransport) -> Self {
@@ -37,6 +46,7 @@ impl IceHandlerContext {
             event_outs: VecDeque::new(),
 
             selected_pair_key: None,
+            early_reads: VecDeque::new(),
         }
     }
 }
@@ -55,6 +65,63 @@ impl<'a> IceHandler<'a> {
     pub(crate) fn name(&self) -> &'static str {
         "IceHandler"
     }
+
+    /// Passes a non-STUN packet up the pipeline once a pair is selected.
+    fn bypass(&mut self, mut msg: TaggedRTCMessageInternal) {
+        // only ICE connection is ready and bypass it
+        debug!("bypass ice read {:?}", msg.transport.peer_addr);
+
+        // mesh patch: DTLS and SCTP traffic from the peer proves it alive as much as a STUN
+        // packet does. Upstream told the agent only of STUN, so a link carrying data still
+        // needed a consent check every `keepalive_interval` to stay connected.
+        self.ctx
+            .ice_transport
+            .agent
+            .note_received(msg.now, msg.transport.peer_addr);
+
+        // Track packets/bytes received on the selected candidate pair. Look
+        // the accumulator up via the cached key (set on the last
+        // SelectedCandidatePairChange) to avoid allocating the key per packet.
+        let bytes = msg.message.len();
+        if let Some(key) = &self.ctx.selected_pair_key
+            && let Some(pair) = self.stats.ice_candidate_pairs.get_mut(key)
+        {
+            pair.on_packet_received(bytes, msg.now);
+        }
+
+        // When ICE restarts and the selected candidate pair changes,
+        // WebRTC treats this as a path migration, and DTLS continues unchanged, bound to the ICE transport, not to a fixed 5-tuple.
+        // Use default for transport to make DTLS tunneled
+        msg.transport = TransportContext::default();
+        self.ctx.read_outs.push_back(msg);
+    }
+
+    /// mesh patch: delivers the packets kept from before selection, once a pair is selected;
+    /// only those from the selected remote candidate, the rest are dropped.
+    fn deliver_early_reads(&mut self) {
+        if self.ctx.early_reads.is_empty() {
+            return;
+        }
+        let Some(remote) = self
+            .ctx
+            .ice_transport
+            .agent
+            .get_selected_candidate_pair()
+            .map(|(_, remote)| remote.addr())
+        else {
+            return;
+        };
+        for msg in std::mem::take(&mut self.ctx.early_reads) {
+            if msg.transport.peer_addr == remote {
+                self.bypass(msg);
+            } else {
+                trace!(
+                    "drop early message from {:?}: not the selected pair",
+                    msg.transport.peer_addr
+                );
+            }
+        }
+    }
 }
 
 impl<'a>
@@ -67,13 +134,14 @@ impl<'a>
     type Error = Error;
     type Time = Instant;
 
-    fn handle_read(&mut self, mut msg: TaggedRTCMessageInternal) -> Result<()> {
+    fn handle_read(&mut self, msg: TaggedRTCMessageInternal) -> Result<()> {
         if let RTCMessageInternal::Stun(STUNMessage::Raw(message)) = msg.message {
             self.ctx.ice_transport.agent.handle_read(TransportMessage {
                 now: msg.now,
                 transport: msg.transport,
                 message,
             })?;
+            self.deliver_early_reads();
         } else if self
             .ctx
             .ice_transport
@@ -81,32 +149,11 @@ impl<'a>
             .get_selected_candidate_pair()
             .is_some()
         {
-            // only ICE connection is ready and bypass it
-            debug!("bypass ice read {:?}", msg.transport.peer_addr);
-
-            // mesh patch: DTLS and SCTP traffic from the peer proves it alive as much as a STUN
-            // packet does. Upstream told the agent only of STUN, so a link carrying data still
-            // needed a consent check every `keepalive_interval` to stay connected.
-            self.ctx
-                .ice_transport
-                .agent
-                .note_received(msg.now, msg.transport.peer_addr);
-
-            // Track packets/bytes received on the selected candidate pair. Look
-            // the accumulator up via the cached key (set on the last
-            // SelectedCandidatePairChange) to avoid allocating the key per packet.
-            let bytes = msg.message.len();
-            if let Some(key) = &self.ctx.selected_pair_key
-                && let Some(pair) = self.stats.ice_candidate_pairs.get_mut(key)
-            {
-                pair.on_packet_received(bytes, msg.now);
-            }
-
-            // When ICE restarts and the selected candidate pair changes,
-            // WebRTC treats this as a path migration, and DTLS continues unchanged, bound to the ICE transport, not to a fixed 5-tuple.
-            // Use default for transport to make DTLS tunneled
-            msg.transport = TransportContext::default();
-            self.ctx.read_outs.push_back(msg);
+            self.bypass(msg);
+        } else if self.ctx.early_reads.len() < EARLY_READS_MAX {
+            // mesh patch: kept until a pair is selected, instead of dropped (and retransmitted
+            // by the peer a whole retransmission timeout later).
+            self.ctx.early_reads.push_back(msg);
         } else {
             trace!(
                 "drop message from {:?} to {:?} before ICE connection is connected",
@@ -236,7 +283,9 @@ impl<'a>
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<()> {
-        self.ctx.ice_transport.agent.handle_timeout(now)
+        self.ctx.ice_transport.agent.handle_timeout(now)?;
+        self.deliver_early_reads();
+        Ok(())
     }
 
     fn poll_timeout(&mut self) -> Option<Instant> {
