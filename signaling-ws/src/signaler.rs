@@ -17,11 +17,13 @@ use mesh_core::{
 };
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 /// The plugin name.
 pub const NAME: &str = "ws";
@@ -83,6 +85,20 @@ fn upgrade_request(url: &str, register: &str) -> Option<Request> {
     Some(request)
 }
 
+/// Dials the server with staggered attempts ([`crate::dial`]) and upgrades the winner.
+async fn connect(
+    request: Request,
+) -> Result<(WebSocketStream<TcpStream>, tokio_tungstenite::tungstenite::handshake::client::Response), String> {
+    let uri = request.uri();
+    if uri.scheme_str() == Some("wss") {
+        return Err("wss:// needs TLS, which this build does not include".into());
+    }
+    let host = uri.host().ok_or("no host in the URL")?.to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = crate::dial::dial(&host, port).await.map_err(|e| e.to_string())?;
+    tokio_tungstenite::client_async_with_config(request, stream, None).await.map_err(|e| e.to_string())
+}
+
 /// One connection: connect, register, pump until it breaks. `Err` carries a refusal of the
 /// first registration (no retry).
 async fn session(
@@ -110,20 +126,17 @@ async fn session(
     let Some(request) = upgrade_request(url, &text) else {
         return Err(format!("{url} is not a WebSocket URL"));
     };
-    let (ws, response) =
-        match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async_with_config(request, None, true))
-            .await
-        {
-            Ok(Ok(ok)) => ok,
-            Ok(Err(err)) => {
-                tracing::debug!(%url, error = %err, "signaling connect failed");
-                return Ok(here(joined));
-            }
-            Err(_) => {
-                tracing::debug!(%url, "signaling connect timed out");
-                return Ok(here(joined));
-            }
-        };
+    let (ws, response) = match tokio::time::timeout(CONNECT_TIMEOUT, connect(request)).await {
+        Ok(Ok(ok)) => ok,
+        Ok(Err(err)) => {
+            tracing::debug!(%url, error = %err, "signaling connect failed");
+            return Ok(here(joined));
+        }
+        Err(_) => {
+            tracing::debug!(%url, "signaling connect timed out");
+            return Ok(here(joined));
+        }
+    };
     mesh_core::mark!("ws_connected", %url);
     let (mut sink, mut stream) = ws.split();
     // A server that took the registration from the upgrade request answers it without a frame.
