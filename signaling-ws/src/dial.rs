@@ -13,13 +13,13 @@ use tokio::net::TcpStream;
 
 /// How long an attempt has alone before the next one starts: above a WAN round trip (so a
 /// server far away is not dialed twice for nothing) and well under the kernel's 1 s.
-pub const STAGGER: Duration = Duration::from_millis(300);
+pub(crate) const STAGGER: Duration = Duration::from_millis(300);
 /// Attempts at most (the last one has the rest of the caller's timeout).
-pub const ATTEMPTS: usize = 3;
+pub(crate) const ATTEMPTS: usize = 3;
 
 /// Connects to `host:port` (`host` as a URL writes it: a name, an IPv4 address or a bracketed
 /// IPv6 one), starting another attempt every [`STAGGER`] while none succeeded.
-pub async fn dial(host: &str, port: u16) -> io::Result<TcpStream> {
+pub(crate) async fn dial(host: &str, port: u16) -> io::Result<TcpStream> {
     let addr = format!("{host}:{port}");
     let stream = race(ATTEMPTS, STAGGER, |_| TcpStream::connect(addr.clone())).await?;
     stream.set_nodelay(true)?;
@@ -29,7 +29,7 @@ pub async fn dial(host: &str, port: u16) -> io::Result<TcpStream> {
 /// Runs `attempt(0)`, then `attempt(1)` after `stagger` unless one succeeded, and so on up to
 /// `attempts`; the first success wins. A failure starts the next attempt at once. When all
 /// fail, the last error.
-pub async fn race<T, F, Fut>(attempts: usize, stagger: Duration, attempt: F) -> io::Result<T>
+pub(crate) async fn race<T, F, Fut>(attempts: usize, stagger: Duration, attempt: F) -> io::Result<T>
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = io::Result<T>>,

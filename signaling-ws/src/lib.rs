@@ -4,7 +4,7 @@
 //! [`WsSignaler`] plugin that workers keep open. The protocol is in `docs/PROTOCOL.md`.
 
 pub mod backoff;
-pub mod dial;
+mod dial;
 mod http;
 mod limits;
 pub mod loadgen;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -86,9 +86,7 @@ fn upgrade_request(url: &str, register: &str) -> Option<Request> {
 }
 
 /// Dials the server with staggered attempts ([`crate::dial`]) and upgrades the winner.
-async fn connect(
-    request: Request,
-) -> Result<(WebSocketStream<TcpStream>, tokio_tungstenite::tungstenite::handshake::client::Response), String> {
+async fn connect(request: Request) -> Result<(WebSocketStream<TcpStream>, Response), String> {
     let uri = request.uri();
     if uri.scheme_str() == Some("wss") {
         return Err("wss:// needs TLS, which this build does not include".into());

@@ -108,9 +108,8 @@ impl Wire {
                 return;
             };
             self.now = self.now.max(next);
-            let (due, later): (Vec<_>, Vec<_>) = self.air.drain(..).partition(|f| f.at <= self.now);
+            let (mut due, later): (Vec<_>, Vec<_>) = self.air.drain(..).partition(|f| f.at <= self.now);
             self.air = later;
-            let mut due = due;
             due.sort_by_key(|f| f.at);
             for flight in due {
                 let Some(end) = self.ends.iter_mut().find(|e| e.addr == flight.to) else { continue };
