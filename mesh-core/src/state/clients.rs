@@ -17,6 +17,12 @@ impl MeshState {
         if self.cfg.role != Role::Client || peer == self.cfg.me {
             return tracing::warn!(%peer, "connect: only a client connects to a chosen worker");
         }
+        if !self.is_present_worker(&peer) && !self.registered {
+            // The room is not known yet (a command-line client connects as it starts): the
+            // choice waits for the registration's member list ([`MeshState::connect_chosen`]).
+            self.links.chosen.insert(peer);
+            return;
+        }
         if !self.is_present_worker(&peer) {
             return tracing::warn!(%peer, "connect: not a worker of this room");
         }
@@ -28,6 +34,14 @@ impl MeshState {
         );
         if idle {
             self.dial(now, &peer, "chosen by the client");
+        }
+    }
+
+    /// The client registered: the workers it chose before are linked now, or refused if the
+    /// room has no such worker.
+    pub(super) fn connect_chosen(&mut self, now: Instant) {
+        for peer in std::mem::take(&mut self.links.chosen) {
+            self.on_connect(now, peer);
         }
     }
 

@@ -44,6 +44,9 @@ impl MeshState {
             if self.election.admin.is_none() || !self.admin_linked() {
                 self.client_retarget(now, None);
             }
+            if first {
+                self.connect_chosen(now);
+            }
             return;
         }
         // A member whose key or record was refused is not taken in (nor dialed).

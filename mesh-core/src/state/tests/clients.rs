@@ -66,6 +66,21 @@ fn b23b_a_broken_chosen_link_is_retried_and_a_non_worker_cannot_be_chosen() {
 }
 
 #[test]
+fn b23b_a_client_that_chooses_a_worker_before_it_registered_links_to_it_once_it_has() {
+    let mut sim = Sim::new();
+    sim.form(&["w0", "w1", "w2"]);
+    sim.join_as("c", Role::Client, 0);
+    // `mesh-job cancel` connects to the job's worker as it starts, before the room is known.
+    sim.deliver_first("c", Event::Connect(peer("w2")));
+    sim.deliver_first("c", Event::Connect(peer("nobody")));
+    sim.settle();
+    sim.advance(Duration::from_secs(2));
+    assert!(sim.node("c").is_linked(&peer("w2")), "the early choice is kept");
+    let h = sim.node("c").health_record();
+    assert_eq!((h.links_up, h.links_expected), (2, 2), "a name that is no worker is refused then: {h:?}");
+}
+
+#[test]
 fn b23b_a_worker_takes_at_most_its_client_links() {
     let mut sim = Sim::new();
     sim.max_client_links = 1;

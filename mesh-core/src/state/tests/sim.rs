@@ -398,6 +398,11 @@ impl Sim {
         self.queue.push_back((peer(name), event));
     }
 
+    /// Delivers `event` to `name` before everything queued (a command that beats its registration).
+    pub(super) fn deliver_first(&mut self, name: &str, event: Event) {
+        self.queue.push_front((peer(name), event));
+    }
+
     /// Delivers `msg` from `from` to `to` as if it came over their open link.
     pub(super) fn deliver_msg(&mut self, to: &str, from: &str, msg: crate::MeshMessage) {
         let event = super::on_link(&self.nodes[&peer(to)], peer(from), msg);
