@@ -47,6 +47,10 @@ pub fn stack_settings(config: &WebRtcConfig, mdns: bool) -> SettingEngine {
         // ClientHello travels beside the STUN response that makes the offerer select; if it
         // overtakes it, the offerer's ICE keeps it until then (vendor/README.md).
         .with_answering_dtls_role(RTCDtlsRole::Client)
+        // SNAP: each end's SCTP INIT travels in its description, so the association is up the
+        // moment DTLS is, two round trips sooner. Used only when both descriptions carry one
+        // (browsers and other stacks do not, and get the usual handshake).
+        .with_sctp_snap(true)
         .with_sctp_max_receive_buffer_size(config.receive_window_bytes as u32)
         .with_multicast_dns_mode(if mdns { MulticastDnsMode::QueryOnly } else { MulticastDnsMode::Disabled })
         .build()

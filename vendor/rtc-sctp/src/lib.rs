@@ -80,6 +80,10 @@ pub use crate::endpoint::{AssociationHandle, ConnectError, DatagramEvent, Endpoi
 
 mod packet;
 
+// mesh patch (SNAP): INIT chunks exchanged in the SDP.
+mod snap;
+pub use crate::snap::SnapInit;
+
 mod shared;
 pub use crate::shared::{AssociationEvent, AssociationId, EndpointEvent};
 

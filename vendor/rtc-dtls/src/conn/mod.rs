@@ -542,8 +542,15 @@ impl DTLSConn {
             .is_some_and(|cs| cs.is_initialized());
         let mut is_handshake = false;
         if cipher_ready {
-            while let Some(p) = self.incoming_encrypted_packets.pop_front() {
-                let (hs, alert, err) = self.handle_incoming_packet(p, false); // don't re-enqueue
+            // mesh patch: a packet of an epoch this end cannot read yet (the peer's application
+            // data that overtook its ChangeCipherSpec and Finished) goes back in the queue until
+            // the handshake completes. Upstream drained it with `enqueue = false`, which dropped
+            // it: the client's own cipher suite is ready once it has sent its Finished, before
+            // the peer's epoch 1 is.
+            let enqueue = !self.is_handshake_completed();
+            let queued = std::mem::take(&mut self.incoming_encrypted_packets);
+            for p in queued {
+                let (hs, alert, err) = self.handle_incoming_packet(p, enqueue);
                 if hs {
                     is_handshake = true;
                     self.handshake_rx = Some(());

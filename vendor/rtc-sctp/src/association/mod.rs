@@ -439,6 +439,75 @@ impl Association {
         this
     }
 
+    /// mesh patch (SNAP): an association that is established from the start, built from this
+    /// end's INIT and the peer's, both exchanged out of band (`crate::SnapInit`). Nothing is
+    /// sent and no handshake timer runs; `Event::Connected` is the first event.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_snap(
+        config: Arc<TransportConfig>,
+        max_payload_size: u32,
+        side: Side,
+        local: &ChunkInit,
+        peer: &ChunkInit,
+        remote_addr: SocketAddr,
+        local_addr: SocketAddr,
+        protocol: TransportProtocol,
+        now: Instant,
+    ) -> Self {
+        // A server-side association sends nothing and starts no timer on creation.
+        let server = Some(Arc::new(ServerConfig::default()));
+        let mut this = Association::new(
+            server,
+            config,
+            max_payload_size,
+            local.initiate_tag,
+            remote_addr,
+            local_addr,
+            protocol,
+            now,
+        );
+        this.side = side;
+        // The first TSN is the one this end announced in its INIT.
+        let tsn = local.initial_tsn;
+        this.my_next_tsn = tsn;
+        this.my_next_rsn = tsn;
+        this.min_tsn2measure_rtt = tsn;
+        this.cumulative_tsn_ack_point = tsn.wrapping_sub(1);
+        this.advanced_peer_tsn_ack_point = tsn.wrapping_sub(1);
+        // Both ends use the same SCTP port, as `send_init` does.
+        this.source_port = 5000;
+        this.destination_port = 5000;
+        this.adopt_peer_init(peer);
+        this.set_state(AssociationState::Established);
+        this.handshake_completed = true;
+        this.events.push_back(Event::Connected);
+        this
+    }
+
+    /// What an INIT (or, in SNAP, the peer's out-of-band INIT) tells this end about its peer:
+    /// the stream counts, the peer's tag and first TSN, its window, and ForwardTSN support.
+    fn adopt_peer_init(&mut self, i: &ChunkInit) {
+        self.my_max_num_inbound_streams =
+            std::cmp::min(i.num_inbound_streams, self.my_max_num_inbound_streams);
+        self.my_max_num_outbound_streams =
+            std::cmp::min(i.num_outbound_streams, self.my_max_num_outbound_streams);
+        self.peer_verification_tag = i.initiate_tag;
+        self.peer_last_tsn = if i.initial_tsn == 0 {
+            u32::MAX
+        } else {
+            i.initial_tsn - 1
+        };
+        self.rwnd = i.advertised_receiver_window_credit;
+        self.ssthresh = self.rwnd;
+        for param in &i.params {
+            if let Some(v) = param.as_any().downcast_ref::<ParamSupportedExtensions>() {
+                if v.chunk_types.contains(&CT_FORWARD_TSN) {
+                    self.use_forward_tsn = true;
+                }
+            }
+        }
+    }
+
     /// Returns application-facing event
     ///
     /// Associations should be polled for events after:

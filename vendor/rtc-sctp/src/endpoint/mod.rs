@@ -13,6 +13,7 @@ use std::{
 use rustc_hash::FxHashMap;
 
 use crate::Payload;
+use crate::{Side, SnapInit};
 use crate::association::Association;
 use crate::chunk::chunk_type::CT_INIT;
 use crate::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
@@ -189,6 +190,47 @@ impl Endpoint {
 
         let (ch, conn) =
             self.add_association(remote_aid, local_aid, remote, now, None, config.transport);
+        Ok((ch, conn))
+    }
+
+    /// mesh patch (SNAP): an association established at once from this end's INIT and the
+    /// peer's, exchanged out of band (see `crate::SnapInit`). `side` says which end this is
+    /// (the DTLS client is the `Client`); it only names the end in logs.
+    pub fn connect_snap(
+        &mut self,
+        now: Instant,
+        config: ClientConfig,
+        remote: SocketAddr,
+        side: Side,
+        local: &SnapInit,
+        peer: &SnapInit,
+    ) -> Result<(AssociationHandle, Association), ConnectError> {
+        if self.is_full() {
+            return Err(ConnectError::TooManyAssociations);
+        }
+        let local_aid = local.initiate_tag();
+        if self.association_ids.contains_key(&local_aid) {
+            return Err(ConnectError::TagInUse(local_aid));
+        }
+        let conn = Association::new_snap(
+            config.transport,
+            self.endpoint_config.get_max_payload_size(),
+            side,
+            &local.0,
+            &peer.0,
+            remote,
+            self.local_addr,
+            self.transport_protocol,
+            now,
+        );
+        let id = self.associations.insert(AssociationMeta {
+            init_cid: peer.initiate_tag(),
+            cids_issued: 0,
+            loc_cids: iter::once((0, local_aid)).collect(),
+            initial_remote: remote,
+        });
+        let ch = AssociationHandle(id);
+        self.association_ids.insert(local_aid, ch);
         Ok((ch, conn))
     }
 
@@ -374,6 +416,9 @@ pub enum ConnectError {
     /// Try using longer association IDs.
     #[error("too many associations")]
     TooManyAssociations,
+    /// mesh patch (SNAP): the INIT's tag already names another association of this endpoint
+    #[error("verification tag {0} already in use")]
+    TagInUse(u32),
     /// The domain name supplied was malformed
     #[error("invalid DNS name: {0}")]
     InvalidDnsName(String),

@@ -6,9 +6,10 @@ use crate::peer_connection::handler::endpoint::EndpointHandlerContext;
 use crate::peer_connection::handler::interceptor::InterceptorHandlerContext;
 use crate::peer_connection::handler::srtp::SrtpHandlerContext;
 use crate::peer_connection::sdp::{
-    MediaSection, PopulateSdpParams, add_candidates_to_media_descriptions, get_by_mid,
-    get_peer_direction, get_rids, have_data_channel, is_ext_map_allow_mixed_set,
-    rtp_extensions_from_media_description, track_details_from_sdp,
+    MediaSection, PopulateSdpParams, add_candidates_to_media_descriptions, get_application_media,
+    get_application_media_section_sctp_init, get_by_mid, get_peer_direction, get_rids,
+    have_data_channel, is_ext_map_allow_mixed_set, rtp_extensions_from_media_description,
+    track_details_from_sdp,
 };
 use crate::peer_connection::state::signaling_state::check_next_signaling_state;
 use crate::peer_connection::transport::dtls::state::RTCDtlsTransportState;
@@ -138,13 +139,16 @@ impl RTCPeerConnection {
         })?;
 
         // Create the SCTP transport
-        let sctp_transport = SctpTransport::new(
+        let mut sctp_transport = SctpTransport::new(
             setting_engine.sctp_max_message_size,
             setting_engine.sctp_max_receive_buffer_size,
             setting_engine.sctp_mtu,
             sctp_transport_id,
             dtls_transport_id,
         );
+        if setting_engine.sctp_snap {
+            sctp_transport.enable_snap();
+        }
 
         // Create Pipeline Context
         let ice_handler_context = IceHandlerContext::new(ice_transport);
@@ -245,6 +249,7 @@ impl RTCPeerConnection {
             ice_gathering_state: self.ice_transport().ice_gathering_state,
             match_bundle_group: None,
             sctp_max_message_size: self.setting_engine.sctp_max_message_size.as_usize(),
+            sctp_init: self.sctp_transport().snap_attribute(),
             ignore_rid_pause_for_recv: false,
             write_ssrc_attributes_for_simulcast: self
                 .setting_engine
@@ -390,6 +395,15 @@ impl RTCPeerConnection {
             ice_gathering_state: self.ice_transport().ice_gathering_state,
             match_bundle_group,
             sctp_max_message_size: self.setting_engine.sctp_max_message_size.as_usize(),
+            // An answer (or a later offer) carries SNAP only if the peer's description carried
+            // a valid INIT: both ends then build their association from the two.
+            sctp_init: self
+                .remote_description()
+                .and_then(|remote| remote.parsed.as_ref())
+                .and_then(get_application_media)
+                .and_then(get_application_media_section_sctp_init)
+                .filter(|value| SctpTransport::parse_snap(value).is_ok())
+                .and_then(|_| self.sctp_transport().snap_attribute()),
             ignore_rid_pause_for_recv,
             write_ssrc_attributes_for_simulcast: self
                 .setting_engine

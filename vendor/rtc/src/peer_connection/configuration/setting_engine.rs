@@ -374,6 +374,9 @@ pub struct SettingEngine {
     /// budget via rtc-sctp's `max_payload_size_for_mtu`. `None` uses the rtc-sctp
     /// default (`INITIAL_MTU`, 1191 — the TURN-relayed IPv6 minimum-MTU budget).
     pub(crate) sctp_mtu: Option<u32>,
+    /// mesh patch (SNAP): offer this end's SCTP INIT in the SDP (`a=sctp-init`) and, when the
+    /// peer's description carries one too, skip the SCTP handshake.
+    pub(crate) sctp_snap: bool,
     pub(crate) ignore_rid_pause_for_recv: bool,
     pub(crate) write_ssrc_attributes_for_simulcast: bool,
 }
@@ -1400,6 +1403,16 @@ impl SettingEngineBuilder {
     /// default, leave this unset.
     pub fn with_sctp_mtu(mut self, mtu: u32) -> Self {
         self.0.sctp_mtu = Some(mtu);
+        self
+    }
+
+    /// mesh patch (SNAP, draft-hancke-tsvwg-snap): offers this end's SCTP INIT chunk in the
+    /// SDP (`a=sctp-init`). When both descriptions carry one, each end builds its association
+    /// established from the two as soon as DTLS completes, saving the two round trips of the
+    /// SCTP handshake. An answer carries it only if the offer did; a peer that does not know
+    /// the attribute ignores it, and the usual handshake runs. Off by default.
+    pub fn with_sctp_snap(mut self, enabled: bool) -> Self {
+        self.0.sctp_snap = enabled;
         self
     }
 

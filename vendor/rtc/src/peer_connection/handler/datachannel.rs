@@ -189,6 +189,18 @@ impl<'a>
                 // in-band channel just completed its DCEP handshake (initiator side).
                 // If so, promote it to Open and emit the open event.
                 let mut opened = false;
+                // mesh patch: a negotiated channel whose peer's first message arrives before
+                // this end has handled `SCTPHandshakeComplete` (reads and events travel the
+                // pipeline separately, and one socket burst can carry the last handshake
+                // packet and data) is dialed now. Upstream dropped the message with
+                // `ErrDataChannelNotExisted`, after SCTP had acknowledged it: lost for good.
+                if data_channel_internal.data_channel.is_none()
+                    && data_channel_internal.negotiated
+                    && data_channel_internal.ready_state == RTCDataChannelState::Connecting
+                {
+                    data_channel_internal.dial(message.association_handle)?;
+                    opened = true;
+                }
                 let data_channel = data_channel_internal
                     .data_channel
                     .as_mut()

@@ -126,6 +126,53 @@ pub(crate) struct SctpHandler<'a> {
 }
 
 impl<'a> SctpHandler<'a> {
+    /// mesh patch (SNAP): builds the association established from the two INITs, once: when
+    /// DTLS completes, or at the first SCTP packet if that is handled first (a packet can only
+    /// be decrypted once DTLS is complete). Returns its handle when it was built now; the
+    /// caller reports `SCTPHandshakeComplete` for it.
+    fn snap_connect(&mut self, now: Instant) -> Result<Option<AssociationHandle>> {
+        let transport = &mut self.ctx.sctp_transport;
+        let (Some(local), Some(peer), Some(config)) = (
+            transport.snap_local.as_ref(),
+            transport.snap_peer.as_ref(),
+            transport.sctp_transport_config.clone(),
+        ) else {
+            return Ok(None);
+        };
+        if transport.snap_built {
+            return Ok(None);
+        }
+        let side = transport.snap_side;
+        let sctp_endpoint = transport
+            .sctp_endpoint
+            .as_mut()
+            .ok_or(Error::ErrSCTPNotEstablished)?;
+        debug!("sctp association established from the SNAP INITs ({side})");
+        let (ch, mut conn) = sctp_endpoint
+            .connect_snap(
+                now,
+                ClientConfig::new(config),
+                TransportContext::default().peer_addr,
+                side,
+                local,
+                peer,
+            )
+            .map_err(|e| Error::Other(e.to_string()))?;
+        // Its first event is `Connected`, which the caller reports instead.
+        while conn.poll().is_some() {}
+        transport.sctp_associations.insert(ch, conn);
+        transport.snap_built = true;
+        Ok(Some(ch))
+    }
+
+    /// mesh patch (SNAP): reports an association built from the SNAP INITs as connected.
+    fn report_snap_connected(&mut self, now: Instant, ch: AssociationHandle) {
+        self.ctx.event_outs.push_back(TaggedRTCEventInternal {
+            now,
+            event: RTCEventInternal::SCTPHandshakeComplete(ch.0),
+        });
+    }
+
     pub(crate) fn new(ctx: &'a mut SctpHandlerContext, downstream_backlog: usize) -> Self {
         SctpHandler {
             ctx,
@@ -338,6 +385,11 @@ impl<'a>
                     msg.transport.peer_addr
                 );
                 return Ok(());
+            }
+            // mesh patch (SNAP): the peer's first packet can be handled before this end's
+            // DTLS-complete event reaches this handler; the association must exist for it.
+            if let Some(ch) = self.snap_connect(now)? {
+                self.report_snap_connected(now, ch);
             }
 
             // Both are read before `sctp_transport` is split up below, which would otherwise
@@ -699,7 +751,15 @@ impl<'a>
 
         // DTLSHandshakeComplete is not terminated here since SRTP handler needs it
         let dtls_complete = matches!(&evt.event, RTCEventInternal::DTLSHandshakeComplete(_, _));
-        if dtls_complete {
+        // mesh patch (SNAP): with both INITs known, the association is established now (unless
+        // a read already did it), on both ends, and the SCTP handshake is skipped.
+        let snap = self.ctx.sctp_transport.snap_peer.is_some();
+        let snap_connected = if dtls_complete && snap {
+            self.snap_connect(now)?
+        } else {
+            None
+        };
+        if dtls_complete && !snap {
             debug!("sctp recv dtls handshake complete");
 
             if let Some(sctp_transport_config) =
@@ -746,6 +806,9 @@ impl<'a>
         }
 
         self.ctx.event_outs.push_back(evt);
+        if let Some(ch) = snap_connected {
+            self.report_snap_connected(now, ch);
+        }
 
         Ok(())
     }
@@ -820,6 +883,13 @@ impl<'a>
     }
 
     fn poll_timeout(&mut self) -> Option<Instant> {
+        // mesh patch: a flush armed by an event (the client INIT queued at DTLSHandshakeComplete)
+        // is due at once. Upstream reported only the associations' timers, so a driver that
+        // polls events after writes slept until the INIT's own retransmission (T1, 250 ms) or
+        // whatever else woke it first.
+        if self.ctx.flush_dirty || self.ctx.abort_requested {
+            return Some(self.ctx.now);
+        }
         let mut eto = None;
 
         for conn in self.ctx.sctp_transport.sctp_associations.values() {

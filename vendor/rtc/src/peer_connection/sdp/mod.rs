@@ -564,6 +564,8 @@ pub(crate) struct AddDataMediaSectionParams {
     dtls_role: ConnectionRole,
     ice_gathering_state: RTCIceGatheringState,
     sctp_max_message_size: usize,
+    /// mesh patch (SNAP): this end's SCTP INIT chunk, base64, when SNAP is offered.
+    sctp_init: Option<String>,
 }
 
 pub(crate) fn add_data_media_section(
@@ -611,6 +613,9 @@ pub(crate) fn add_data_media_section(
         params.ice_params.username_fragment,
         params.ice_params.password,
     );
+    if let Some(init) = params.sctp_init {
+        media = media.with_value_attribute(ATTR_KEY_SCTP_INIT.to_owned(), init);
+    }
 
     for f in dtls_fingerprints {
         media = media.with_fingerprint(f.algorithm.clone(), f.value.to_uppercase());
@@ -1026,6 +1031,8 @@ pub(crate) struct PopulateSdpParams {
     pub(crate) ice_gathering_state: RTCIceGatheringState,
     pub(crate) match_bundle_group: Option<String>,
     pub(crate) sctp_max_message_size: usize,
+    /// mesh patch (SNAP): this end's SCTP INIT chunk, base64, when SNAP is offered.
+    pub(crate) sctp_init: Option<String>,
     pub(crate) ignore_rid_pause_for_recv: bool,
     pub(crate) write_ssrc_attributes_for_simulcast: bool,
 }
@@ -1119,6 +1126,7 @@ impl RTCPeerConnection {
                     dtls_role: params.connection_role,
                     ice_gathering_state: params.ice_gathering_state,
                     sctp_max_message_size: params.sctp_max_message_size,
+                    sctp_init: params.sctp_init.clone(),
                 };
                 d = add_data_media_section(d, &media_dtls_fingerprints, candidates, params)?;
                 true
@@ -1352,6 +1360,23 @@ pub(crate) fn get_application_media_section_sctp_port(
     }
 
     None
+}
+
+/// mesh patch (SNAP): the attribute that carries an SCTP INIT chunk in base64
+/// (draft-hancke-tsvwg-snap).
+pub(crate) const ATTR_KEY_SCTP_INIT: &str = "sctp-init";
+
+/// mesh patch (SNAP): the `a=sctp-init` value of the data channel m-line, if any.
+pub(crate) fn get_application_media_section_sctp_init(
+    media_desc: &MediaDescription,
+) -> Option<&str> {
+    if media_desc.is_webrtc_datachannel() {
+        media_desc
+            .attribute(ATTR_KEY_SCTP_INIT)?
+            .map(|value| value.trim())
+    } else {
+        None
+    }
 }
 
 pub(crate) fn get_application_media_section_max_message_size(

@@ -52,6 +52,17 @@ pub(crate) struct SctpTransport {
     pub(crate) mtu: Option<u32>,
 
     pub(crate) internal_buffer: Vec<u8>,
+    /// mesh patch (SNAP): this end's INIT chunk, offered in `a=sctp-init`, when the setting
+    /// engine enables SNAP.
+    pub(crate) snap_local: Option<::sctp::SnapInit>,
+    /// mesh patch (SNAP): the peer's INIT chunk, once both descriptions carry one. The
+    /// association is then built established when DTLS completes, on both ends.
+    pub(crate) snap_peer: Option<::sctp::SnapInit>,
+    /// mesh patch (SNAP): which end of the association this is (the DTLS client is the
+    /// `Client`), known once started.
+    pub(crate) snap_side: ::sctp::Side,
+    /// mesh patch (SNAP): whether the association was built from the INITs (it is built once).
+    pub(crate) snap_built: bool,
 }
 
 impl SctpTransport {
@@ -75,6 +86,57 @@ impl SctpTransport {
             max_receive_buffer_size,
             mtu,
             internal_buffer: vec![],
+            snap_local: None,
+            snap_peer: None,
+            snap_side: ::sctp::Side::Client,
+            snap_built: false,
+        }
+    }
+
+    /// The transport configuration every association of this connection uses, less the
+    /// negotiated message size.
+    fn base_transport_config(&self) -> ::sctp::TransportConfig {
+        let config = ::sctp::TransportConfig::default();
+        match self.max_receive_buffer_size {
+            Some(recv_buf) => config.with_max_receive_buffer_size(recv_buf),
+            None => config,
+        }
+    }
+
+    /// mesh patch (SNAP): generates this end's INIT chunk, to be offered in the SDP.
+    pub(crate) fn enable_snap(&mut self) {
+        self.snap_local = Some(::sctp::SnapInit::generate(&self.base_transport_config()));
+    }
+
+    /// mesh patch (SNAP): the `a=sctp-init` value for this end's descriptions, if SNAP is on.
+    pub(crate) fn snap_attribute(&self) -> Option<String> {
+        use base64::Engine;
+        let init = self.snap_local.as_ref()?.to_bytes().ok()?;
+        Some(base64::engine::general_purpose::STANDARD.encode(init))
+    }
+
+    /// mesh patch (SNAP): a peer's `a=sctp-init` value as an INIT chunk, or why it is not one.
+    pub(crate) fn parse_snap(value: &str) -> std::result::Result<::sctp::SnapInit, String> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .map_err(|err| err.to_string())?;
+        ::sctp::SnapInit::from_bytes(&raw).map_err(|err| err.to_string())
+    }
+
+    /// mesh patch (SNAP): records the peer's `a=sctp-init` (`None` when either description
+    /// lacks one). A value that is not a valid INIT chunk is logged and SNAP is not used: the
+    /// association then forms by the usual handshake.
+    pub(crate) fn set_snap_peer(&mut self, peer: Option<&str>) {
+        self.snap_peer = None;
+        let (Some(_), Some(peer)) = (&self.snap_local, peer) else {
+            return;
+        };
+        match Self::parse_snap(peer) {
+            Ok(init) => self.snap_peer = Some(init),
+            Err(err) => {
+                log::warn!("ignoring the peer's a=sctp-init ({err}); using the SCTP handshake")
+            }
         }
     }
 
@@ -179,15 +241,28 @@ impl SctpTransport {
         if let Some(mtu) = self.mtu {
             sctp_endpoint_config.max_payload_size(::sctp::max_payload_size_for_mtu(mtu));
         }
-        let mut sctp_transport_config = ::sctp::TransportConfig::default()
+        let sctp_transport_config = self
+            .base_transport_config()
             .with_max_message_size(max_message_size)
             .with_sctp_port(local_port);
-        if let Some(recv_buf) = self.max_receive_buffer_size {
-            sctp_transport_config = sctp_transport_config.with_max_receive_buffer_size(recv_buf);
-        }
         //TODO: add remote_port support
 
-        if dtls_role == RTCDtlsRole::Client {
+        // mesh patch (SNAP): both ends build their association from the two INITs when DTLS
+        // completes, so both keep the transport config (`handler/sctp.rs`).
+        if self.snap_peer.is_some() {
+            self.snap_side = if dtls_role == RTCDtlsRole::Client {
+                ::sctp::Side::Client
+            } else {
+                ::sctp::Side::Server
+            };
+            self.sctp_endpoint = Some(::sctp::Endpoint::new(
+                TransportContext::default().local_addr, // placeholder; rewritten per-transmit by the ICE handler
+                TransportProtocol::UDP, // placeholder; rewritten per-transmit by the ICE handler
+                sctp_endpoint_config.into(),
+                None,
+            ));
+            self.sctp_transport_config = Some(sctp_transport_config);
+        } else if dtls_role == RTCDtlsRole::Client {
             self.sctp_endpoint = Some(sctp::Endpoint::new(
                 TransportContext::default().local_addr, // placeholder; rewritten per-transmit by the ICE handler
                 TransportProtocol::UDP, // placeholder; rewritten per-transmit by the ICE handler
