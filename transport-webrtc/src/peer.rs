@@ -56,6 +56,21 @@ pub fn stack_settings(config: &WebRtcConfig, mdns: bool) -> SettingEngine {
         .build()
 }
 
+/// Whether a link's two descriptions negotiated SNAP: both carry an SCTP INIT (`a=sctp-init`)
+/// and the peer's is a valid one, which is when the stack builds the association from the two.
+/// Such a peer runs a stack that keeps a message arriving before its channel is attached, so
+/// the link is open as soon as its channel is (docs/LINK.md, open handshake).
+pub(crate) fn snap_negotiated(local_sdp: &str, remote_sdp: &str) -> bool {
+    use base64::Engine;
+    let init = |sdp: &str| sdp.lines().find_map(|line| line.trim_end().strip_prefix("a=sctp-init:")).map(str::to_owned);
+    let (Some(_), Some(remote)) = (init(local_sdp), init(remote_sdp)) else {
+        return false;
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(remote.trim())
+        .is_ok_and(|chunk| rtc_sctp::SnapInit::from_bytes(&chunk).is_ok())
+}
+
 /// What the peer connection reports to its link task.
 #[derive(Debug)]
 pub(crate) enum PcEvent {
@@ -214,5 +229,32 @@ impl Peer {
     /// Closes the connection (bounded in time); used when an attempt fails before it has a link.
     pub(crate) async fn discard(self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.pc.close()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snap_negotiated;
+
+    /// A description's data section with this `a=sctp-init` value, or none.
+    fn sdp(init: Option<&str>) -> String {
+        let mut sdp = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=sctp-port:5000\r\n".to_owned();
+        if let Some(init) = init {
+            sdp.push_str(&format!("a=sctp-init:{init}\r\n"));
+        }
+        sdp
+    }
+
+    /// An INIT chunk with tag 7, a 64 KiB window and 16 streams each way, in base64.
+    const INIT: &str = "AQAAFAAAAAcAAQAAABAAEAAAAAE=";
+
+    #[test]
+    fn snap_is_negotiated_only_when_both_descriptions_carry_a_valid_init() {
+        assert!(snap_negotiated(&sdp(Some(INIT)), &sdp(Some(INIT))));
+        assert!(!snap_negotiated(&sdp(Some(INIT)), &sdp(None)), "the peer did not offer it");
+        assert!(!snap_negotiated(&sdp(None), &sdp(Some(INIT))), "we did not");
+        for rogue in ["", "not base64!", "AgAAFAAAAAcAAQAAABAAEAAAAAE=", "AQAAFAAAAAAAAQAAABAAEAAAAAE=", "AQAA"] {
+            assert!(!snap_negotiated(&sdp(Some(INIT)), &sdp(Some(rogue))), "{rogue:?} is not a valid INIT");
+        }
     }
 }

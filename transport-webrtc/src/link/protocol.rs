@@ -1,5 +1,6 @@
 //! The link's own protocol on the reliable channel, sans IO (docs/LINK.md, framing): the open
-//! handshake (HELLO, resent with backoff until the peer's is heard), message framing and
+//! handshake (HELLO, resent with backoff until the peer's is heard; skipped when the peer keeps
+//! what arrives before its channel is attached), message framing and
 //! reassembly within a size limit, and the closing handshake (BYE, answered by BYE_ACK). The
 //! link task feeds it what the channel delivers and the time, and carries out what it asks:
 //! control chunks to write, events for the node, and when to wake it next.
@@ -41,7 +42,9 @@ pub(crate) struct LinkProtocol {
     reassembler: Reassembler,
     limit: usize,
     opened: bool,
-    /// When to send HELLO next (set once our channel is open, until the link opens).
+    /// Whether the peer's HELLO has been heard.
+    heard: bool,
+    /// When to send HELLO next (set once our channel is open, until the peer's is heard).
     next_hello: Option<Instant>,
     hello_gap: Duration,
     goodbye: Option<Goodbye>,
@@ -57,6 +60,7 @@ impl LinkProtocol {
             reassembler: Reassembler::new(limit),
             limit,
             opened: false,
+            heard: false,
             next_hello: None,
             hello_gap: HELLO_FIRST,
             goodbye: None,
@@ -71,17 +75,31 @@ impl LinkProtocol {
         self.peer_said_bye
     }
 
-    /// Our end of the reliable channel opened: say HELLO now (and again until heard).
-    pub(crate) fn channel_open(&mut self, now: Instant) {
-        if self.next_hello.is_none() && !self.opened {
+    /// Our end of the reliable channel opened: say HELLO now, and again until the peer's is
+    /// heard. With `peer_keeps_early_data` (the peer's stack keeps a message that arrives before
+    /// its channel is attached: both descriptions carried SNAP's INIT), the link is open now;
+    /// otherwise it opens when the peer's HELLO is heard.
+    pub(crate) fn channel_open(&mut self, now: Instant, peer_keeps_early_data: bool) {
+        if self.next_hello.is_none() && !self.heard {
             self.next_hello = Some(now);
             self.hello_gap = HELLO_FIRST;
         }
+        if peer_keeps_early_data && !self.opened {
+            // HELLO now, ahead of anything the node sends, for a peer that waits for it.
+            self.tick(now);
+            self.open();
+        }
+    }
+
+    /// The link is open: the node may send, and hears what arrives.
+    fn open(&mut self) {
+        self.opened = true;
+        self.deliveries.push_back(Delivery::Open);
     }
 
     /// Time passed: resend HELLO when due.
     pub(crate) fn tick(&mut self, now: Instant) {
-        if let Some(due) = self.next_hello.filter(|due| *due <= now && !self.opened) {
+        if let Some(due) = self.next_hello.filter(|due| *due <= now && !self.heard) {
             self.controls.push_back(chunk::HELLO);
             self.next_hello = Some(due + self.hello_gap);
             self.hello_gap = (self.hello_gap * 2).min(HELLO_MAX);
@@ -90,7 +108,7 @@ impl LinkProtocol {
 
     /// When [`LinkProtocol::tick`] has something to do.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.next_hello.filter(|_| !self.opened)
+        self.next_hello.filter(|_| !self.heard)
     }
 
     /// One chunk off the reliable channel.
@@ -99,13 +117,15 @@ impl LinkProtocol {
             Reassembled::Partial => {}
             Reassembled::ByeAck if self.goodbye.is_some() => self.goodbye = Some(Goodbye::Done),
             Reassembled::ByeAck => {}
-            Reassembled::Hello if self.opened => {}
+            Reassembled::Hello if self.heard => {}
             Reassembled::Hello => {
                 mesh_core::mark!("hello_heard");
                 self.controls.push_back(chunk::HELLO); // the peer may not have heard ours yet
-                self.opened = true;
+                self.heard = true;
                 self.next_hello = None;
-                self.deliveries.push_back(Delivery::Open);
+                if !self.opened {
+                    self.open();
+                }
             }
             Reassembled::Bye => {
                 self.controls.push_back(chunk::BYE_ACK);
@@ -170,7 +190,7 @@ mod tests {
         let mut p = LinkProtocol::new(1024);
         let t0 = Instant::now();
         assert_eq!(p.poll_timeout(), None, "nothing before the channel opens");
-        p.channel_open(t0);
+        p.channel_open(t0, false);
         let mut sent_at = Vec::new();
         while let Some(due) = p.poll_timeout().filter(|due| *due < t0 + Duration::from_secs(2)) {
             p.tick(due);
@@ -185,6 +205,31 @@ mod tests {
         assert_eq!(p.poll_timeout(), None, "no more resends once open");
         p.on_chunk(&[HELLO]);
         assert!(controls(&mut p).is_empty() && deliveries(&mut p).is_empty(), "a late HELLO changes nothing");
+    }
+
+    #[test]
+    fn a_peer_that_keeps_early_data_makes_the_link_open_with_the_channel_and_still_hears_hello() {
+        let mut p = LinkProtocol::new(1024);
+        let t0 = Instant::now();
+        p.channel_open(t0, true);
+        assert_eq!(deliveries(&mut p), [Delivery::Open], "open at once, not a round trip later");
+        assert_eq!(controls(&mut p), [HELLO], "HELLO first, before anything the node sends");
+        // Resent until heard, for a peer that waits for it; a message from it is delivered
+        // even before its HELLO.
+        let due = p.poll_timeout().expect("a resend");
+        assert_eq!(due - t0, HELLO_FIRST);
+        p.tick(due);
+        assert_eq!(controls(&mut p), [HELLO]);
+        for c in split(b"early") {
+            p.on_chunk(&c);
+        }
+        assert_eq!(deliveries(&mut p), [Delivery::Message(Bytes::from_static(b"early"))]);
+        p.on_chunk(&[HELLO]);
+        assert_eq!(controls(&mut p), [HELLO], "answered, as ever");
+        assert!(deliveries(&mut p).is_empty(), "the link opened once");
+        assert_eq!(p.poll_timeout(), None, "no more resends once heard");
+        p.channel_open(t0, true);
+        assert!(deliveries(&mut p).is_empty() && controls(&mut p).is_empty(), "a second open changes nothing");
     }
 
     #[test]

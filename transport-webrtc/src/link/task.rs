@@ -4,7 +4,7 @@
 
 use super::protocol::{Delivery, Goodbye, LinkProtocol};
 use super::{Shared, CLOSE_STEP, FLUSH_LIMIT};
-use crate::peer::PcEvent;
+use crate::peer::{snap_negotiated, PcEvent};
 use bytes::BytesMut;
 use mesh_core::{CloseReason, LinkEvent, SignalBody, SignalSink};
 use std::collections::VecDeque;
@@ -64,6 +64,12 @@ impl Task {
         let _ = tokio::time::timeout(CLOSE_STEP, self.shared.pc.close()).await;
         self.shared.torn_down.cancel();
         let _ = tokio::time::timeout(CLOSE_STEP, self.events.send(LinkEvent::Closed(reason))).await;
+    }
+
+    /// Whether this link's descriptions negotiated SNAP (see [`snap_negotiated`]).
+    async fn snap_negotiated(&self) -> bool {
+        let (local, remote) = (self.shared.pc.local_description().await, self.shared.pc.remote_description().await);
+        local.zip(remote).is_some_and(|(local, remote)| snap_negotiated(&local.sdp, &remote.sdp))
     }
 
     /// Closing handshake: BYE travels after everything sent before it on the ordered channel, so
@@ -204,7 +210,8 @@ impl Task {
                     Some(DataChannelEvent::OnOpen) if !channel_open => {
                         mesh_core::mark!("sctp_open");
                         channel_open = true;
-                        self.protocol.channel_open(tokio::time::Instant::now());
+                        let snap = self.snap_negotiated().await;
+                        self.protocol.channel_open(tokio::time::Instant::now(), snap);
                     }
                     Some(DataChannelEvent::OnMessage(msg)) => {
                         if let Err(reason) = self.on_chunk(&msg.data).await {
