@@ -110,7 +110,9 @@ impl LabRoom {
         if let Some(dir) = &self.timeline {
             let log = dir.join(format!("w{i}.log"));
             let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-            command.env("RUST_LOG", "warn,mesh_timeline=info").env("MESH_LOG_FORMAT", "json").stderr(file);
+            // `LAB_RUST_LOG` widens the workers' filter for a closer look (e.g. `…,rtc=debug`).
+            let filter = std::env::var("LAB_RUST_LOG").unwrap_or_else(|_| "warn,mesh_timeline=info".into());
+            command.env("RUST_LOG", filter).env("MESH_LOG_FORMAT", "json").stderr(file);
         }
         self.spawned_us.push(mesh_core::timeline::unix_us());
         let proc = WorkerProc::spawn_command(command, &self.config, &format!("w{i}"))?;

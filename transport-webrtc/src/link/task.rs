@@ -136,11 +136,11 @@ impl Task {
         }
     }
 
-    /// Runs the link until it must close. Open handshake: the webrtc crate can drop data that
-    /// arrives in the same burst as the SCTP handshake (before the receiving side has attached its
-    /// channel), so each side sends HELLO when its channel opens, resending with backoff until it
-    /// hears the peer's, and answers the first HELLO it hears. `Open` is reported on hearing the
-    /// peer's HELLO: from then on the peer's channel is attached and nothing sent is lost.
+    /// Runs the link until it must close. Open handshake (docs/LINK.md): a stack may drop data
+    /// that arrives before it has attached its channel, so each side sends HELLO when its channel
+    /// opens, resending with backoff until it hears the peer's, and answers the first HELLO it
+    /// hears. `Open` is reported on hearing the peer's HELLO, or as soon as the channel opens when
+    /// the descriptions negotiated SNAP: the peer then runs this stack, which keeps early data.
     async fn drive(
         &mut self,
         mut pc_events: mpsc::UnboundedReceiver<PcEvent>,
@@ -211,7 +211,11 @@ impl Task {
                         mesh_core::mark!("sctp_open");
                         channel_open = true;
                         let snap = self.snap_negotiated().await;
+                        tracing::debug!(snap, "reliable channel open");
                         self.protocol.channel_open(tokio::time::Instant::now(), snap);
+                        if let Err(reason) = self.pump().await {
+                            return reason;
+                        }
                     }
                     Some(DataChannelEvent::OnMessage(msg)) => {
                         if let Err(reason) = self.on_chunk(&msg.data).await {
@@ -239,6 +243,12 @@ impl Task {
     /// delivered. `Err` when the link must close (the peer said BYE, or the node stopped).
     async fn on_chunk(&mut self, data: &[u8]) -> Result<(), CloseReason> {
         self.protocol.on_chunk(data);
+        self.pump().await
+    }
+
+    /// Carries out what the protocol asks: control chunks are written, events delivered. `Err`
+    /// when the link must close (the peer said BYE, or the node stopped).
+    async fn pump(&mut self) -> Result<(), CloseReason> {
         if let Err(err) = self.flush_controls().await {
             tracing::debug!(error = %err, "control chunk not sent");
         }

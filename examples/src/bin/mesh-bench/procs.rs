@@ -247,6 +247,11 @@ pub(crate) fn formation_lab(sizes: &[usize], trials: usize, wan: WanSpec, breakd
             totals.print();
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if breakdown && std::env::var_os("LAB_RUST_LOG").is_some() {
+        // A closer look was asked for: the last trial's worker logs stay.
+        eprintln!("worker logs of the last trial: {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
