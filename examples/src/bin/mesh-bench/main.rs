@@ -65,6 +65,11 @@ impl Samples {
         self.0.push(v);
     }
 
+    /// Every sample in the order taken, rounded to whole numbers.
+    pub fn runs(&self) -> String {
+        self.0.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" ")
+    }
+
     /// `min/median/max` with `digits` decimals, or `-` without samples.
     pub fn summary(&self, digits: usize) -> String {
         if self.0.is_empty() {

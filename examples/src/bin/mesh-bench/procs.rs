@@ -243,6 +243,7 @@ pub(crate) fn formation_lab(sizes: &[usize], trials: usize, wan: WanSpec, breakd
             lab_label(Some(wan)),
             ms.summary(1)
         );
+        println!("  every run (ms, in order): {}", ms.runs());
         if breakdown {
             totals.print();
         }
