@@ -74,6 +74,9 @@ impl End {
 /// The first byte of a DTLS record of application data (content type 23).
 const APPLICATION_DATA: u8 = 23;
 
+/// Picks out a datagram by its bytes.
+type Pick = fn(&[u8]) -> bool;
+
 /// A packet in flight: when it lands and where.
 struct Flight {
     at: Instant,
@@ -89,6 +92,8 @@ struct Wire {
     air: Vec<Flight>,
     /// How much sooner DTLS application data lands than other packets sent with it.
     data_lead: Duration,
+    /// The first datagram this picks out is lost (once).
+    lose: Option<Pick>,
 }
 
 impl Wire {
@@ -101,6 +106,10 @@ impl Wire {
                 let at = self.now + ONE_WAY + if stun { STUN_LAG } else { Duration::ZERO }
                     - if data { self.data_lead } else { Duration::ZERO };
                 let (to, from) = (packet.transport.peer_addr, packet.transport.local_addr);
+                if self.lose.is_some_and(|pick| pick(&packet.message)) {
+                    self.lose = None;
+                    continue;
+                }
                 self.air.push(Flight { at, to, from, bytes: packet.message });
             }
             let mut sent = false;
@@ -185,6 +194,11 @@ enum Rogue<'a> {
 
 /// [`link`], with the offer's `a=sctp-init` replaced as `rogue` says on its way to the answerer.
 fn link_with(t0: Instant, data_lead: Duration, rogue: Option<Rogue<'_>>) -> Wire {
+    link_losing(t0, data_lead, rogue, None)
+}
+
+/// [`link_with`], losing the first datagram `lose` picks out.
+fn link_losing(t0: Instant, data_lead: Duration, rogue: Option<Rogue<'_>>, lose: Option<Pick>) -> Wire {
     let mut offerer = End::new(t0, "198.18.0.1:5000");
     let answerer = End::new(t0, "198.18.0.2:5000");
     let mut offer = offerer.pc.create_offer(None).expect("offer");
@@ -196,7 +210,7 @@ fn link_with(t0: Instant, data_lead: Duration, rogue: Option<Rogue<'_>>) -> Wire
     }
     offerer.pc.add_local_candidate(offerer.candidate()).expect("offerer's candidate");
     let offer_candidate = offerer.candidate();
-    let mut wire = Wire { now: t0, ends: [offerer, answerer], air: Vec::new(), data_lead };
+    let mut wire = Wire { now: t0, ends: [offerer, answerer], air: Vec::new(), data_lead, lose };
 
     wire.run_until(t0 + SIGNAL);
     let answerer = &mut wire.ends[1];
@@ -299,4 +313,30 @@ fn an_init_that_announces_huge_numbers_is_bounded_by_this_ends_own() {
     };
     let wire = link_with(t0, Duration::ZERO, Some(Rogue::Edit(&huge)));
     assert_heard_within(t0, &wire, 3 * RTT + 2 * STUN_LAG + Duration::from_millis(5));
+}
+
+#[test]
+fn a_lost_handshake_datagram_costs_no_retransmission_timeout() {
+    // A datagram starting with a DTLS handshake record (22) whose first message is of this
+    // type, or with a ChangeCipherSpec record (20): each flight of the handshake in turn.
+    let flights: [(&str, Pick); 4] = [
+        ("the ClientHello", |d| d.first() == Some(&22) && d.get(13) == Some(&1)),
+        ("the ServerHello flight", |d| d.first() == Some(&22) && d.get(13) == Some(&2)),
+        ("the client's Certificate flight", |d| d.first() == Some(&22) && d.get(13) == Some(&11)),
+        ("the server's Finished flight", |d| d.first() == Some(&20)),
+    ];
+    for (what, pick) in flights {
+        let t0 = Instant::now();
+        let wire = link_losing(t0, Duration::ZERO, None, Some(pick));
+        assert!(wire.lose.is_none(), "{what} was sent");
+        // Each handshake datagram goes twice, so losing one copy costs nothing; before, it cost
+        // the flight's retransmission timeout (150 ms).
+        let answer_at = t0 + 2 * SIGNAL;
+        let budget = 3 * RTT + 2 * STUN_LAG + Duration::from_millis(5);
+        for (name, end) in ["offerer", "answerer"].iter().zip(&wire.ends) {
+            let at = end.heard_at.unwrap_or_else(|| panic!("losing {what}: the {name} never heard the other end"));
+            let after = at.saturating_duration_since(answer_at);
+            assert!(after <= budget, "losing {what}: the {name} heard the other end {after:?} after the answer");
+        }
+    }
 }
