@@ -15,7 +15,8 @@ pub const PORT: u16 = 8765;
 pub struct LabRoom {
     /// The workers, `w{i}` at index `i`.
     pub workers: Vec<WorkerProc>,
-    _server: ServerProcess,
+    /// `mesh-signal` on host 0 (`None` while [`LabRoom::restart_server`] has it down).
+    server: Option<ServerProcess>,
     config: PathBuf,
     hosts: Vec<usize>,
     /// Where each worker's JSON log with timeline marks goes (`w{i}.log`), if anywhere.
@@ -95,11 +96,22 @@ impl LabRoom {
         let text = worker_toml("lab", &format!("ws://{server_ip}:{PORT}"), "0.0.0.0:0", webrtc);
         std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
         let mut room =
-            Self { workers: Vec::new(), _server: server, config, hosts, timeline, spawned_us: Vec::new(), lab };
+            Self { workers: Vec::new(), server: Some(server), config, hosts, timeline, spawned_us: Vec::new(), lab };
         for i in 0..n {
             room.start(i)?;
         }
         Ok(room)
+    }
+
+    /// Kills `mesh-signal` (SIGKILL, as in a crash), leaves it down for `outage`, and starts it
+    /// again on the same address.
+    pub fn restart_server(&mut self, outage: Duration) -> Result<(), String> {
+        self.server = None;
+        std::thread::sleep(outage); // the outage itself
+        let signal = sibling_binary("mesh-signal", "signaling-ws")?;
+        let addr = format!("{}:{PORT}", self.lab.host(0).ip);
+        self.server = Some(ServerProcess::spawn_command(self.lab.command(0, &signal), &addr)?);
+        Ok(())
     }
 
     /// Starts worker `w{i}` on its host.

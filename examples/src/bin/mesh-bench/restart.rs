@@ -3,6 +3,7 @@
 //! time from the server being back until the newcomer is linked to every survivor.
 
 use crate::Samples;
+use mesh_examples::labroom::{LabRoom, WanSpec};
 use mesh_examples::procs::{full, sibling_binary, wait_all, worker_config, WorkerProc};
 use signaling_ws::loadgen::ServerProcess;
 use std::process::Command;
@@ -20,6 +21,9 @@ pub(crate) struct RestartArgs {
     /// Trials.
     #[arg(long, default_value_t = 10)]
     trials: usize,
+    /// Run in the network lab with this WAN (`rtt=80ms,jitter=5ms,loss=1%`; needs root).
+    #[arg(long)]
+    lab: Option<WanSpec>,
 }
 
 /// Runs the trials and prints every one, then min / median / max.
@@ -30,6 +34,12 @@ pub(crate) fn run(args: RestartArgs) -> Result<(), String> {
     let mut linked = Samples::default();
     let mut runs = Vec::new();
     for trial in 0..args.trials {
+        if let Some(wan) = args.lab {
+            let ms = in_lab(n, wan, Duration::from_millis(args.outage_ms))?.as_secs_f64() * 1000.0;
+            runs.push(format!("{ms:.0}"));
+            linked.push(ms);
+            continue;
+        }
         let server = ServerProcess::spawn(&server_bin)?;
         let listen = server.url.strip_prefix("ws://").ok_or("server URL is not ws://")?.to_string();
         let (dir, config) =
@@ -56,10 +66,24 @@ pub(crate) fn run(args: RestartArgs) -> Result<(), String> {
         linked.push(ms);
     }
     println!(
-        "restart: {n} workers, mesh-signal SIGKILLed for {} ms, a newcomer joins as it is back (processes on loopback): ms from the server back to the newcomer linked to all  min/median/max {}  runs [{}]",
+        "restart: {n} workers, mesh-signal SIGKILLed for {} ms, a newcomer joins as it is back ({}): ms from the server back to the newcomer linked to all  min/median/max {}  runs [{}]",
         args.outage_ms,
+        args.lab.map_or("processes on loopback".to_string(), |wan| format!("processes{}", crate::procs::lab_label(Some(wan)))),
         linked.summary(0),
         runs.join(", ")
     );
     Ok(())
+}
+
+/// One trial in the lab: the server on host 0, the room on hosts 1..=n, the newcomer on n+1.
+fn in_lab(n: usize, wan: WanSpec, outage: Duration) -> Result<Duration, String> {
+    let lab = mesh_netlab::Lab::new(n + 2)?;
+    wan.apply(&lab)?;
+    let mut room = LabRoom::on(lab, (1..=n + 1).collect(), n, "")?;
+    wait_all(&room.all(), Duration::from_secs(60), "full mesh", full(n as u64 - 1))?;
+    room.restart_server(outage)?;
+    let back = Instant::now();
+    room.start(n)?;
+    wait_all(&room.all(), Duration::from_secs(60), "the newcomer linked to all", full(n as u64))?;
+    Ok(back.elapsed())
 }
