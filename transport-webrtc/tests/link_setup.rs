@@ -229,13 +229,22 @@ fn link_losing(t0: Instant, data_lead: Duration, rogue: Option<Rogue<'_>>, lose:
     wire
 }
 
-/// Checks that each end heard the other within `budget` of the answer reaching the offerer.
-fn assert_heard_within(t0: Instant, wire: &Wire, budget: Duration) {
+/// `rtts` round trips, plus the two STUN lags a link may meet and 5 ms for processing.
+fn budget(rtts: u32) -> Duration {
+    rtts * RTT + 2 * STUN_LAG + Duration::from_millis(5)
+}
+
+/// Checks that each end heard the other within `budget` of the answer reaching the offerer;
+/// `case` names the case in a failure.
+fn assert_heard_within(t0: Instant, wire: &Wire, budget: Duration, case: &str) {
     let answer_at = t0 + 2 * SIGNAL;
     for (name, end) in ["offerer", "answerer"].iter().zip(&wire.ends) {
-        let at = end.heard_at.unwrap_or_else(|| panic!("the {name} never heard the other end"));
+        let at = end.heard_at.unwrap_or_else(|| panic!("{case}: the {name} never heard the other end"));
         let after = at.saturating_duration_since(answer_at);
-        assert!(after <= budget, "the {name} heard the other end {after:?} after the answer; the budget is {budget:?}");
+        assert!(
+            after <= budget,
+            "{case}: the {name} heard the other end {after:?} after the answer; the budget is {budget:?}"
+        );
     }
 }
 
@@ -247,7 +256,7 @@ fn a_link_opens_three_round_trips_after_the_answer_even_when_dtls_overtakes_stun
     // the offerer's association is up at once (SNAP) and its message leaves beside its own
     // Finished; the answerer's message, half a round trip back. Without SNAP the SCTP
     // handshake adds two round trips. The lags are STUN responses that DTLS overtook.
-    assert_heard_within(t0, &wire, 3 * RTT + 2 * STUN_LAG + Duration::from_millis(5));
+    assert_heard_within(t0, &wire, budget(3), "in order");
 }
 
 #[test]
@@ -257,7 +266,7 @@ fn a_first_message_that_overtakes_the_last_dtls_flight_is_not_lost() {
     // answerer must keep it until its handshake completes and deliver it on the channel, not
     // drop it (which would leave this end waiting for the next message).
     let wire = link(t0, DATA_LEAD);
-    assert_heard_within(t0, &wire, 3 * RTT + 2 * STUN_LAG + Duration::from_millis(5));
+    assert_heard_within(t0, &wire, budget(3), "data first");
 }
 
 /// An SCTP INIT chunk (`kind` 1) or INIT ACK (2) with these fields, in base64 as SDP carries it.
@@ -289,13 +298,7 @@ fn an_offer_whose_sctp_init_is_not_an_init_links_by_the_sctp_handshake() {
         let wire = link_with(t0, Duration::ZERO, Some(Rogue::Value(&value)));
         // The answerer ignores the value and answers without SNAP, so both ends run the SCTP
         // handshake: two round trips more than with SNAP, and the link still opens.
-        let budget = 5 * RTT + 2 * STUN_LAG + Duration::from_millis(5);
-        let answer_at = t0 + 2 * SIGNAL;
-        for (name, end) in ["offerer", "answerer"].iter().zip(&wire.ends) {
-            let at = end.heard_at.unwrap_or_else(|| panic!("{what}: the {name} never heard the other end"));
-            let after = at.saturating_duration_since(answer_at);
-            assert!(after <= budget, "{what}: the {name} heard the other end {after:?} after the answer");
-        }
+        assert_heard_within(t0, &wire, budget(5), what);
     }
 }
 
@@ -312,7 +315,7 @@ fn an_init_that_announces_huge_numbers_is_bounded_by_this_ends_own() {
         base64::engine::general_purpose::STANDARD.encode(chunk)
     };
     let wire = link_with(t0, Duration::ZERO, Some(Rogue::Edit(&huge)));
-    assert_heard_within(t0, &wire, 3 * RTT + 2 * STUN_LAG + Duration::from_millis(5));
+    assert_heard_within(t0, &wire, budget(3), "huge numbers");
 }
 
 #[test]
@@ -331,12 +334,6 @@ fn a_lost_handshake_datagram_costs_no_retransmission_timeout() {
         assert!(wire.lose.is_none(), "{what} was sent");
         // Each handshake datagram goes twice, so losing one copy costs nothing; before, it cost
         // the flight's retransmission timeout (150 ms).
-        let answer_at = t0 + 2 * SIGNAL;
-        let budget = 3 * RTT + 2 * STUN_LAG + Duration::from_millis(5);
-        for (name, end) in ["offerer", "answerer"].iter().zip(&wire.ends) {
-            let at = end.heard_at.unwrap_or_else(|| panic!("losing {what}: the {name} never heard the other end"));
-            let after = at.saturating_duration_since(answer_at);
-            assert!(after <= budget, "losing {what}: the {name} heard the other end {after:?} after the answer");
-        }
+        assert_heard_within(t0, &wire, budget(3), &format!("losing {what}"));
     }
 }
