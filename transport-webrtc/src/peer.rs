@@ -61,14 +61,11 @@ pub fn stack_settings(config: &WebRtcConfig, mdns: bool) -> SettingEngine {
 /// Such a peer runs a stack that keeps a message arriving before its channel is attached, so
 /// the link is open as soon as its channel is (docs/LINK.md, open handshake).
 pub(crate) fn snap_negotiated(local_sdp: &str, remote_sdp: &str) -> bool {
-    use base64::Engine;
     let init = |sdp: &str| sdp.lines().find_map(|line| line.trim_end().strip_prefix("a=sctp-init:")).map(str::to_owned);
     let (Some(_), Some(remote)) = (init(local_sdp), init(remote_sdp)) else {
         return false;
     };
-    base64::engine::general_purpose::STANDARD
-        .decode(remote.trim())
-        .is_ok_and(|chunk| rtc_sctp::SnapInit::from_bytes(&chunk).is_ok())
+    rtc_sctp::SnapInit::from_sdp_value(&remote).is_ok()
 }
 
 /// What the peer connection reports to its link task.

@@ -60,6 +60,22 @@ impl SnapInit {
         Ok(SnapInit(init))
     }
 
+    /// The chunk as an `a=sctp-init` value: base64 (standard alphabet, padded) of
+    /// [`SnapInit::to_bytes`].
+    pub fn to_sdp_value(&self) -> Result<String> {
+        use base64::Engine;
+        Ok(base64::engine::general_purpose::STANDARD.encode(self.to_bytes()?))
+    }
+
+    /// Parses a peer's `a=sctp-init` value; what is not base64 of a valid INIT is an error.
+    pub fn from_sdp_value(value: &str) -> std::result::Result<Self, String> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .map_err(|err| err.to_string())?;
+        Self::from_bytes(&raw).map_err(|err| err.to_string())
+    }
+
     /// The tag the sender of this INIT expects on every packet sent to it.
     pub fn initiate_tag(&self) -> u32 {
         self.0.initiate_tag

@@ -484,27 +484,44 @@ impl Association {
         this
     }
 
-    /// What an INIT (or, in SNAP, the peer's out-of-band INIT) tells this end about its peer:
-    /// the stream counts, the peer's tag and first TSN, its window, and ForwardTSN support.
+    /// What an INIT or INIT ACK (or, in SNAP, the peer's out-of-band INIT) tells this end about
+    /// its peer: the stream counts, the peer's tag and first TSN, its window, and ForwardTSN
+    /// support.
     fn adopt_peer_init(&mut self, i: &ChunkInit) {
         self.my_max_num_inbound_streams =
             std::cmp::min(i.num_inbound_streams, self.my_max_num_inbound_streams);
         self.my_max_num_outbound_streams =
             std::cmp::min(i.num_outbound_streams, self.my_max_num_outbound_streams);
         self.peer_verification_tag = i.initiate_tag;
+
+        // 13.2 This is the last TSN received in sequence.  This value
+        // is set initially by taking the peer's initial TSN,
+        // received in the INIT or INIT ACK chunk, and
+        // subtracting one from it.
         self.peer_last_tsn = if i.initial_tsn == 0 {
             u32::MAX
         } else {
             i.initial_tsn - 1
         };
+
+        // Adopt the peer's advertised receive window and seed ssthresh from it. RFC 4960
+        // §7.2.1 (Slow-Start) permits initialising ssthresh to the advertised receiver window;
+        // without this the answerer keeps ssthresh at its initial 0, so cwnd never starts below
+        // it, slow-start never runs, and cwnd only grows linearly under congestion avoidance.
         self.rwnd = i.advertised_receiver_window_credit;
+        debug!("[{}] initial rwnd={}", self.side, self.rwnd);
         self.ssthresh = self.rwnd;
+
         for param in &i.params {
             if let Some(v) = param.as_any().downcast_ref::<ParamSupportedExtensions>() {
                 if v.chunk_types.contains(&CT_FORWARD_TSN) {
+                    debug!("[{}] use ForwardTSN", self.side);
                     self.use_forward_tsn = true;
                 }
             }
+        }
+        if !self.use_forward_tsn {
+            warn!("[{}] not using ForwardTSN", self.side);
         }
     }
 
@@ -1124,48 +1141,11 @@ impl Association {
             return Err(Error::ErrHandleInitState);
         }
 
-        // Should we be setting any of these permanently until we've ACKed further?
-        self.my_max_num_inbound_streams =
-            std::cmp::min(i.num_inbound_streams, self.my_max_num_inbound_streams);
-        self.my_max_num_outbound_streams =
-            std::cmp::min(i.num_outbound_streams, self.my_max_num_outbound_streams);
-        self.peer_verification_tag = i.initiate_tag;
+        // mesh patch: the peer's parameters are adopted in one place (`adopt_peer_init`), shared
+        // with the INIT ACK and with SNAP. Upstream's comments on them are kept there.
+        self.adopt_peer_init(i);
         self.source_port = p.common_header.destination_port;
         self.destination_port = p.common_header.source_port;
-
-        // 13.2 This is the last TSN received in sequence.  This value
-        // is set initially by taking the peer's initial TSN,
-        // received in the INIT or INIT ACK chunk, and
-        // subtracting one from it.
-        self.peer_last_tsn = if i.initial_tsn == 0 {
-            u32::MAX
-        } else {
-            i.initial_tsn - 1
-        };
-
-        // Adopt the peer's advertised receive window and seed ssthresh from it,
-        // mirroring handle_init_ack (and Pion's shared init path). RFC 4960
-        // §7.2.1 (Slow-Start) permits initialising ssthresh to the advertised
-        // receiver window; without this the answerer keeps ssthresh at its
-        // initial 0, so cwnd never starts below it, slow-start never runs, and
-        // cwnd only grows linearly under congestion avoidance (§7.2.2).
-        self.rwnd = i.advertised_receiver_window_credit;
-        debug!("[{}] initial rwnd={}", self.side, self.rwnd);
-        self.ssthresh = self.rwnd;
-
-        for param in &i.params {
-            if let Some(v) = param.as_any().downcast_ref::<ParamSupportedExtensions>() {
-                for t in &v.chunk_types {
-                    if *t == CT_FORWARD_TSN {
-                        debug!("[{}] use ForwardTSN (on init)", self.side);
-                        self.use_forward_tsn = true;
-                    }
-                }
-            }
-        }
-        if !self.use_forward_tsn {
-            warn!("[{}] not using ForwardTSN (on init)", self.side);
-        }
 
         let mut outbound = Packet {
             common_header: CommonHeader {
@@ -1219,31 +1199,15 @@ impl Association {
             return Ok(vec![]);
         }
 
-        self.my_max_num_inbound_streams =
-            std::cmp::min(i.num_inbound_streams, self.my_max_num_inbound_streams);
-        self.my_max_num_outbound_streams =
-            std::cmp::min(i.num_outbound_streams, self.my_max_num_outbound_streams);
-        self.peer_verification_tag = i.initiate_tag;
-        self.peer_last_tsn = if i.initial_tsn == 0 {
-            u32::MAX
-        } else {
-            i.initial_tsn - 1
-        };
         if self.source_port != p.common_header.destination_port
             || self.destination_port != p.common_header.source_port
         {
             warn!("[{}] handle_init_ack: port mismatch", self.side);
             return Ok(vec![]);
         }
-
-        self.rwnd = i.advertised_receiver_window_credit;
-        debug!("[{}] initial rwnd={}", self.side, self.rwnd);
-
-        // RFC 4690 Sec 7.2.1
-        //  o  The initial value of ssthresh MAY be arbitrarily high (for
-        //     example, implementations MAY use the size of the receiver
-        //     advertised window).
-        self.ssthresh = self.rwnd;
+        // mesh patch: shared with INIT and SNAP; the ports are checked before anything is
+        // adopted (upstream adopted the stream counts, tag and TSN of a mismatched INIT ACK).
+        self.adopt_peer_init(i);
         trace!(
             "[{}] updated cwnd={} ssthresh={} inflight={} (INI)",
             self.side,
@@ -1255,22 +1219,10 @@ impl Association {
         self.timers.stop(Timer::T1Init);
         self.stored_init = None;
 
-        let mut cookie_param = None;
-        for param in &i.params {
-            if let Some(v) = param.as_any().downcast_ref::<ParamStateCookie>() {
-                cookie_param = Some(v);
-            } else if let Some(v) = param.as_any().downcast_ref::<ParamSupportedExtensions>() {
-                for t in &v.chunk_types {
-                    if *t == CT_FORWARD_TSN {
-                        debug!("[{}] use ForwardTSN (on initAck)", self.side);
-                        self.use_forward_tsn = true;
-                    }
-                }
-            }
-        }
-        if !self.use_forward_tsn {
-            warn!("[{}] not using ForwardTSN (on initAck)", self.side);
-        }
+        let cookie_param = i
+            .params
+            .iter()
+            .find_map(|param| param.as_any().downcast_ref::<ParamStateCookie>());
 
         if let Some(v) = cookie_param {
             self.stored_cookie_echo = Some(ChunkCookieEcho {

@@ -402,7 +402,7 @@ impl RTCPeerConnection {
                 .and_then(|remote| remote.parsed.as_ref())
                 .and_then(get_application_media)
                 .and_then(get_application_media_section_sctp_init)
-                .filter(|value| SctpTransport::parse_snap(value).is_ok())
+                .filter(|value| ::sctp::SnapInit::from_sdp_value(value).is_ok())
                 .and_then(|_| self.sctp_transport().snap_attribute()),
             ignore_rid_pause_for_recv,
             write_ssrc_attributes_for_simulcast: self

@@ -272,9 +272,9 @@ use crate::peer_connection::sdp::MediaDescriptionExt;
 use crate::peer_connection::sdp::session_description::RTCSessionDescription;
 use crate::peer_connection::sdp::{
     extract_fingerprint, extract_ice_details, get_application_media,
-    get_application_media_section_max_message_size, get_application_media_section_sctp_init,
-    get_application_media_section_sctp_port, get_mid_value, get_peer_direction,
-    has_ice_trickle_option, is_lite_set, sdp_type::RTCSdpType, update_sdp_origin,
+    get_application_media_section_max_message_size, get_application_media_section_sctp_port, get_mid_value, get_peer_direction,
+    has_ice_trickle_option, is_lite_set, negotiated_sctp_init, sdp_type::RTCSdpType,
+    update_sdp_origin,
 };
 use crate::peer_connection::state::RTCIceGatheringState;
 use crate::peer_connection::state::ice_connection_state::RTCIceConnectionState;
@@ -1232,13 +1232,8 @@ impl RTCPeerConnection {
                     // Therefore, it is ready to start sctp and rtp.
                     // mesh patch (SNAP): both descriptions must carry an INIT.
                     let snap_peer =
-                        get_application_media_section_sctp_init(local_application_media)
-                            .and(get_application_media_section_sctp_init(
-                                remote_application_media,
-                            ))
-                            .map(str::to_owned);
-                    self.sctp_transport_mut()
-                        .set_snap_peer(snap_peer.as_deref());
+                        negotiated_sctp_init(local_application_media, remote_application_media);
+                    self.sctp_transport_mut().set_snap_peer(snap_peer.as_deref());
                     self.sctp_transport_mut().start(
                         dtls_role,
                         remote_caps,
@@ -1642,13 +1637,8 @@ impl RTCPeerConnection {
                     // Therefore, it is ready to start sctp and rtp.
                     // mesh patch (SNAP): both descriptions must carry an INIT.
                     let snap_peer =
-                        get_application_media_section_sctp_init(local_application_media)
-                            .and(get_application_media_section_sctp_init(
-                                remote_application_media,
-                            ))
-                            .map(str::to_owned);
-                    self.sctp_transport_mut()
-                        .set_snap_peer(snap_peer.as_deref());
+                        negotiated_sctp_init(local_application_media, remote_application_media);
+                    self.sctp_transport_mut().set_snap_peer(snap_peer.as_deref());
                     self.sctp_transport_mut().start(
                         dtls_role,
                         remote_caps,

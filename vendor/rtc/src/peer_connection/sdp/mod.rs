@@ -1379,6 +1379,15 @@ pub(crate) fn get_application_media_section_sctp_init(
     }
 }
 
+/// mesh patch (SNAP): the peer's `a=sctp-init` value when both data sections carry one.
+pub(crate) fn negotiated_sctp_init(
+    local: &MediaDescription,
+    remote: &MediaDescription,
+) -> Option<String> {
+    get_application_media_section_sctp_init(local)?;
+    get_application_media_section_sctp_init(remote).map(str::to_owned)
+}
+
 pub(crate) fn get_application_media_section_max_message_size(
     media_desc: &MediaDescription,
 ) -> Option<u32> {

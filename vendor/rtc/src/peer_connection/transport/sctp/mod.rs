@@ -110,29 +110,18 @@ impl SctpTransport {
 
     /// mesh patch (SNAP): the `a=sctp-init` value for this end's descriptions, if SNAP is on.
     pub(crate) fn snap_attribute(&self) -> Option<String> {
-        use base64::Engine;
-        let init = self.snap_local.as_ref()?.to_bytes().ok()?;
-        Some(base64::engine::general_purpose::STANDARD.encode(init))
-    }
-
-    /// mesh patch (SNAP): a peer's `a=sctp-init` value as an INIT chunk, or why it is not one.
-    pub(crate) fn parse_snap(value: &str) -> std::result::Result<::sctp::SnapInit, String> {
-        use base64::Engine;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(value)
-            .map_err(|err| err.to_string())?;
-        ::sctp::SnapInit::from_bytes(&raw).map_err(|err| err.to_string())
+        self.snap_local.as_ref()?.to_sdp_value().ok()
     }
 
     /// mesh patch (SNAP): records the peer's `a=sctp-init` (`None` when either description
-    /// lacks one). A value that is not a valid INIT chunk is logged and SNAP is not used: the
-    /// association then forms by the usual handshake.
+    /// lacks one, see `negotiated_sctp_init`). A value that is not a valid INIT chunk is logged
+    /// and SNAP is not used: the association then forms by the usual handshake.
     pub(crate) fn set_snap_peer(&mut self, peer: Option<&str>) {
         self.snap_peer = None;
         let (Some(_), Some(peer)) = (&self.snap_local, peer) else {
             return;
         };
-        match Self::parse_snap(peer) {
+        match ::sctp::SnapInit::from_sdp_value(peer) {
             Ok(init) => self.snap_peer = Some(init),
             Err(err) => {
                 log::warn!("ignoring the peer's a=sctp-init ({err}); using the SCTP handshake")
@@ -247,22 +236,14 @@ impl SctpTransport {
             .with_sctp_port(local_port);
         //TODO: add remote_port support
 
-        // mesh patch (SNAP): both ends build their association from the two INITs when DTLS
-        // completes, so both keep the transport config (`handler/sctp.rs`).
-        if self.snap_peer.is_some() {
-            self.snap_side = if dtls_role == RTCDtlsRole::Client {
-                ::sctp::Side::Client
-            } else {
-                ::sctp::Side::Server
-            };
-            self.sctp_endpoint = Some(::sctp::Endpoint::new(
-                TransportContext::default().local_addr, // placeholder; rewritten per-transmit by the ICE handler
-                TransportProtocol::UDP, // placeholder; rewritten per-transmit by the ICE handler
-                sctp_endpoint_config.into(),
-                None,
-            ));
-            self.sctp_transport_config = Some(sctp_transport_config);
-        } else if dtls_role == RTCDtlsRole::Client {
+        // mesh patch (SNAP): with both INITs, each end builds its association when DTLS
+        // completes (`handler/sctp.rs`), as a client connects, so each is set up as a client.
+        self.snap_side = if dtls_role == RTCDtlsRole::Client {
+            ::sctp::Side::Client
+        } else {
+            ::sctp::Side::Server
+        };
+        if dtls_role == RTCDtlsRole::Client || self.snap_peer.is_some() {
             self.sctp_endpoint = Some(sctp::Endpoint::new(
                 TransportContext::default().local_addr, // placeholder; rewritten per-transmit by the ICE handler
                 TransportProtocol::UDP, // placeholder; rewritten per-transmit by the ICE handler
