@@ -39,7 +39,7 @@ pub mod wire;
 pub use chain::{PathCounters, PathOrder, SignalStats, SignalerChain};
 pub use config::{ConfigError, MeshConfig, TrustConfig};
 pub use data::{DataConfig, DataError, Inbox, Incoming, Request};
-pub use node::{MeshNode, NodeError, NodeOptions, Snapshot};
+pub use node::{wall_clock_phase, MeshNode, NodeError, NodeOptions, Snapshot};
 pub use registry::{PluginContext, PluginError, Registry, Resources, SignalerPlugin, TransportPlugin};
 
 pub use id::{IdError, PeerId, RoomId};

@@ -24,7 +24,7 @@ pub mod testing;
 
 pub use config::{IcePolicy, IceServer, Mdns, WebRtcConfig};
 pub use link::WebRtcLink;
-pub use peer::stack_settings;
+pub use peer::{stack_settings, CONSENT_INTERVAL};
 
 use async_trait::async_trait;
 use link::LinkSetup;

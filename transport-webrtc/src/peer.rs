@@ -23,6 +23,8 @@ const RELIABLE_STREAM: u16 = 0;
 const HEARTBEAT_STREAM: u16 = 1;
 /// How long an unacknowledged heartbeat is retransmitted before it is abandoned, in ms.
 const HEARTBEAT_LIFETIME_MS: u16 = 1_000;
+/// The pace of ICE consent checks on an open link (RFC 7675's 5 s), on the wall clock's grid.
+pub const CONSENT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The stack settings every link's peer connection uses: ICE pace and timeouts, DTLS roles, the
 /// SCTP window. Public so that tests can drive the stack's sans-IO core exactly as a link does.
@@ -38,6 +40,9 @@ pub fn stack_settings(config: &WebRtcConfig, mdns: bool) -> SettingEngine {
             Some(Duration::from_millis(config.keepalive_ms)),
         )
         .with_ice_connection_attempts(Some(check), Some(binding_requests))
+        // Consent checks on the wall clock's 5 s grid, which is on the heartbeats' (BEHAVIOUR
+        // 19): every link of a worker, and its peers', checks in the wake-up of a heartbeat.
+        .with_ice_consent_phase(mesh_core::wall_clock_phase(CONSENT_INTERVAL))
         // A peer's check often lands before its trickled candidate, making the pair
         // peer-reflexive; the default 1 s wait before accepting such a pair only delays us.
         .with_prflx_acceptance_min_wait(Some(Duration::ZERO))

@@ -2,7 +2,7 @@
 //! sans-IO peer connections with the settings a link uses ([`stack_settings`]), on a simulated
 //! wire in virtual time: how many round trips it costs, and that packets the wire reorders cost
 //! none. Each end sends a message the moment its channel opens, as a link sends HELLO, and the
-//! link is open at an end when it hears the other's.
+//! link is open at an end when it hears the other's. Once open, when its ICE consent checks go.
 //!
 //! The offer and the answer each take a round trip through the signaling server; every packet
 //! between the peers takes [`ONE_WAY`]. The lab's jitter reorders packets sent at the same
@@ -10,7 +10,7 @@
 //! flight sent beside a STUN response overtakes it.
 
 use base64::Engine;
-use rtc::data_channel::RTCDataChannelInit;
+use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -20,7 +20,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use transport_webrtc::{stack_settings, WebRtcConfig};
+use transport_webrtc::{stack_settings, WebRtcConfig, CONSENT_INTERVAL};
 
 /// One-way delay of every packet between the peers.
 const ONE_WAY: Duration = Duration::from_millis(40);
@@ -41,6 +41,10 @@ struct End {
     pc: RTCPeerConnection,
     addr: SocketAddr,
     heard_at: Option<Instant>,
+    /// When this end sent each STUN Binding Request.
+    binding_requests: Vec<Instant>,
+    /// The channel, once open.
+    channel: Option<RTCDataChannelId>,
 }
 
 impl End {
@@ -50,7 +54,7 @@ impl End {
         // The reliable channel, negotiated on stream 0 by both sides, as a link's is.
         let init = RTCDataChannelInit { negotiated: Some(0), ..Default::default() };
         pc.create_data_channel("mesh", Some(init)).expect("data channel");
-        End { pc, addr: addr.parse().expect("address"), heard_at: None }
+        End { pc, addr: addr.parse().expect("address"), heard_at: None, binding_requests: Vec::new(), channel: None }
     }
 
     /// This end's one host candidate, as it would trickle it.
@@ -102,6 +106,9 @@ impl Wire {
         for end in &mut self.ends {
             while let Some(packet) = end.pc.poll_write() {
                 let stun = packet.message.first().is_some_and(|b| *b < 2);
+                if packet.message.starts_with(&[0, 1]) {
+                    end.binding_requests.push(self.now);
+                }
                 let data = packet.message.first() == Some(&APPLICATION_DATA);
                 let at = self.now + ONE_WAY + if stun { STUN_LAG } else { Duration::ZERO }
                     - if data { self.data_lead } else { Duration::ZERO };
@@ -115,6 +122,7 @@ impl Wire {
             let mut sent = false;
             while let Some(event) = end.pc.poll_event() {
                 if let RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) = event {
+                    end.channel = Some(id);
                     let mut channel = end.pc.data_channel(id).expect("the channel that opened");
                     channel.send_text(self.now, "hello").expect("a message on an open channel");
                     sent = true;
@@ -335,5 +343,42 @@ fn a_lost_handshake_datagram_costs_no_retransmission_timeout() {
         // Each handshake datagram goes twice, so losing one copy costs nothing; before, it cost
         // the flight's retransmission timeout (150 ms).
         assert_heard_within(t0, &wire, budget(3), &format!("losing {what}"));
+    }
+}
+
+/// An open link's ICE consent checks go on the wall clock's 5 s grid, which is also the
+/// heartbeats' (whole seconds since the epoch): both ends check at the same instants, and every
+/// link of a worker in the same wake-up as a heartbeat, not each on a schedule of its own.
+#[test]
+fn consent_checks_go_on_the_wall_clocks_grid_at_both_ends_together() {
+    let t0 = Instant::now();
+    let phase = mesh_core::wall_clock_phase(CONSENT_INTERVAL).expect("a clock past the epoch");
+    let mut wire = link(t0, Duration::ZERO);
+    assert_heard_within(t0, &wire, budget(3), "before the consent checks");
+    // Then a message each way on every whole second, as a link's heartbeats go, for 16 s.
+    let second = Duration::from_secs(1).as_nanos();
+    let start = wire.now;
+    let mut beat =
+        phase + Duration::from_nanos((start.duration_since(phase).as_nanos() / second + 1) as u64 * 1_000_000_000);
+    while beat < start + Duration::from_secs(16) {
+        wire.run_until(beat);
+        for end in &mut wire.ends {
+            let id = end.channel.expect("an open channel");
+            end.pc.data_channel(id).expect("the channel").send_text(beat, "beat").expect("a message");
+        }
+        beat += Duration::from_secs(1);
+    }
+    wire.run_until(beat);
+    let checks: Vec<Vec<Instant>> =
+        wire.ends.iter().map(|e| e.binding_requests.iter().copied().filter(|t| *t > start).collect()).collect();
+    assert!(checks[0].len() >= 3, "a consent check every 5 s for 16 s: {checks:?}");
+    // (Each end's grid comes from its own reading of the clocks: a few nanoseconds apart.)
+    let together = checks[0].len() == checks[1].len()
+        && checks[0].iter().zip(&checks[1]).all(|(a, b)| a.max(b).duration_since(*a.min(b)) < Duration::from_millis(1));
+    assert!(together, "both ends check at the same instants, once each (no check answers a check): {checks:?}");
+    let step = CONSENT_INTERVAL.as_nanos();
+    for at in &checks[0] {
+        let off = at.duration_since(phase).as_nanos() % step;
+        assert!(off.min(step - off) < 1_000_000, "a check {off} ns off the grid: {checks:?}");
     }
 }

@@ -260,7 +260,7 @@ impl MeshNode {
             first_session: first_session(),
             trust: options.trust.clone(),
             max_client_links: options.max_client_links,
-            heartbeat_phase: heartbeat_phase(options.timing.heartbeat_interval),
+            heartbeat_phase: wall_clock_phase(options.timing.heartbeat_interval),
         });
         let (commands, commands_rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
@@ -451,8 +451,9 @@ impl Drop for MeshNode {
 }
 
 /// The last instant on the wall clock's grid of whole `interval`s since the Unix epoch: every
-/// node of a room (clocks in step) derives the same grid, whenever it started.
-fn heartbeat_phase(interval: std::time::Duration) -> Option<std::time::Instant> {
+/// node of a room (clocks in step) derives the same grid, whenever it started. Heartbeats go on
+/// it, and a transport may put its own periodic work there too, to share their wake-ups.
+pub fn wall_clock_phase(interval: std::time::Duration) -> Option<std::time::Instant> {
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
     let into = since_epoch.as_nanos().checked_rem(interval.as_nanos())?;
     std::time::Instant::now().checked_sub(std::time::Duration::from_nanos(into as u64))

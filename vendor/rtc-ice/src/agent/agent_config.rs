@@ -1,5 +1,5 @@
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::*;
 use crate::mdns::*;
@@ -92,6 +92,13 @@ pub struct AgentConfig {
     /// above) when this is nil, it defaults to 10 seconds.
     /// A keepalive interval of 0 means we never send keepalive packets
     pub keepalive_interval: Option<Duration>,
+
+    /// mesh patch: an instant on a grid every agent of the application shares (for example the
+    /// wall clock's whole seconds since the epoch). Consent checks then go only at its points,
+    /// `CONSENT_INTERVAL` apart: every connection of a process (and, with clocks in step,
+    /// every peer's) checks in the same wake-up instead of each on its own schedule. `None`:
+    /// each agent's checks go `CONSENT_INTERVAL` after its previous one.
+    pub consent_phase: Option<Instant>,
 
     /// An optional configuration for disabling or enabling support for specific candidate types.
     pub candidate_types: Vec<CandidateType>,

@@ -587,8 +587,15 @@ impl ControlledSelector for Agent {
                     self.ping_candidate(now, local_index, remote_index);
                 }
             } else {
+                let succeeded = p.state == CandidatePairState::Succeeded;
                 self.send_binding_success(now, m, local_index, remote_index);
-                self.ping_candidate(now, local_index, remote_index);
+                // mesh patch: a triggered check only for a pair not yet known to work (RFC 8445
+                // section 7.3.1.4: "If the state of that pair is Succeeded, nothing further is
+                // done"). Upstream answered each of the controlling agent's consent checks with
+                // a check of its own, doubling an open link's consent traffic.
+                if !succeeded {
+                    self.ping_candidate(now, local_index, remote_index);
+                }
             }
         }
     }

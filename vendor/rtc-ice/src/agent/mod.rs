@@ -172,6 +172,8 @@ pub struct Agent {
     // How often should we send keepalive packets?
     // 0 means never
     pub(crate) keepalive_interval: Duration,
+    /// mesh patch: the shared grid consent checks go on (`AgentConfig::consent_phase`).
+    pub(crate) consent_phase: Option<Instant>,
     // When the last STUN consent ping was sent.
     pub(crate) last_consent_sent: Instant,
     // How often should we run our internal taskLoop to check for state changes when connecting
@@ -342,6 +344,7 @@ impl Agent {
             } else {
                 config.check_interval
             },
+            consent_phase: config.consent_phase,
             last_consent_sent: now,
             checking_duration: now,
             last_checking_time: now,
@@ -1019,7 +1022,15 @@ impl Agent {
         if self.keepalive_interval == Duration::ZERO {
             return None;
         }
-        let consent = self.last_consent_sent + CONSENT_INTERVAL.max(self.keepalive_interval);
+        let interval = CONSENT_INTERVAL.max(self.keepalive_interval);
+        let consent = match self.consent_phase {
+            // The first grid point at least four fifths of an interval on (RFC 7675 allows
+            // 0.8 to 1.2 times the pace): once on the grid, every interval.
+            Some(phase) => {
+                grid_point_from(phase, interval, self.last_consent_sent + interval * 4 / 5)
+            }
+            None => self.last_consent_sent + interval,
+        };
         let quiet = last_received.max(self.last_consent_sent) + self.keepalive_interval;
         Some(consent.min(quiet))
     }
@@ -1702,4 +1713,15 @@ impl Agent {
 
         best_pair_index
     }
+}
+
+/// mesh patch: the first point of the grid `phase + k * step` (k any integer) at or after `at`.
+fn grid_point_from(phase: Instant, step: Duration, at: Instant) -> Instant {
+    let step_ns = step.as_nanos().max(1);
+    if at <= phase {
+        let back = (phase - at).as_nanos() / step_ns;
+        return phase - Duration::from_nanos((back * step_ns) as u64);
+    }
+    let ahead = (at - phase).as_nanos().div_ceil(step_ns);
+    phase + Duration::from_nanos((ahead * step_ns) as u64)
 }

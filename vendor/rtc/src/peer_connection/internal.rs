@@ -86,6 +86,7 @@ impl RTCPeerConnection {
             disconnected_timeout: setting_engine.timeout.ice_disconnected_timeout,
             failed_timeout: setting_engine.timeout.ice_failed_timeout,
             keepalive_interval: setting_engine.timeout.ice_keepalive_interval,
+            consent_phase: setting_engine.timeout.ice_consent_phase,
             candidate_types,
             network_types,
             check_interval: setting_engine

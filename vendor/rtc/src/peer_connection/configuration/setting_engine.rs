@@ -142,6 +142,9 @@ pub struct Timeout {
     /// Default: 2 seconds. If media is flowing, no keepalives are sent.
     pub ice_keepalive_interval: Option<Duration>,
 
+    /// mesh patch: the grid consent checks go on (see `with_ice_consent_phase`).
+    pub ice_consent_phase: Option<std::time::Instant>,
+
     /// Controls how often ICE sends binding requests for a candidate pair.
     /// When combined with `ice_max_binding_requests`, controls how long ICE will attempt
     /// to connect a candidate.
@@ -576,6 +579,15 @@ impl SettingEngineBuilder {
         self.0.timeout.ice_disconnected_timeout = disconnected_timeout;
         self.0.timeout.ice_failed_timeout = failed_timeout;
         self.0.timeout.ice_keepalive_interval = keep_alive_interval;
+        self
+    }
+
+    /// mesh patch: an instant on a grid every connection of the application shares (the wall
+    /// clock's whole seconds, say). ICE consent checks then go only at its points, 5 s apart,
+    /// so all connections check in one wake-up rather than each on its own schedule; with
+    /// clocks in step, so do their peers. `None` (the default): each on its own.
+    pub fn with_ice_consent_phase(mut self, phase: Option<std::time::Instant>) -> Self {
+        self.0.timeout.ice_consent_phase = phase;
         self
     }
 
