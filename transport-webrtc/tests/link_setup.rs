@@ -355,12 +355,14 @@ fn consent_checks_go_on_the_wall_clocks_grid_at_both_ends_together() {
     let phase = mesh_core::wall_clock_phase(CONSENT_INTERVAL).expect("a clock past the epoch");
     let mut wire = link(t0, Duration::ZERO);
     assert_heard_within(t0, &wire, budget(3), "before the consent checks");
-    // Then a message each way on every whole second, as a link's heartbeats go, for 16 s.
+    // Then a message each way on every whole second, as a link's heartbeats go, for 27 s. Each
+    // end is on the grid 9 s in at the latest (4 s after its last keep-alive of the idle time
+    // before, then up to 5 s to a grid point); the checks after 10 s are compared.
     let second = Duration::from_secs(1).as_nanos();
     let start = wire.now;
     let mut beat =
         phase + Duration::from_nanos((start.duration_since(phase).as_nanos() / second + 1) as u64 * 1_000_000_000);
-    while beat < start + Duration::from_secs(16) {
+    while beat < start + Duration::from_secs(27) {
         wire.run_until(beat);
         for end in &mut wire.ends {
             let id = end.channel.expect("an open channel");
@@ -369,9 +371,10 @@ fn consent_checks_go_on_the_wall_clocks_grid_at_both_ends_together() {
         beat += Duration::from_secs(1);
     }
     wire.run_until(beat);
+    let on_grid = start + Duration::from_secs(10);
     let checks: Vec<Vec<Instant>> =
-        wire.ends.iter().map(|e| e.binding_requests.iter().copied().filter(|t| *t > start).collect()).collect();
-    assert!(checks[0].len() >= 3, "a consent check every 5 s for 16 s: {checks:?}");
+        wire.ends.iter().map(|e| e.binding_requests.iter().copied().filter(|t| *t > on_grid).collect()).collect();
+    assert!(checks[0].len() >= 3, "a consent check every 5 s for 17 s: {checks:?}");
     // (Each end's grid comes from its own reading of the clocks: a few nanoseconds apart.)
     let together = checks[0].len() == checks[1].len()
         && checks[0].iter().zip(&checks[1]).all(|(a, b)| a.max(b).duration_since(*a.min(b)) < Duration::from_millis(1));
