@@ -24,7 +24,9 @@ pub mod testing;
 
 pub use config::{IcePolicy, IceServer, Mdns, WebRtcConfig};
 pub use link::WebRtcLink;
-pub use peer::{stack_settings, CONSENT_INTERVAL};
+pub use peer::stack_settings;
+/// The pace of ICE consent checks on an open link (RFC 7675's 5 s), on the wall clock's grid.
+pub use rtc_ice::agent::agent_config::CONSENT_INTERVAL;
 
 use async_trait::async_trait;
 use link::LinkSetup;

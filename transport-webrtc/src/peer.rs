@@ -5,6 +5,7 @@ use crate::config::{IcePolicy, Mdns, WebRtcConfig};
 use crate::runtime::BufferedRuntime;
 use mesh_core::TransportError;
 use rtc::peer_connection::transport::RTCDtlsRole;
+use rtc_ice::agent::agent_config::CONSENT_INTERVAL;
 use rtc_ice::mdns::MulticastDnsMode;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
@@ -23,8 +24,6 @@ const RELIABLE_STREAM: u16 = 0;
 const HEARTBEAT_STREAM: u16 = 1;
 /// How long an unacknowledged heartbeat is retransmitted before it is abandoned, in ms.
 const HEARTBEAT_LIFETIME_MS: u16 = 1_000;
-/// The pace of ICE consent checks on an open link (RFC 7675's 5 s), on the wall clock's grid.
-pub const CONSENT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The stack settings every link's peer connection uses: ICE pace and timeouts, DTLS roles, the
 /// SCTP window. Public so that tests can drive the stack's sans-IO core exactly as a link does.
@@ -33,16 +32,18 @@ pub fn stack_settings(config: &WebRtcConfig, mdns: bool) -> SettingEngine {
     // number of checks keeps the give-up time per candidate pair near ICE's usual 1.4 s.
     let check = Duration::from_millis(config.ice_check_interval_ms);
     let binding_requests = (1_400 / config.ice_check_interval_ms).clamp(7, 200) as u16;
+    let keepalive = Duration::from_millis(config.keepalive_ms);
     SettingEngineBuilder::new()
         .with_ice_timeouts(
             Some(Duration::from_millis(config.disconnected_timeout_ms)),
             Some(Duration::from_millis(config.failed_timeout_ms)),
-            Some(Duration::from_millis(config.keepalive_ms)),
+            Some(keepalive),
         )
         .with_ice_connection_attempts(Some(check), Some(binding_requests))
-        // Consent checks on the wall clock's 5 s grid, which is on the heartbeats' (BEHAVIOUR
-        // 19): every link of a worker, and its peers', checks in the wake-up of a heartbeat.
-        .with_ice_consent_phase(mesh_core::wall_clock_phase(CONSENT_INTERVAL))
+        // Consent checks on the wall clock's grid of their interval (5 s, or the keep-alive's
+        // if longer), which is on the heartbeats' (BEHAVIOUR 19): every link of a worker, and
+        // its peers', checks in the wake-up of a heartbeat.
+        .with_ice_consent_phase(mesh_core::wall_clock_phase(CONSENT_INTERVAL.max(keepalive)))
         // A peer's check often lands before its trickled candidate, making the pair
         // peer-reflexive; the default 1 s wait before accepting such a pair only delays us.
         .with_prflx_acceptance_min_wait(Some(Duration::ZERO))

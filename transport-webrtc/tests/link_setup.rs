@@ -358,10 +358,8 @@ fn consent_checks_go_on_the_wall_clocks_grid_at_both_ends_together() {
     // Then a message each way on every whole second, as a link's heartbeats go, for 27 s. Each
     // end is on the grid 9 s in at the latest (4 s after its last keep-alive of the idle time
     // before, then up to 5 s to a grid point); the checks after 10 s are compared.
-    let second = Duration::from_secs(1).as_nanos();
     let start = wire.now;
-    let mut beat =
-        phase + Duration::from_nanos((start.duration_since(phase).as_nanos() / second + 1) as u64 * 1_000_000_000);
+    let mut beat = phase + Duration::from_secs(start.duration_since(phase).as_secs() + 1);
     while beat < start + Duration::from_secs(27) {
         wire.run_until(beat);
         for end in &mut wire.ends {

@@ -14,7 +14,7 @@ pub(crate) const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// mesh patch: the longest a selected pair goes without a consent check (RFC 7675 section 5.1's
 /// 5 s pace), however much other traffic it carries.
-pub(crate) const CONSENT_INTERVAL: Duration = Duration::from_secs(5);
+pub const CONSENT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The default time till an Agent transitions disconnected.
 pub(crate) const DEFAULT_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,10 +94,11 @@ pub struct AgentConfig {
     pub keepalive_interval: Option<Duration>,
 
     /// mesh patch: an instant on a grid every agent of the application shares (for example the
-    /// wall clock's whole seconds since the epoch). Consent checks then go only at its points,
-    /// `CONSENT_INTERVAL` apart: every connection of a process (and, with clocks in step,
-    /// every peer's) checks in the same wake-up instead of each on its own schedule. `None`:
-    /// each agent's checks go `CONSENT_INTERVAL` after its previous one.
+    /// wall clock's whole multiples of the interval since the epoch). Consent checks then go
+    /// only at its points, `CONSENT_INTERVAL` (or `keepalive_interval`, if longer) apart:
+    /// every connection of a process (and, with clocks in step, every peer's) checks in the
+    /// same wake-up instead of each on its own schedule. `None`: each agent's checks go an
+    /// interval after its previous one.
     pub consent_phase: Option<Instant>,
 
     /// An optional configuration for disabling or enabling support for specific candidate types.

@@ -583,9 +583,10 @@ impl SettingEngineBuilder {
     }
 
     /// mesh patch: an instant on a grid every connection of the application shares (the wall
-    /// clock's whole seconds, say). ICE consent checks then go only at its points, 5 s apart,
-    /// so all connections check in one wake-up rather than each on its own schedule; with
-    /// clocks in step, so do their peers. `None` (the default): each on its own.
+    /// clock's whole multiples of the interval since the epoch, say). ICE consent checks then go
+    /// only at its points, 5 s apart (the keep-alive interval apart, if that is longer), so all
+    /// connections check in one wake-up rather than each on its own schedule; with clocks in
+    /// step, so do their peers. `None` (the default): each on its own.
     pub fn with_ice_consent_phase(mut self, phase: Option<std::time::Instant>) -> Self {
         self.0.timeout.ice_consent_phase = phase;
         self
