@@ -1,5 +1,5 @@
 //! One link's whole set-up, ICE to the first message each end hears, between two of the stack's
-//! sans-IO peer connections with the settings a link uses ([`stack_settings`]), on a simulated
+//! sans-IO peer connections with the settings a link uses (`stack_settings`), on a simulated
 //! wire in virtual time: how many round trips it costs, and that packets the wire reorders cost
 //! none. Each end sends a message the moment its channel opens, as a link sends HELLO, and the
 //! link is open at an end when it hears the other's. Once open, when its ICE consent checks go.
@@ -10,17 +10,10 @@
 //! flight sent beside a STUN response overtakes it.
 
 use base64::Engine;
-use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
-use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
-use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use transport_webrtc::{stack_settings, WebRtcConfig, CONSENT_INTERVAL};
+use transport_webrtc::testing::wire::{Pick, Timing, Wire};
+use transport_webrtc::CONSENT_INTERVAL;
 
 /// One-way delay of every packet between the peers.
 const ONE_WAY: Duration = Duration::from_millis(40);
@@ -35,146 +28,6 @@ const STUN_LAG: Duration = Duration::from_millis(3);
 const DATA_LEAD: Duration = Duration::from_millis(2);
 /// Virtual time simulated before giving up.
 const HORIZON: Duration = Duration::from_secs(20);
-
-/// One peer connection at one address, and when it first heard the other end on its channel.
-struct End {
-    pc: RTCPeerConnection,
-    addr: SocketAddr,
-    heard_at: Option<Instant>,
-    /// When this end sent each STUN Binding Request.
-    binding_requests: Vec<Instant>,
-    /// The channel, once open.
-    channel: Option<RTCDataChannelId>,
-}
-
-impl End {
-    fn new(t0: Instant, addr: &str) -> End {
-        let settings = stack_settings(&WebRtcConfig::default(), false);
-        let mut pc = RTCPeerConnectionBuilder::new().with_setting_engine(settings).build(t0).expect("peer connection");
-        // The reliable channel, negotiated on stream 0 by both sides, as a link's is.
-        let init = RTCDataChannelInit { negotiated: Some(0), ..Default::default() };
-        pc.create_data_channel("mesh", Some(init)).expect("data channel");
-        End { pc, addr: addr.parse().expect("address"), heard_at: None, binding_requests: Vec::new(), channel: None }
-    }
-
-    /// This end's one host candidate, as it would trickle it.
-    fn candidate(&self) -> RTCIceCandidateInit {
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".into(),
-                address: self.addr.ip().to_string(),
-                port: self.addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .expect("host candidate");
-        RTCIceCandidate::from(&host).to_json().expect("candidate init")
-    }
-}
-
-/// The first byte of a DTLS record of application data (content type 23).
-const APPLICATION_DATA: u8 = 23;
-
-/// Picks out a datagram by its bytes.
-type Pick = fn(&[u8]) -> bool;
-
-/// A packet in flight: when it lands and where.
-struct Flight {
-    at: Instant,
-    to: SocketAddr,
-    from: SocketAddr,
-    bytes: bytes::BytesMut,
-}
-
-/// The two peers and the packets between them.
-struct Wire {
-    now: Instant,
-    ends: [End; 2],
-    air: Vec<Flight>,
-    /// How much sooner DTLS application data lands than other packets sent with it.
-    data_lead: Duration,
-    /// The first datagram this picks out is lost (once).
-    lose: Option<Pick>,
-}
-
-impl Wire {
-    /// Puts every peer's outgoing packets on the wire and notes channels that opened.
-    fn collect(&mut self) {
-        for end in &mut self.ends {
-            while let Some(packet) = end.pc.poll_write() {
-                let stun = packet.message.first().is_some_and(|b| *b < 2);
-                if packet.message.starts_with(&[0, 1]) {
-                    end.binding_requests.push(self.now);
-                }
-                let data = packet.message.first() == Some(&APPLICATION_DATA);
-                let at = self.now + ONE_WAY + if stun { STUN_LAG } else { Duration::ZERO }
-                    - if data { self.data_lead } else { Duration::ZERO };
-                let (to, from) = (packet.transport.peer_addr, packet.transport.local_addr);
-                if self.lose.is_some_and(|pick| pick(&packet.message)) {
-                    self.lose = None;
-                    continue;
-                }
-                self.air.push(Flight { at, to, from, bytes: packet.message });
-            }
-            let mut sent = false;
-            while let Some(event) = end.pc.poll_event() {
-                if let RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) = event {
-                    end.channel = Some(id);
-                    let mut channel = end.pc.data_channel(id).expect("the channel that opened");
-                    channel.send_text(self.now, "hello").expect("a message on an open channel");
-                    sent = true;
-                }
-            }
-            while let Some(message) = end.pc.poll_read() {
-                if let RTCMessage::DataChannelMessage(..) = message.message {
-                    end.heard_at.get_or_insert(self.now);
-                }
-            }
-            // What the message queued leaves with the next round of polling.
-            if sent {
-                return self.collect();
-            }
-        }
-    }
-
-    /// Runs until `until`: delivers packets and fires timers in time order.
-    fn run_until(&mut self, until: Instant) {
-        loop {
-            self.collect();
-            let next_packet = self.air.iter().map(|f| f.at).min();
-            let next_timer = self.ends.iter_mut().filter_map(|e| e.pc.poll_timeout()).min();
-            let Some(next) = [next_packet, next_timer].into_iter().flatten().min().filter(|t| *t <= until) else {
-                self.now = until;
-                return;
-            };
-            self.now = self.now.max(next);
-            let (mut due, later): (Vec<_>, Vec<_>) = self.air.drain(..).partition(|f| f.at <= self.now);
-            self.air = later;
-            due.sort_by_key(|f| f.at);
-            for flight in due {
-                let Some(end) = self.ends.iter_mut().find(|e| e.addr == flight.to) else { continue };
-                let transport = TransportContext {
-                    local_addr: flight.to,
-                    peer_addr: flight.from,
-                    transport_protocol: TransportProtocol::UDP,
-                    ecn: None,
-                };
-                // A packet a peer refuses is its logged rejection, not a test failure.
-                let _ = end.pc.handle_read(TaggedBytesMut { now: self.now, transport, message: flight.bytes });
-            }
-            // Everything that landed at once is read before any event is polled, as the
-            // driver reads a burst of datagrams from its socket.
-            for end in &mut self.ends {
-                if end.pc.poll_timeout().is_some_and(|t| t <= self.now) {
-                    let _ = end.pc.handle_timeout(self.now);
-                }
-            }
-        }
-    }
-}
 
 /// Sets up one link from `t0`, the offer leaving then, and returns the wire after [`HORIZON`].
 fn link(t0: Instant, data_lead: Duration) -> Wire {
@@ -207,34 +60,13 @@ fn link_with(t0: Instant, data_lead: Duration, rogue: Option<Rogue<'_>>) -> Wire
 
 /// [`link_with`], losing the first datagram `lose` picks out.
 fn link_losing(t0: Instant, data_lead: Duration, rogue: Option<Rogue<'_>>, lose: Option<Pick>) -> Wire {
-    let mut offerer = End::new(t0, "198.18.0.1:5000");
-    let answerer = End::new(t0, "198.18.0.2:5000");
-    let mut offer = offerer.pc.create_offer(None).expect("offer");
-    offerer.pc.set_local_description(t0, offer.clone()).expect("local offer");
-    match rogue {
-        Some(Rogue::Value(value)) => offer = with_sctp_init(&offer, value),
-        Some(Rogue::Edit(edit)) => offer = with_sctp_init(&offer, &edit(&offer)),
-        None => {}
-    }
-    offerer.pc.add_local_candidate(offerer.candidate()).expect("offerer's candidate");
-    let offer_candidate = offerer.candidate();
-    let mut wire = Wire { now: t0, ends: [offerer, answerer], air: Vec::new(), data_lead, lose };
-
-    wire.run_until(t0 + SIGNAL);
-    let answerer = &mut wire.ends[1];
-    answerer.pc.set_remote_description(t0 + SIGNAL, offer).expect("remote offer");
-    answerer.pc.add_remote_candidate(offer_candidate).expect("offerer's candidate at the answerer");
-    let answer = answerer.pc.create_answer(None).expect("answer");
-    answerer.pc.set_local_description(t0 + SIGNAL, answer.clone()).expect("local answer");
-    let candidate = answerer.candidate();
-    answerer.pc.add_local_candidate(candidate.clone()).expect("answerer's candidate");
-
-    wire.run_until(t0 + 2 * SIGNAL);
-    let offerer = &mut wire.ends[0];
-    offerer.pc.set_remote_description(t0 + 2 * SIGNAL, answer).expect("remote answer");
-    offerer.pc.add_remote_candidate(candidate).expect("answerer's candidate at the offerer");
-    wire.run_until(t0 + HORIZON);
-    wire
+    let timing = Timing { one_way: ONE_WAY, signal: SIGNAL, stun_lag: STUN_LAG, data_lead };
+    let edit = move |offer: RTCSessionDescription| match &rogue {
+        Some(Rogue::Value(value)) => with_sctp_init(&offer, value),
+        Some(Rogue::Edit(edit)) => with_sctp_init(&offer, &edit(&offer)),
+        None => offer,
+    };
+    Wire::link(t0, timing, Some(&edit), lose, t0 + HORIZON)
 }
 
 /// `rtts` round trips, plus the two STUN lags a link may meet and 5 ms for processing.
@@ -363,8 +195,7 @@ fn consent_checks_go_on_the_wall_clocks_grid_at_both_ends_together() {
     while beat < start + Duration::from_secs(27) {
         wire.run_until(beat);
         for end in &mut wire.ends {
-            let id = end.channel.expect("an open channel");
-            end.pc.data_channel(id).expect("the channel").send_text(beat, "beat").expect("a message");
+            end.send(beat, "beat");
         }
         beat += Duration::from_secs(1);
     }

@@ -6,6 +6,7 @@
 
 mod anchor;
 mod breakdown;
+mod floor;
 mod job;
 mod labxfer;
 mod lines;
@@ -51,6 +52,9 @@ enum Bench {
     /// One process of `transfer --lab` inside the lab (run by the bench itself).
     #[command(hide = true)]
     LabPeer(labxfer::PeerArgs),
+    /// One process of `idle --floor`'s sockets part (run by the bench itself).
+    #[command(hide = true)]
+    FloorPeer(floor::PeerArgs),
     /// Seeded failure schedules in the deterministic simulator: invariants checked, failures.
     Sim(sim::SimArgs),
 }
@@ -101,7 +105,7 @@ pub fn quantile(samples: &mut [f64], q: f64) -> f64 {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if !matches!(args.bench, Bench::Sim(_)) {
+    if !matches!(args.bench, Bench::Sim(_) | Bench::FloorPeer(_)) {
         init_logging(); // the simulator's nodes would log millions of lines
     }
     let result = match args.bench {
@@ -115,6 +119,7 @@ async fn main() -> ExitCode {
         Bench::Transfer(a) => transfer::run(a).await,
         Bench::Job(a) => tokio::task::block_in_place(|| job::run(a)),
         Bench::LabPeer(a) => labxfer::peer(a).await,
+        Bench::FloorPeer(a) => tokio::task::block_in_place(|| floor::peer(a)),
         Bench::Sim(a) => tokio::task::block_in_place(|| sim::run(a)),
     };
     exit("mesh-bench", result)

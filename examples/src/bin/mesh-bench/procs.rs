@@ -136,6 +136,10 @@ pub(crate) struct IdleArgs {
     /// run (`anchors/matchbox`, built on first use: a few minutes).
     #[arg(long)]
     anchor: bool,
+    /// Then measure the same traffic without the transport's runtime: bare UDP processes, and
+    /// the stack's sans-IO core on a simulated wire (see `floor.rs`).
+    #[arg(long)]
+    floor: bool,
 }
 
 /// CPU time each idle worker process uses, as a share of one core, and its wake-ups; with
@@ -168,12 +172,32 @@ pub(crate) fn idle(args: IdleArgs) -> Result<(), String> {
             woken.median() / base_woken.median()
         );
     }
+    if args.floor {
+        let (sockets, sockets_woken) = crate::floor::sockets(n, secs)?;
+        println!(
+            "idle floor, sockets: {n} processes, a datagram to each peer every second and its answer (4 per link-second): CPU per process, % of a core  min/median/max {}  wake-ups per process per s {}",
+            sockets.summary(3),
+            sockets_woken.summary(0),
+        );
+        let (per_link_us, datagrams, wakes) = crate::floor::core()?;
+        let core = per_link_us * (n - 1) as f64 / 1e4; // µs per s, as % of a core
+        println!(
+            "idle floor, the stack's sans-IO core: {per_link_us:.1} µs per end per link-second ({datagrams:.1} datagrams sent, {wakes:.1} instants with work at either end), {core:.3} % of a core for {} links",
+            n - 1
+        );
+        println!(
+            "idle floor: sockets + core {:.3} % of a core, against the worker's {:.3} % in this run ({:.2}x)",
+            sockets.median() + core,
+            share.median(),
+            (sockets.median() + core) / share.median()
+        );
+    }
     Ok(())
 }
 
 /// After 2 s for set-up's work to finish, each process's CPU share (% of a core) and wake-ups
 /// per second over `secs`; and the seconds measured.
-fn idle_cost(pids: &[u32], secs: Duration) -> Result<(Samples, Samples, f64), String> {
+pub(crate) fn idle_cost(pids: &[u32], secs: Duration) -> Result<(Samples, Samples, f64), String> {
     std::thread::sleep(Duration::from_secs(2));
     let read = |pid: u32| {
         let cpu = cpu_time_of(pid).ok_or_else(|| format!("no /proc schedstat for pid {pid}"))?;

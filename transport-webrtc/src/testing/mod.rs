@@ -1,5 +1,8 @@
 //! Support for tests and benchmarks: two links of this transport joined by an in-process signal
-//! ferry, the way a signaler would join them.
+//! ferry, the way a signaler would join them; and ([`wire`]) two of the stack's sans-IO peer
+//! connections on a simulated wire in virtual time.
+
+pub mod wire;
 
 use mesh_core::{Link, LinkHandle, PeerId, SignalBody, Transport, TransportError};
 use std::sync::{Arc, Weak};
