@@ -1,7 +1,9 @@
 //! Support for tests and benchmarks: two links of this transport joined by an in-process signal
-//! ferry, the way a signaler would join them; and ([`wire`]) two of the stack's sans-IO peer
-//! connections on a simulated wire in virtual time.
+//! ferry, the way a signaler would join them; ([`wire`]) two of the stack's sans-IO peer
+//! connections on a simulated wire in virtual time; and ([`shared`]) many of them on one real
+//! socket, driven by one thread.
 
+pub mod shared;
 pub mod wire;
 
 use mesh_core::{Link, LinkHandle, PeerId, SignalBody, Transport, TransportError};

@@ -55,37 +55,19 @@ pub struct End {
 }
 
 impl End {
-    fn new(t0: Instant, addr: &str) -> End {
+    /// A peer connection with a link's settings and its reliable channel, at `addr`.
+    pub fn new(t0: Instant, addr: SocketAddr) -> End {
         let settings = crate::stack_settings(&WebRtcConfig::default(), false);
         let mut pc = RTCPeerConnectionBuilder::new().with_setting_engine(settings).build(t0).expect("peer connection");
         // The reliable channel, negotiated on stream 0 by both sides, as a link's is.
         let init = RTCDataChannelInit { negotiated: Some(0), ..Default::default() };
         pc.create_data_channel("mesh", Some(init)).expect("data channel");
-        End {
-            pc,
-            addr: addr.parse().expect("address"),
-            heard_at: None,
-            binding_requests: Vec::new(),
-            datagrams: 0,
-            channel: None,
-        }
+        End { pc, addr, heard_at: None, binding_requests: Vec::new(), datagrams: 0, channel: None }
     }
 
     /// This end's one host candidate, as it would trickle it.
-    fn candidate(&self) -> RTCIceCandidateInit {
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".into(),
-                address: self.addr.ip().to_string(),
-                port: self.addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .expect("host candidate");
-        RTCIceCandidate::from(&host).to_json().expect("candidate init")
+    pub fn candidate(&self) -> RTCIceCandidateInit {
+        host_candidate(self.addr)
     }
 
     /// Sends `text` on the open channel at `now`.
@@ -93,6 +75,23 @@ impl End {
         let id = self.channel.expect("an open channel");
         self.pc.data_channel(id).expect("the channel").send_text(now, text).expect("a message on an open channel");
     }
+}
+
+/// A host candidate at `addr`, as a peer would trickle it.
+pub fn host_candidate(addr: SocketAddr) -> RTCIceCandidateInit {
+    let host = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".into(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .expect("host candidate");
+    RTCIceCandidate::from(&host).to_json().expect("candidate init")
 }
 
 /// A packet in flight: when it lands and where.
@@ -129,8 +128,8 @@ impl Wire {
         lose: Option<Pick>,
         until: Instant,
     ) -> Wire {
-        let mut offerer = End::new(t0, "198.18.0.1:5000");
-        let answerer = End::new(t0, "198.18.0.2:5000");
+        let mut offerer = End::new(t0, SocketAddr::from(([198, 18, 0, 1], 5000)));
+        let answerer = End::new(t0, SocketAddr::from(([198, 18, 0, 2], 5000)));
         let mut offer = offerer.pc.create_offer(None).expect("offer");
         offerer.pc.set_local_description(t0, offer.clone()).expect("local offer");
         if let Some(edit) = edit {

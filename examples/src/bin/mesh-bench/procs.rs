@@ -191,6 +191,14 @@ pub(crate) fn idle(args: IdleArgs) -> Result<(), String> {
             share.median(),
             (sockets.median() + core) / share.median()
         );
+        let (stack, stack_woken) = crate::floor::stack(n, secs)?;
+        println!(
+            "idle floor, the stack on one socket and one thread: {n} processes, {} connections each, a heartbeat on each every second: CPU per process, % of a core  min/median/max {}  wake-ups per process per s {}  ({:.2}x the worker's)",
+            n - 1,
+            stack.summary(3),
+            stack_woken.summary(0),
+            stack.median() / share.median()
+        );
     }
     Ok(())
 }
