@@ -7,13 +7,12 @@
 
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use rtc_ice::candidate::candidate_host::CandidateHostConfig;
-use rtc_ice::candidate::{Candidate, CandidateConfig};
 use rtc_ice::mdns::MulticastDnsMode;
 use rtc_ice::{Agent, AgentConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use transport_webrtc::testing::wire::host;
 
 /// One-way delay of every packet on the wire.
 const ONE_WAY: Duration = Duration::from_millis(40);
@@ -52,21 +51,6 @@ impl End {
         self.agent.start_connectivity_checks(now, controlling, ufrag, pwd).expect("start checks");
         self.agent.add_remote_candidate(host(peer)).expect("remote candidate");
     }
-}
-
-fn host(addr: SocketAddr) -> Candidate {
-    CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".into(),
-            address: addr.ip().to_string(),
-            port: addr.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()
-    .expect("host candidate")
 }
 
 /// A packet in flight: when it lands, and its bytes, addressed by its transport context.

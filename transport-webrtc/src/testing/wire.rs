@@ -77,9 +77,9 @@ impl End {
     }
 }
 
-/// A host candidate at `addr`, as a peer would trickle it.
-pub fn host_candidate(addr: SocketAddr) -> RTCIceCandidateInit {
-    let host = CandidateHostConfig {
+/// The ICE host candidate at `addr`.
+pub fn host(addr: SocketAddr) -> rtc_ice::candidate::Candidate {
+    CandidateHostConfig {
         base_config: CandidateConfig {
             network: "udp".into(),
             address: addr.ip().to_string(),
@@ -90,8 +90,12 @@ pub fn host_candidate(addr: SocketAddr) -> RTCIceCandidateInit {
         ..Default::default()
     }
     .new_candidate_host()
-    .expect("host candidate");
-    RTCIceCandidate::from(&host).to_json().expect("candidate init")
+    .expect("host candidate")
+}
+
+/// The host candidate at `addr`, as a peer would trickle it.
+pub fn host_candidate(addr: SocketAddr) -> RTCIceCandidateInit {
+    RTCIceCandidate::from(&host(addr)).to_json().expect("candidate init")
 }
 
 /// A packet in flight: when it lands and where.
