@@ -3,9 +3,9 @@
 
 use crate::config::{IcePolicy, Mdns, WebRtcConfig};
 use crate::runtime::BufferedRuntime;
+use crate::CONSENT_INTERVAL;
 use mesh_core::TransportError;
 use rtc::peer_connection::transport::RTCDtlsRole;
-use rtc_ice::agent::agent_config::CONSENT_INTERVAL;
 use rtc_ice::mdns::MulticastDnsMode;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};

@@ -1,7 +1,8 @@
 //! Many of the stack's peer connections on one UDP socket, driven by one thread with no async
 //! runtime: what a worker's links could cost if this crate drove the sans-IO core itself.
 //! `mesh-bench idle --floor` runs one of these per process, a heartbeat-sized message on every
-//! open channel each second of the wall clock, and measures its CPU beside the workers'.
+//! open channel each second of the wall clock (`mesh_core::wall_clock_phase`, as heartbeats
+//! go), and measures its CPU beside the workers'.
 //!
 //! Datagrams are demultiplexed by their source address: each peer here has one socket, so a
 //! remote address names one connection. (A real driver would also route ICE checks that arrive
@@ -15,7 +16,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The connections of one process and their socket.
 pub struct SharedSocket {
@@ -180,8 +181,8 @@ impl SharedSocket {
     }
 }
 
-/// The next whole second of the wall clock, as an instant.
+/// The next whole second of the wall clock, as an instant (on the heartbeats' grid).
 fn next_whole_second() -> Instant {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    Instant::now() + Duration::from_secs(since.as_secs() + 1).saturating_sub(since)
+    const SECOND: Duration = Duration::from_secs(1);
+    mesh_core::wall_clock_phase(SECOND).unwrap_or_else(Instant::now) + SECOND
 }

@@ -1,5 +1,5 @@
 //! `mesh-bench idle --floor`: what an idle worker's traffic costs without the transport's
-//! runtime, measured beside the workers in the same run. Two parts:
+//! runtime, measured beside the workers in the same run. Three parts:
 //! - sockets: N processes (`mesh-bench floor-peer`), one UDP socket each; on every whole second
 //!   of the wall clock each sends a 100-byte datagram to every other, which answers it with a
 //!   50-byte one: the four datagrams per link-second a heartbeat each way and their SCTP
@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use transport_webrtc::testing::shared::SharedSocket;
 use transport_webrtc::testing::wire::{Timing, Wire};
 
@@ -43,8 +43,9 @@ pub(crate) struct PeerArgs {
     stack: bool,
 }
 
-/// `floor-peer`: binds a loopback UDP socket, prints its port, reads the peers' addresses (one
-/// line, space-separated) from stdin, then beats and answers until `secs` have passed.
+/// `floor-peer`: binds a loopback UDP socket and prints its port; then, with `--stack`, see
+/// [`stack_peer`]; without, reads the peers' addresses (one line, space-separated) from stdin,
+/// then beats and answers until `secs` have passed.
 pub(crate) fn peer(args: PeerArgs) -> Result<(), String> {
     if args.stack {
         return stack_peer(args.secs);
@@ -57,13 +58,12 @@ pub(crate) fn peer(args: PeerArgs) -> Result<(), String> {
     let peers: Vec<SocketAddr> = line.split_whitespace().filter_map(|a| a.parse().ok()).collect();
     let end = Instant::now() + Duration::from_secs(args.secs);
     let mut buf = [0u8; 2048];
+    let second = Duration::from_secs(1);
     while Instant::now() < end {
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?;
-        let next = Duration::from_secs(since.as_secs() + 1);
-        // Answer beats until the next whole second, then beat.
-        loop {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?;
-            let Some(wait) = next.checked_sub(now).filter(|w| !w.is_zero()) else { break };
+        // The next whole second of the wall clock, where heartbeats go.
+        let next = mesh_core::wall_clock_phase(second).ok_or("a clock before the epoch")? + second;
+        // Answer beats until then, then beat.
+        while let Some(wait) = next.checked_duration_since(Instant::now()).filter(|w| !w.is_zero()) {
             socket.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
             match socket.recv_from(&mut buf) {
                 Ok((len, from)) if len == BEAT.len() => {

@@ -52,7 +52,7 @@ enum Bench {
     /// One process of `transfer --lab` inside the lab (run by the bench itself).
     #[command(hide = true)]
     LabPeer(labxfer::PeerArgs),
-    /// One process of `idle --floor`'s sockets part (run by the bench itself).
+    /// One process of `idle --floor`'s sockets or stack part (run by the bench itself).
     #[command(hide = true)]
     FloorPeer(floor::PeerArgs),
     /// Seeded failure schedules in the deterministic simulator: invariants checked, failures.

@@ -136,8 +136,9 @@ pub(crate) struct IdleArgs {
     /// run (`anchors/matchbox`, built on first use: a few minutes).
     #[arg(long)]
     anchor: bool,
-    /// Then measure the same traffic without the transport's runtime: bare UDP processes, and
-    /// the stack's sans-IO core on a simulated wire (see `floor.rs`).
+    /// Then measure the same traffic without the transport's runtime: bare UDP processes, the
+    /// stack's sans-IO core on a simulated wire, and the stack on one socket and one thread per
+    /// process (see `floor.rs`).
     #[arg(long)]
     floor: bool,
 }
